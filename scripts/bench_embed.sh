@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Benchmark: embeddings per second for all-MiniLM-L6-v2 on 1,000 real passages
+# (20-250 tokens, from Debian's python3.11-doc), `uae embed` (release, flex CPU
+# backend) against sentence-transformers (PyTorch CPU fp32), same machine,
+# same run. Prints both figures and the ratio. Needs the reference venv:
+# assets/setup-reference-env.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export UAE_CACHE="${UAE_CACHE:-$HOME/.cache/uae}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$UAE_CACHE/target}"
+py="$UAE_CACHE/venv/bin/python"
+[ -x "$py" ] || assets/setup-reference-env.sh
+model="$(assets/fetch.sh minilm | tail -n1)"
+passages="$UAE_CACHE/data/passages-1000.jsonl"
+[ -s "$passages" ] || "$py" assets/make_passages.py -n 1000 -o "$passages"
+cargo build --release -p uae-cli >&2
+uae="$CARGO_TARGET_DIR/release/uae"
+batch_tokens="${BATCH_TOKENS:-4096}"
+
+best_uae=""
+for _ in 1 2 3; do
+    line="$("$uae" embed --model "$model" --input "$passages" --output /dev/null --batch-tokens "$batch_tokens" 2>&1 | grep '^embedded')"
+    rate="$(echo "$line" | sed -E 's/.*\(([0-9.]+) texts\/s\).*/\1/')"
+    best_uae="$(python3 -c "print(max(float('$rate'), float('${best_uae:-0}')))")"
+done
+ref="$("$py" assets/bench_embed_reference.py --model "$model" --input "$passages" --batch-size 32 --repeats 3)"
+ref_rate="$(echo "$ref" | python3 -c 'import json,sys; print(json.load(sys.stdin)["per_second"])')"
+python3 - "$best_uae" "$ref_rate" "$ref" "$batch_tokens" <<'PY'
+import json, os, sys
+uae, ref, info, bt = float(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
+print(json.dumps({"uae_per_second": uae, "uae_batch_tokens": int(bt),
+                  "sentence_transformers_per_second": ref, "ratio": round(uae / ref, 3),
+                  "cores": os.cpu_count(), "reference": info}))
+PY

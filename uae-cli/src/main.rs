@@ -1,0 +1,43 @@
+//! `uae`: utility-aligned embeddings from one binary. This file parses the
+//! command line and dispatches; the work is done in the library crates.
+
+mod device;
+mod embed;
+mod progress;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Train retrieval embeddings that predict what helps an LLM answer.
+#[derive(Parser)]
+#[command(name = "uae", version, about)]
+struct Cli {
+    /// Where tensors run: cpu, vulkan, metal, wgpu or cuda, optionally with a
+    /// GPU index (cuda:1). Only the backends this binary was built with work.
+    #[arg(long, global = true, env = "BURN_DEVICE", default_value = "cpu")]
+    device: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Embed texts from a JSONL file with a bi-encoder.
+    Embed(embed::EmbedArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(err) = run(cli) {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let device = device::parse_device(&cli.device)?;
+    match cli.command {
+        Command::Embed(args) => embed::run(args, &device),
+    }
+}

@@ -1,0 +1,62 @@
+//! Length-sorted batching under a token budget.
+//!
+//! Padding costs compute, so inputs of similar length go together: indices are
+//! sorted by length (longest first, so a batch that does not fit in memory
+//! fails at once rather than at the end) and cut into batches whose padded
+//! size `batch_len * longest` stays within the budget. Each batch keeps the
+//! original indices so results can be put back in input order.
+
+/// Groups the inputs whose token counts are `lengths` into batches of indices.
+/// Every batch holds at least one input, even one longer than `budget`.
+pub fn token_budget_batches(lengths: &[usize], budget: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    // Stable sort: equal lengths keep input order, so batching is deterministic.
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    let mut longest = 0;
+    for i in order {
+        let len = lengths[i].max(1);
+        let widest = longest.max(len);
+        if !current.is_empty() && (current.len() + 1) * widest > budget {
+            batches.push(std::mem::take(&mut current));
+            longest = 0;
+        }
+        longest = longest.max(len);
+        current.push(i);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_input_lands_in_exactly_one_batch_within_budget() {
+        let lengths = [5, 100, 3, 40, 40, 7, 1, 0, 64];
+        let batches = token_budget_batches(&lengths, 128);
+        let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
+        seen.sort();
+        assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
+        for batch in &batches {
+            let longest = batch.iter().map(|&i| lengths[i].max(1)).max().unwrap();
+            assert!(batch.len() == 1 || batch.len() * longest <= 128, "{batch:?}");
+        }
+    }
+
+    #[test]
+    fn oversized_input_gets_its_own_batch() {
+        let batches = token_budget_batches(&[10, 500, 10], 100);
+        assert_eq!(batches, vec![vec![1], vec![0, 2]]);
+    }
+
+    #[test]
+    fn lengths_are_sorted_longest_first() {
+        let batches = token_budget_batches(&[1, 2, 3, 4], 1000);
+        assert_eq!(batches, vec![vec![3, 2, 1, 0]]);
+    }
+}

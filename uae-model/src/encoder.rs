@@ -1,0 +1,165 @@
+//! The bi-encoder: tokenizer, BERT, pooling and normalisation behind one call
+//! that turns texts into embeddings.
+
+use anyhow::{Result, bail};
+use burn::prelude::*;
+
+use crate::batch::token_budget_batches;
+use crate::bert::{BertConfig, BertModel, TokenBatch};
+use crate::pooling::{l2_normalize, pool};
+use crate::sentence::{Pooling, SentenceConfig};
+use crate::source::ModelDir;
+use crate::tokenize::TextTokenizer;
+
+/// Whether a text is a query or a passage; they may get different prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextRole {
+    /// A search query.
+    Query,
+    /// A passage of the corpus.
+    Passage,
+}
+
+/// Choices a user may override when loading a bi-encoder.
+#[derive(Debug, Clone, Default)]
+pub struct EncoderOptions {
+    /// Truncate inputs to this many tokens instead of the model's maximum.
+    pub max_length: Option<usize>,
+    /// Replace the model's query prefix.
+    pub query_prefix: Option<String>,
+    /// Replace the model's passage prefix.
+    pub passage_prefix: Option<String>,
+}
+
+/// The trainable part of a bi-encoder: BERT plus pooling and normalisation.
+#[derive(Module, Debug)]
+pub struct SentenceEmbedder {
+    /// The BERT encoder.
+    pub bert: BertModel,
+    /// How token vectors are pooled.
+    #[module(skip)]
+    pub pooling: Pooling,
+    /// Whether sentence vectors are L2-normalised.
+    pub normalize: bool,
+}
+
+impl SentenceEmbedder {
+    /// Sentence embeddings `[batch, hidden]` for a padded batch.
+    pub fn forward(&self, batch: &TokenBatch) -> Tensor<2> {
+        let hidden = self.bert.forward(batch);
+        let pooled = pool(hidden, batch.attention_mask.clone(), self.pooling);
+        if self.normalize { l2_normalize(pooled) } else { pooled }
+    }
+}
+
+/// Embeddings in input order, with the number of inputs that were cut.
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    /// One vector per input text, in input order.
+    pub vectors: Vec<Vec<f32>>,
+    /// How many inputs were longer than the maximum length and truncated.
+    pub truncated: usize,
+}
+
+/// A loaded bi-encoder, ready to embed texts on one device.
+pub struct BiEncoder {
+    /// The modules.
+    pub embedder: SentenceEmbedder,
+    /// The tokenizer, with batch padding and the model's truncation.
+    pub tokenizer: TextTokenizer,
+    /// The BERT configuration.
+    pub config: BertConfig,
+    /// Pooling, normalisation and prefixes.
+    pub sentence: SentenceConfig,
+    /// Where the model came from.
+    pub dir: ModelDir,
+    device: Device,
+}
+
+impl BiEncoder {
+    /// Loads a bi-encoder from a local directory or hub id (see
+    /// [`ModelDir::resolve`]) onto `device`.
+    pub fn load(spec: &str, device: &Device, options: &EncoderOptions) -> Result<Self> {
+        let dir = ModelDir::resolve(spec)?;
+        let config = BertConfig::from_file(&dir.file("config.json"))?;
+        let mut sentence = SentenceConfig::load(&dir)?;
+        if let Some(prefix) = &options.query_prefix {
+            sentence.query_prefix = prefix.clone();
+        }
+        if let Some(prefix) = &options.passage_prefix {
+            sentence.passage_prefix = prefix.clone();
+        }
+        let max_length = match options.max_length {
+            Some(n) if n > config.max_position_embeddings => bail!(
+                "--max-length {n} exceeds the model's {} positions (max_position_embeddings in {})",
+                config.max_position_embeddings,
+                dir.file("config.json").display()
+            ),
+            Some(0) => bail!("--max-length must be at least 1"),
+            Some(n) => n,
+            None => sentence.max_seq_length.unwrap_or(config.max_position_embeddings).min(config.max_position_embeddings),
+        };
+        let tokenizer = TextTokenizer::from_file(&dir.file("tokenizer.json"), max_length)?;
+        let bert = BertModel::load(&config, &dir.file("model.safetensors"), device)?;
+        let embedder = SentenceEmbedder { bert, pooling: sentence.pooling, normalize: sentence.normalize };
+        Ok(Self { embedder, tokenizer, config, sentence, dir, device: device.clone() })
+    }
+
+    /// The maximum number of tokens per input.
+    pub fn max_length(&self) -> usize {
+        self.tokenizer.max_length()
+    }
+
+    /// The embedding width.
+    pub fn dim(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The text as the model sees it, with the role's prefix.
+    pub fn with_prefix(&self, text: &str, role: TextRole) -> String {
+        let prefix = match role {
+            TextRole::Query => &self.sentence.query_prefix,
+            TextRole::Passage => &self.sentence.passage_prefix,
+        };
+        format!("{prefix}{text}")
+    }
+
+    /// Embeds `texts` in batches of at most `batch_tokens` padded tokens,
+    /// longest first, and returns the vectors in input order. `progress` is
+    /// called with the number of texts finished after each batch.
+    pub fn embed(
+        &self,
+        texts: &[String],
+        role: TextRole,
+        batch_tokens: usize,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Embeddings> {
+        let prefixed: Vec<String> = texts.iter().map(|t| self.with_prefix(t, role)).collect();
+        let encoded = self.tokenizer.encode(&prefixed)?;
+        let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
+        let mut vectors = vec![Vec::new(); texts.len()];
+        let pad_id = self.config.pad_token_id as u32;
+        for batch in token_budget_batches(&lengths, batch_tokens) {
+            let ids: Vec<&[u32]> = batch.iter().map(|&i| encoded[i].ids.as_slice()).collect();
+            let types: Vec<&[u32]> = batch.iter().map(|&i| encoded[i].type_ids.as_slice()).collect();
+            let tokens = TokenBatch::pad(&ids, &types, pad_id, &self.device);
+            let out = self.embedder.forward(&tokens);
+            let flat = out
+                .into_data()
+                .try_into_vec_as::<f32>()
+                .map_err(|e| anyhow::anyhow!("cannot read embeddings back from the device: {e:?}"))?;
+            let dim = self.dim();
+            for (row, &i) in batch.iter().enumerate() {
+                vectors[i] = flat[row * dim..(row + 1) * dim].to_vec();
+            }
+            progress(batch.len());
+        }
+        let truncated = encoded.iter().filter(|e| e.truncated).count();
+        Ok(Embeddings { vectors, truncated })
+    }
+}

@@ -1,0 +1,149 @@
+//! Loader and masking tests on tiny random BERT models written by the test
+//! itself in the Hugging Face safetensors layout.
+
+use burn::prelude::*;
+use uae_model::bert::{BertConfig, BertModel, TokenBatch};
+use uae_model::encoder::{BiEncoder, EncoderOptions, TextRole};
+use uae_model::tiny::{TinyBertSpec, write_tiny_bert};
+
+fn tiny(spec: &TinyBertSpec) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_bert(dir.path(), spec).unwrap();
+    dir
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec_as::<f32>().unwrap()
+}
+
+fn safetensor_f32(path: &std::path::Path, name: &str) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensor(name).unwrap().data().chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+#[test]
+fn loader_maps_names_and_transposes_linear_weights() {
+    let dir = tiny(&TinyBertSpec::default());
+    let device = Device::flex();
+    let config = BertConfig::from_file(&dir.path().join("config.json")).unwrap();
+    let weights = dir.path().join("model.safetensors");
+    let model = BertModel::load(&config, &weights, &device).unwrap();
+
+    let word = values(model.embeddings.word_embeddings.weight.val());
+    assert_eq!(word, safetensor_f32(&weights, "embeddings.word_embeddings.weight"));
+
+    // PyTorch stores [out, in]; Burn's Linear holds [in, out].
+    let query_pt = safetensor_f32(&weights, "encoder.layer.1.attention.self.query.weight");
+    let query = model.encoder.layer[1].attention.self_attn.query.weight.val();
+    let [d_in, d_out] = query.dims();
+    let query = values(query);
+    for o in 0..d_out {
+        for i in 0..d_in {
+            assert_eq!(query[i * d_out + o], query_pt[o * d_in + i]);
+        }
+    }
+    let gamma = values(model.encoder.layer[0].output.LayerNorm.gamma.val());
+    assert_eq!(gamma, safetensor_f32(&weights, "encoder.layer.0.output.LayerNorm.weight"));
+}
+
+#[test]
+fn bf16_checkpoint_loads_as_f32() {
+    let f32_dir = tiny(&TinyBertSpec::default());
+    let bf16_dir = tiny(&TinyBertSpec { bf16: true, ..Default::default() });
+    let device = Device::flex();
+    let opts = EncoderOptions::default();
+    let a = BiEncoder::load(f32_dir.path().to_str().unwrap(), &device, &opts).unwrap();
+    let b = BiEncoder::load(bf16_dir.path().to_str().unwrap(), &device, &opts).unwrap();
+    let texts = vec!["how does python code work".to_string()];
+    let ea = a.embed(&texts, TextRole::Query, 512, |_| {}).unwrap();
+    let eb = b.embed(&texts, TextRole::Query, 512, |_| {}).unwrap();
+    // Same seed, weights rounded to bf16: close but not identical.
+    let diff = ea.vectors[0].iter().zip(&eb.vectors[0]).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(diff > 0.0 && diff < 0.05, "{diff}");
+}
+
+#[test]
+fn save_then_load_round_trips() {
+    let dir = tiny(&TinyBertSpec::default());
+    let device = Device::flex();
+    let config = BertConfig::from_file(&dir.path().join("config.json")).unwrap();
+    let model = BertModel::load(&config, &dir.path().join("model.safetensors"), &device).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let saved = out.path().join("model.safetensors");
+    model.save(&saved).unwrap();
+
+    // The saved file has transformers' names and layout.
+    let original = dir.path().join("model.safetensors");
+    for name in ["encoder.layer.0.attention.self.key.weight", "embeddings.LayerNorm.bias", "encoder.layer.1.intermediate.dense.weight"] {
+        assert_eq!(safetensor_f32(&saved, name), safetensor_f32(&original, name), "{name}");
+    }
+    let reloaded = BertModel::load(&config, &saved, &device).unwrap();
+    let batch = TokenBatch::pad(&[&[2, 7, 9, 3]], &[&[0, 0, 0, 0]], 0, &device);
+    assert_eq!(values(model.forward(&batch)), values(reloaded.forward(&batch)));
+}
+
+#[test]
+fn padding_never_changes_a_result() {
+    let dir = tiny(&TinyBertSpec::default());
+    let encoder = BiEncoder::load(dir.path().to_str().unwrap(), &Device::flex(), &EncoderOptions::default()).unwrap();
+    let texts: Vec<String> = ["a", "what is the answer to the question of why python is slow", "list", "dict of code"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let together = encoder.embed(&texts, TextRole::Passage, 10_000, |_| {}).unwrap();
+    for (i, text) in texts.iter().enumerate() {
+        let alone = encoder.embed(std::slice::from_ref(text), TextRole::Passage, 10_000, |_| {}).unwrap();
+        for (a, b) in alone.vectors[0].iter().zip(&together.vectors[i]) {
+            assert!((a - b).abs() <= 1e-5, "text {i}: {a} vs {b}");
+        }
+    }
+    // Embeddings are normalised and differ between texts.
+    let norm: f32 = together.vectors[1].iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5);
+    assert_ne!(together.vectors[0], together.vectors[2]);
+}
+
+#[test]
+fn stored_padding_and_truncation_are_replaced() {
+    let dir = tiny(&TinyBertSpec::default());
+    let encoder = BiEncoder::load(dir.path().to_str().unwrap(), &Device::flex(), &EncoderOptions::default()).unwrap();
+    // tokenizer.json pads and truncates at 16; uae pads per batch and truncates at 64.
+    let long = "python ".repeat(100);
+    let encoded = encoder.tokenizer.encode(&["a".to_string(), long]).unwrap();
+    assert_eq!(encoded[0].ids, vec![2, 6, 3]);
+    assert!(!encoded[0].truncated);
+    assert_eq!(encoded[1].ids.len(), 64);
+    assert!(encoded[1].truncated);
+}
+
+#[test]
+fn weight_problems_are_named() {
+    let dir = tiny(&TinyBertSpec::default());
+    let device = Device::flex();
+    let weights = dir.path().join("model.safetensors");
+
+    // A config that disagrees with the weights: a shape mismatch.
+    let mut config = BertConfig::from_file(&dir.path().join("config.json")).unwrap();
+    config.intermediate_size = 48;
+    let err = BertModel::load(&config, &weights, &device).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors") && err.contains("intermediate.dense.weight"), "{err}");
+
+    // More layers than the file has: missing tensors.
+    let mut config = BertConfig::from_file(&dir.path().join("config.json")).unwrap();
+    config.num_hidden_layers = 3;
+    let err = BertModel::load(&config, &weights, &device).unwrap_err().to_string();
+    assert!(err.contains("missing tensors") && err.contains("encoder.layer.2."), "{err}");
+
+    // Fewer layers: tensors the model does not use.
+    config.num_hidden_layers = 1;
+    let err = BertModel::load(&config, &weights, &device).unwrap_err().to_string();
+    assert!(err.contains("does not use") && err.contains("encoder.layer.1."), "{err}");
+
+    // A truncated file.
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    let config = BertConfig::from_file(&dir.path().join("config.json")).unwrap();
+    let err = BertModel::load(&config, &weights, &device).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors"), "{err}");
+}
