@@ -3,6 +3,8 @@
 
 mod device;
 mod embed;
+mod eval;
+mod index;
 mod progress;
 
 use anyhow::Result;
@@ -25,6 +27,12 @@ struct Cli {
 enum Command {
     /// Embed texts from a JSONL file with a bi-encoder.
     Embed(embed::EmbedArgs),
+    /// Evaluate retrieval runs against relevance judgements.
+    Eval(eval::EvalArgs),
+    /// Build or extend an on-disk vector index of a corpus.
+    Index(index::IndexArgs),
+    /// Search an index with text queries.
+    Search(index::SearchArgs),
 }
 
 fn main() {
@@ -36,8 +44,13 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let device = device::parse_device(&cli.device)?;
+    // Parsed only by the commands that run a model, so that `uae eval` works
+    // whatever BURN_DEVICE says.
+    let device = || device::parse_device(&cli.device);
     match cli.command {
-        Command::Embed(args) => embed::run(args, &device),
+        Command::Embed(args) => embed::run(args, &device()?),
+        Command::Eval(args) => eval::run(args),
+        Command::Index(args) => index::run_index(args, &device()?),
+        Command::Search(args) => index::run_search(args, &device()?),
     }
 }

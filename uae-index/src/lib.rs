@@ -1,3 +1,9 @@
 //! uae-index: corpus embedding, exact and approximate search, data-set
-//! loaders and ranking metrics. Empty until the retrieval issue lands; the
-//! crate exists so the workspace has its final shape.
+//! loaders and ranking metrics.
+
+pub mod corpus_index;
+pub mod data;
+pub mod exact;
+pub mod metrics;
+pub mod store;
+pub mod trec;

@@ -115,6 +115,20 @@ impl BiEncoder {
         self.config.hidden_size
     }
 
+    /// A fingerprint of everything that decides the embeddings: the weights,
+    /// `config.json`, pooling, normalisation, prefixes and maximum length.
+    /// Indexes store it so that queries are never embedded by another model.
+    pub fn fingerprint(&self) -> Result<String> {
+        let mut hasher = crc32fast::Hasher::new();
+        for name in ["config.json", "model.safetensors"] {
+            let path = self.dir.file(name);
+            let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            hasher.update(&bytes);
+        }
+        hasher.update(format!("{:?}|{}", self.sentence, self.max_length()).as_bytes());
+        Ok(format!("crc32:{:08x}", hasher.finalize()))
+    }
+
     /// The device the model runs on.
     pub fn device(&self) -> &Device {
         &self.device

@@ -82,6 +82,12 @@ impl JsonlWriter {
         Ok(())
     }
 
+    /// The underlying buffered writer, for output that is not JSON lines
+    /// but wants the same atomic publication.
+    pub fn writer(&mut self) -> &mut impl Write {
+        &mut self.out
+    }
+
     /// Flushes and, for a file, moves it into place.
     pub fn finish(mut self) -> Result<()> {
         self.out.flush().context("cannot write the output")?;

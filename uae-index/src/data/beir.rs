@@ -1,0 +1,348 @@
+//! The BEIR folder layout:
+//!
+//! - `corpus.jsonl`: lines `{"_id", "title", "text"}`; the title may be
+//!   missing, null or empty.
+//! - `queries.jsonl`: lines `{"_id", "text", "answers": [str]}`; `answers`
+//!   may be missing (plain BEIR data sets have none).
+//! - `qrels/<split>.tsv`: the header `query-id\tcorpus-id\tscore`, then one
+//!   judgement a line with an integer score.
+//!
+//! An `_id` may be a JSON string or number; numbers become their decimal
+//! text. Other fields are ignored. Errors name the file and line: malformed
+//! JSON, repeated ids, judgements of unknown queries or passages, qrels lines
+//! without three columns or with a non-integer score, and conflicting
+//! judgements of one pair (an exact repeat is accepted).
+
+use std::collections::btree_map::Entry;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
+use serde::de::{Deserializer, Error as _};
+
+use super::{Corpus, DataSet, DuplicateId, Keyed, Passage, Qrels, Queries, Query, Records};
+
+/// What a BEIR data-set folder must hold, for error messages.
+const LAYOUT: &str = "a BEIR data set is a folder holding corpus.jsonl ({\"_id\", \"title\", \"text\"} lines), \
+                      queries.jsonl ({\"_id\", \"text\"} lines) and qrels/<split>.tsv \
+                      (header \"query-id\\tcorpus-id\\tscore\")";
+
+/// The first line of every qrels file.
+const QRELS_HEADER: &str = "query-id\tcorpus-id\tscore";
+
+impl DataSet {
+    /// Reads the BEIR folder `dir` with the judgements of each of `splits`
+    /// (`qrels/<split>.tsv`); no splits loads passages and queries only.
+    pub fn load(dir: impl AsRef<Path>, splits: &[&str]) -> Result<Self> {
+        let dir = dir.as_ref();
+        let corpus = read_corpus(existing(dir, "corpus.jsonl")?)?;
+        let queries = read_queries(existing(dir, "queries.jsonl")?)?;
+        let mut data = DataSet { corpus, queries, ..Default::default() };
+        for &split in splits {
+            let qrels = read_qrels(&qrels_path(dir, split)?, &data)?;
+            data.qrels.insert(split.to_owned(), qrels);
+        }
+        Ok(data)
+    }
+
+    /// Reads the BEIR folder `dir` with the judgements of one split.
+    pub fn load_split(dir: impl AsRef<Path>, split: &str) -> Result<Self> {
+        Self::load(dir, &[split])
+    }
+}
+
+/// Reads a `corpus.jsonl` file of `{"_id", "title", "text"}` lines.
+pub fn read_corpus(path: impl AsRef<Path>) -> Result<Corpus> {
+    read_records(path.as_ref(), <Passage as From<CorpusLine>>::from)
+}
+
+/// Reads a `queries.jsonl` file of `{"_id", "text", "answers"}` lines.
+pub fn read_queries(path: impl AsRef<Path>) -> Result<Queries> {
+    read_records(path.as_ref(), <Query as From<QueryLine>>::from)
+}
+
+/// A line of `corpus.jsonl`.
+#[derive(Deserialize)]
+struct CorpusLine {
+    #[serde(rename = "_id", deserialize_with = "id_string")]
+    id: String,
+    #[serde(default)]
+    title: Option<String>,
+    text: String,
+}
+
+impl From<CorpusLine> for Passage {
+    fn from(line: CorpusLine) -> Self {
+        Passage { id: line.id, title: line.title.unwrap_or_default(), text: line.text }
+    }
+}
+
+/// A line of `queries.jsonl`.
+#[derive(Deserialize)]
+struct QueryLine {
+    #[serde(rename = "_id", deserialize_with = "id_string")]
+    id: String,
+    text: String,
+    #[serde(default)]
+    answers: Vec<String>,
+}
+
+impl From<QueryLine> for Query {
+    fn from(line: QueryLine) -> Self {
+        Query { id: line.id, text: line.text, answers: line.answers }
+    }
+}
+
+/// Reads an `_id` given as a JSON string or number.
+fn id_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(D::Error::custom(format!("_id must be a string or a number, not {other}"))),
+    }
+}
+
+/// `dir/name`, or an error saying it is missing and what the layout is.
+fn existing(dir: &Path, name: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    if !path.is_file() {
+        bail!("missing {}: {LAYOUT}", path.display());
+    }
+    Ok(path)
+}
+
+/// `dir/qrels/<split>.tsv`, or an error naming the splits that do exist.
+fn qrels_path(dir: &Path, split: &str) -> Result<PathBuf> {
+    let path = dir.join("qrels").join(format!("{split}.tsv"));
+    if path.is_file() {
+        return Ok(path);
+    }
+    let mut found: Vec<String> = std::fs::read_dir(dir.join("qrels"))
+        .map(|entries| {
+            entries.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".tsv").map(str::to_owned)).collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    bail!(
+        "missing {} (splits found: {}): {LAYOUT}",
+        path.display(),
+        if found.is_empty() { "none".into() } else { found.join(", ") }
+    );
+}
+
+/// Reads the JSON lines of `path` as `L` records converted to `T`, refusing
+/// repeated ids with both line numbers.
+fn read_records<L, T>(path: &Path, convert: impl Fn(L) -> T) -> Result<Records<T>>
+where
+    L: serde::de::DeserializeOwned,
+    T: Keyed,
+{
+    let name = path.display().to_string();
+    let file = File::open(path).with_context(|| format!("cannot open {name}"))?;
+    let mut records = Records::default();
+    for (position, line) in uae_model::jsonl::read_from::<L>(BufReader::new(file), &name)?.into_iter().enumerate() {
+        if let Err(DuplicateId { id, first }) = records.push(convert(line)) {
+            bail!(
+                "{name}:{}: duplicate _id {id:?} (first at line {})",
+                record_line(path, position)?,
+                record_line(path, first)?
+            );
+        }
+    }
+    Ok(records)
+}
+
+/// The 1-based line number of the record at `position`, counting records as
+/// `jsonl::read_from` does: one per non-blank line.
+fn record_line(path: &Path, position: usize) -> Result<usize> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut seen = 0;
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        if line?.trim().is_empty() {
+            continue;
+        }
+        if seen == position {
+            return Ok(i + 1);
+        }
+        seen += 1;
+    }
+    bail!("{} changed while it was read", path.display())
+}
+
+/// Reads the judgements of `path`, checking every id against `data`.
+fn read_qrels(path: &Path, data: &DataSet) -> Result<Qrels> {
+    let name = path.display().to_string();
+    let file = File::open(path).with_context(|| format!("cannot open {name}"))?;
+    let mut lines = BufReader::new(file).lines();
+    let header = lines.next().transpose().with_context(|| format!("cannot read {name}"))?;
+    if header.as_deref().map(str::trim_end) != Some(QRELS_HEADER) {
+        bail!("{name}:1: expected the header {QRELS_HEADER:?}, found {:?}", header.unwrap_or_default());
+    }
+    let mut qrels = Qrels::new();
+    for (i, line) in lines.enumerate() {
+        let line_no = i + 2;
+        let line = line.with_context(|| format!("{name}:{line_no}: cannot read the line"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        add_judgement(&mut qrels, &line, data).map_err(|e| anyhow!("{name}:{line_no}: {e}"))?;
+    }
+    Ok(qrels)
+}
+
+/// Parses one qrels line into `qrels`.
+fn add_judgement(qrels: &mut Qrels, line: &str, data: &DataSet) -> Result<()> {
+    let columns: Vec<&str> = line.trim_end().split('\t').collect();
+    let [qid, docid, score] = columns[..] else {
+        bail!("expected 3 tab-separated columns (query-id, corpus-id, score), found {}", columns.len());
+    };
+    let score: i32 = score.trim().parse().map_err(|_| anyhow!("score {score:?} is not an integer"))?;
+    if !data.queries.contains(qid) {
+        bail!("unknown query id {qid:?} (not in queries.jsonl)");
+    }
+    if !data.corpus.contains(docid) {
+        bail!("unknown corpus id {docid:?} (not in corpus.jsonl)");
+    }
+    match qrels.entry(qid.to_owned()).or_default().entry(docid.to_owned()) {
+        Entry::Vacant(slot) => {
+            slot.insert(score);
+        }
+        Entry::Occupied(slot) if *slot.get() != score => {
+            bail!("query {qid:?} and passage {docid:?} were already judged {}, now {score}", slot.get());
+        }
+        Entry::Occupied(_) => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a BEIR folder with the given files into a temporary directory.
+    fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("qrels")).unwrap();
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
+        dir
+    }
+
+    const CORPUS: &str = "{\"_id\": \"d1\", \"title\": \"Cats\", \"text\": \"Cats purr.\"}\n\
+                          \n\
+                          {\"_id\": 2, \"text\": \"Dogs bark.\"}\n\
+                          {\"_id\": \"d3\", \"title\": null, \"text\": \"Birds sing.\", \"extra\": 1}\n";
+    const QUERIES: &str = "{\"_id\": \"q1\", \"text\": \"What purrs?\", \"answers\": [\"cats\"]}\n\
+                           {\"_id\": 7, \"text\": \"What barks?\"}\n";
+    const TEST: &str = "query-id\tcorpus-id\tscore\nq1\td1\t1\n7\t2\t2\n7\td3\t0\n";
+
+    fn valid(extra: &[(&str, &str)]) -> tempfile::TempDir {
+        let mut files = vec![("corpus.jsonl", CORPUS), ("queries.jsonl", QUERIES), ("qrels/test.tsv", TEST)];
+        files.extend_from_slice(extra);
+        folder(&files)
+    }
+
+    fn load_err(dir: &tempfile::TempDir, splits: &[&str]) -> String {
+        format!("{:#}", DataSet::load(dir.path(), splits).unwrap_err())
+    }
+
+    #[test]
+    fn loads_a_folder() {
+        let dir = valid(&[]);
+        let data = DataSet::load_split(dir.path(), "test").unwrap();
+        let ids: Vec<&str> = data.corpus.as_slice().iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["d1", "2", "d3"]);
+        assert_eq!(data.corpus.position("d3"), Some(2));
+        assert_eq!(data.corpus.get("d1").unwrap().embedding_text(), "Cats. Cats purr.");
+        assert_eq!(data.corpus.get("2").unwrap().embedding_text(), "Dogs bark.");
+        assert_eq!(data.corpus.get("d3").unwrap().title, "");
+        assert_eq!(data.queries.get("q1").unwrap().answers, ["cats"]);
+        assert!(data.queries.get("7").unwrap().answers.is_empty());
+        let test = &data.qrels["test"];
+        assert_eq!(test["q1"].iter().collect::<Vec<_>>(), [(&"d1".to_owned(), &1)]);
+        assert_eq!(test["7"]["2"], 2);
+        assert_eq!(test["7"]["d3"], 0);
+        assert!(data.pools.is_none());
+        let split: Vec<&str> = data.queries_of_split("test").unwrap().iter().map(|q| q.id.as_str()).collect();
+        assert_eq!(split, ["q1", "7"]);
+        assert_eq!(data.queries_of_split("dev").unwrap_err().to_string(), "split \"dev\" is not loaded (loaded: test)");
+    }
+
+    #[test]
+    fn loads_several_splits_and_none() {
+        let dir = valid(&[("qrels/dev.tsv", "query-id\tcorpus-id\tscore\r\nq1\td3\t1\r\n")]);
+        let data = DataSet::load(dir.path(), &["test", "dev"]).unwrap();
+        assert_eq!(data.qrels.keys().collect::<Vec<_>>(), ["dev", "test"]);
+        assert_eq!(data.queries_of_split("dev").unwrap().len(), 1);
+        assert!(DataSet::load(dir.path(), &[]).unwrap().qrels.is_empty());
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let dir = folder(&[("queries.jsonl", QUERIES)]);
+        let err = load_err(&dir, &["test"]);
+        assert!(
+            err.starts_with(&format!("missing {}: a BEIR data set", dir.path().join("corpus.jsonl").display())),
+            "{err}"
+        );
+        let dir = valid(&[]);
+        let err = load_err(&dir, &["dev"]);
+        assert!(err.contains("dev.tsv (splits found: test): a BEIR data set"), "{err}");
+    }
+
+    #[test]
+    fn reads_single_files() {
+        let dir = valid(&[]);
+        assert_eq!(read_corpus(dir.path().join("corpus.jsonl")).unwrap().len(), 3);
+        assert_eq!(read_queries(dir.path().join("queries.jsonl")).unwrap().as_slice()[1].text, "What barks?");
+        let missing = dir.path().join("nope.jsonl");
+        assert_eq!(
+            format!("{:#}", read_corpus(&missing).unwrap_err()).split(':').next().unwrap(),
+            format!("cannot open {}", missing.display())
+        );
+    }
+
+    #[test]
+    fn duplicate_ids_name_both_lines() {
+        let corpus = format!("{CORPUS}{{\"_id\": \"2\", \"text\": \"again\"}}\n");
+        let dir = valid(&[("corpus.jsonl", &corpus)]);
+        let err = load_err(&dir, &[]);
+        assert!(err.ends_with("corpus.jsonl:5: duplicate _id \"2\" (first at line 3)"), "{err}");
+    }
+
+    #[test]
+    fn malformed_lines_are_named() {
+        let dir = valid(&[("queries.jsonl", "{\"_id\": \"q1\", \"text\": \"a\"}\n{\"_id\": [1], \"text\": \"b\"}\n")]);
+        let err = load_err(&dir, &[]);
+        assert!(err.contains("queries.jsonl:2: invalid record: _id must be a string or a number"), "{err}");
+    }
+
+    #[test]
+    fn bad_qrels_lines_are_named() {
+        let cases = [
+            ("q1\td1\n", "test.tsv:2: expected 3 tab-separated columns (query-id, corpus-id, score), found 2"),
+            ("q1\td1\t1.5\n", "test.tsv:2: score \"1.5\" is not an integer"),
+            ("\nq9\td1\t1\n", "test.tsv:3: unknown query id \"q9\" (not in queries.jsonl)"),
+            ("q1\td9\t1\n", "test.tsv:2: unknown corpus id \"d9\" (not in corpus.jsonl)"),
+            (
+                "q1\td1\t1\nq1\td1\t1\nq1\td1\t2\n",
+                "test.tsv:4: query \"q1\" and passage \"d1\" were already judged 1, now 2",
+            ),
+        ];
+        for (body, expected) in cases {
+            let qrels = format!("{QRELS_HEADER}\n{body}");
+            let dir = valid(&[("qrels/test.tsv", &qrels)]);
+            let err = load_err(&dir, &["test"]);
+            assert!(err.ends_with(expected), "{err}");
+        }
+        let dir = valid(&[("qrels/test.tsv", "q1\td1\t1\n")]);
+        let err = load_err(&dir, &["test"]);
+        assert!(
+            err.ends_with("test.tsv:1: expected the header \"query-id\\tcorpus-id\\tscore\", found \"q1\\td1\\t1\""),
+            "{err}"
+        );
+    }
+}
