@@ -14,9 +14,12 @@ py="$UAE_CACHE/venv/bin/python"
 model="$(assets/fetch.sh minilm | tail -n1)"
 passages="$UAE_CACHE/data/passages-1000.jsonl"
 [ -s "$passages" ] || "$py" assets/make_passages.py -n 1000 -o "$passages"
-cargo build --release -p uae-cli >&2
-uae="$CARGO_TARGET_DIR/release/uae"
-batch_tokens="${BATCH_TOKENS:-4096}"
+# UAE_BIN: a prebuilt uae binary to measure instead of building one.
+if [ -z "${UAE_BIN:-}" ]; then
+    cargo build --release -p uae-cli >&2
+fi
+uae="${UAE_BIN:-$CARGO_TARGET_DIR/release/uae}"
+batch_tokens="${BATCH_TOKENS:-1024}"
 
 best_uae=""
 for _ in 1 2 3; do

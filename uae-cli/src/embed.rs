@@ -25,7 +25,7 @@ pub struct EmbedArgs {
     #[arg(long)]
     query: bool,
     /// Padded tokens per forward pass; inputs are sorted by length into batches under it.
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, default_value_t = 1024)]
     batch_tokens: usize,
     /// Truncate inputs to this many tokens (default: the model's maximum).
     #[arg(long)]

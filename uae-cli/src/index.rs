@@ -41,7 +41,7 @@ struct BuildArgs {
     #[arg(long)]
     out: PathBuf,
     /// Padded tokens per forward pass.
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, default_value_t = 1024)]
     batch_tokens: usize,
 }
 
@@ -57,7 +57,7 @@ struct AddArgs {
     #[arg(long)]
     model: Option<String>,
     /// Padded tokens per forward pass.
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, default_value_t = 1024)]
     batch_tokens: usize,
 }
 
@@ -83,7 +83,7 @@ pub struct SearchArgs {
     #[arg(long)]
     run_out: Option<String>,
     /// Padded tokens per forward pass.
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, default_value_t = 1024)]
     batch_tokens: usize,
 }
 

@@ -5,6 +5,7 @@ mod device;
 mod embed;
 mod eval;
 mod index;
+mod mine;
 mod progress;
 
 use anyhow::Result;
@@ -33,6 +34,8 @@ enum Command {
     Index(index::IndexArgs),
     /// Search an index with text queries.
     Search(index::SearchArgs),
+    /// Mine candidate passages per query for the teacher to label.
+    Mine(mine::MineArgs),
 }
 
 fn main() {
@@ -52,5 +55,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Index(args) => index::run_index(args, &device()?),
         Command::Search(args) => index::run_search(args, &device()?),
+        Command::Mine(args) => mine::run(args, &device()?),
     }
 }

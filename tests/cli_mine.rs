@@ -1,0 +1,74 @@
+//! `uae mine` end to end on a tiny model and a tiny BEIR data set.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use uae_model::tiny::{TinyBertSpec, write_tiny_bert};
+
+fn uae(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_uae")).args(args).output().expect("uae runs")
+}
+
+fn write_data(dir: &Path) {
+    std::fs::create_dir_all(dir.join("qrels")).unwrap();
+    let corpus: String = (0..12)
+        .map(|i| format!("{{\"_id\":\"d{i}\",\"title\":\"\",\"text\":\"passage {i} about python list code number {i}\"}}\n"))
+        .collect::<String>()
+        + "{\"_id\":\"gold\",\"title\":\"\",\"text\":\"why is the dict slow\"}\n";
+    std::fs::write(dir.join("corpus.jsonl"), corpus).unwrap();
+    std::fs::write(
+        dir.join("queries.jsonl"),
+        "{\"_id\":\"q1\",\"text\":\"why is the dict slow\",\"answers\":[\"hashing\"]}\n\
+         {\"_id\":\"q2\",\"text\":\"passage 3 python\",\"answers\":[\"x\"]}\n\
+         {\"_id\":\"q3\",\"text\":\"held out\",\"answers\":[\"y\"]}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("qrels/train.tsv"), "query-id\tcorpus-id\tscore\nq1\tgold\t1\nq2\td7\t1\n").unwrap();
+    std::fs::write(dir.join("qrels/test.tsv"), "query-id\tcorpus-id\tscore\nq3\td1\t1\n").unwrap();
+}
+
+fn mine(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["mine", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--split", "train"];
+    args.extend_from_slice(&["--k", "4", "--out", out.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    let result = uae(&args);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    std::fs::read_to_string(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn mines_train_queries_with_relevant_passages_guaranteed() {
+    let work = tempfile::tempdir().unwrap();
+    let model = work.path().join("model");
+    write_tiny_bert(&model, &TinyBertSpec::default()).unwrap();
+    let data = work.path().join("data");
+    write_data(&data);
+    for extra in [&[][..], &["--bm25"][..], &["--hybrid"][..]] {
+        let lines = mine(&model, &data, &work.path().join("c.jsonl"), extra);
+        // Only the train split's queries: the test query never reaches training.
+        assert_eq!(lines.iter().map(|l| l["query_id"].as_str().unwrap()).collect::<Vec<_>>(), vec!["q1", "q2"], "{extra:?}");
+        for line in &lines {
+            let docs: Vec<&str> = line["doc_ids"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+            // BM25 returns only passages sharing a term with the query, so its pool may be short.
+            if extra == ["--bm25"] {
+                assert!(!docs.is_empty() && docs.len() <= 4, "{extra:?}: {line}");
+            } else {
+                assert_eq!(docs.len(), 4, "{extra:?}");
+            }
+            let want = if line["query_id"] == "q1" { "gold" } else { "d7" };
+            assert!(docs.contains(&want), "{extra:?}: {line}");
+            assert_eq!(line["relevant"], serde_json::json!([want]));
+        }
+        // "why is the dict slow" equals the gold passage: every retriever finds it unaided.
+        assert_eq!(lines[0]["doc_ids"][0], "gold", "{extra:?}");
+        assert_eq!(lines[0]["inserted"], serde_json::json!([]), "{extra:?}");
+    }
+    // Only passage 3 has the term "3": BM25 ranks it first.
+    let lines = mine(&model, &data, &work.path().join("c.jsonl"), &["--bm25"]);
+    assert_eq!(lines[1]["doc_ids"][0], "d3");
+
+    // Per-document pools need data that has them.
+    let out = uae(&["mine", "--bm25", "--data", data.to_str().unwrap(), "--out", "-", "--pool", "document"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("per-document pools"));
+}
