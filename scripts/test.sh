@@ -21,4 +21,11 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
 assets/fetch.sh minilm >/dev/null
 
-cargo test --workspace --features uae-cli/wgpu "$@"
+log="$(mktemp)"
+status=0
+cargo test --workspace --features uae-cli/wgpu "$@" 2>&1 | tee "$log" || status=$?
+# One closing line over every test binary (cargo's own last line is that of
+# the last binary alone, often a crate's empty doc-tests).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
+exit "$status"
