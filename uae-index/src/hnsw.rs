@@ -30,7 +30,6 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -410,13 +409,8 @@ impl<'a> Reader<'a> {
 
 /// Writes `bytes` to `dir/name` through a synced temporary file.
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let (tmp, name) = crate::store::stage(dir, name, bytes)?;
     let target = dir.join(name);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
     tmp.persist(&target).with_context(|| format!("cannot write {}", target.display()))?;
     Ok(())
 }

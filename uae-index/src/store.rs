@@ -233,7 +233,7 @@ fn write_files(
 }
 
 /// Writes `bytes` to a synced temporary file in `dir`, to be renamed to `name`.
-fn stage<'a>(dir: &Path, name: &'a str, bytes: &[u8]) -> Result<(tempfile::NamedTempFile, &'a str)> {
+pub(crate) fn stage<'a>(dir: &Path, name: &'a str, bytes: &[u8]) -> Result<(tempfile::NamedTempFile, &'a str)> {
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .tempfile_in(dir)
