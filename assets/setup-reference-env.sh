@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Create the Python reference environment used ONLY by fixture and benchmark
 # scripts (never by CI tests): CPU PyTorch, transformers, sentence-transformers,
-# gguf, safetensors, numpy, tokenizers. Installs from plain PyPI (the only index
-# reachable here); the PyPI torch wheel pulls CUDA libraries (~6 GB) but runs
-# fine on CPU.
+# gguf, accelerate (transformers needs it to load a GGUF file), safetensors,
+# numpy, tokenizers, and the retrieval references faiss-cpu, pytrec-eval-terrier
+# and ranx. Installs from plain PyPI (the only index reachable here); the PyPI
+# torch wheel pulls CUDA libraries (~6 GB) but runs fine on CPU.
 #
 # Usage: assets/setup-reference-env.sh        (idempotent)
 # Env:   UAE_CACHE (default ~/.cache/uae); venv goes to $UAE_CACHE/venv
@@ -13,14 +14,19 @@ set -euo pipefail
 UAE_CACHE="${UAE_CACHE:-$HOME/.cache/uae}"
 VENV="$UAE_CACHE/venv"
 PYTHON="${PYTHON:-python3}"
-PACKAGES=(torch transformers sentence-transformers gguf safetensors numpy tokenizers)
+PACKAGES=(torch transformers sentence-transformers gguf accelerate safetensors numpy tokenizers
+          faiss-cpu pytrec-eval-terrier ranx)
 
 check() {
     "$VENV/bin/python" - <<'PY' 2>/dev/null
-import torch, transformers, sentence_transformers, gguf, safetensors, numpy, tokenizers
+import torch, transformers, sentence_transformers, gguf, accelerate, safetensors, numpy, tokenizers
+import faiss, pytrec_eval, ranx
+from importlib.metadata import version
 print("torch", torch.__version__, "| transformers", transformers.__version__,
       "| sentence-transformers", sentence_transformers.__version__,
-      "| gguf", __import__("importlib.metadata").metadata.version("gguf"), "| numpy", numpy.__version__)
+      "| gguf", version("gguf"), "| accelerate", accelerate.__version__,
+      "| numpy", numpy.__version__, "| faiss-cpu", version("faiss-cpu"),
+      "| ranx", version("ranx"))
 PY
 }
 

@@ -19,7 +19,7 @@ fi
 # wgpu asks for a runtime directory; an absent one only prints noise.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
-assets/fetch.sh minilm >/dev/null
+assets/fetch.sh minilm smollm2 >/dev/null
 
 log="$(mktemp)"
 status=0

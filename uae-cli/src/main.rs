@@ -4,7 +4,10 @@
 mod device;
 mod embed;
 mod eval;
+mod generate;
 mod index;
+mod label;
+mod logprob;
 mod mine;
 mod progress;
 
@@ -36,6 +39,12 @@ enum Command {
     Search(index::SearchArgs),
     /// Mine candidate passages per query for the teacher to label.
     Mine(mine::MineArgs),
+    /// Log-likelihood of continuations given prompts under a teacher LLM.
+    Logprob(logprob::LogprobArgs),
+    /// Label candidates with the teacher's perplexity-reduction utility.
+    Label(label::LabelArgs),
+    /// Generate text greedily with the teacher LLM.
+    Generate(generate::GenerateArgs),
 }
 
 fn main() {
@@ -56,5 +65,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Index(args) => index::run_index(args, &device()?),
         Command::Search(args) => index::run_search(args, &device()?),
         Command::Mine(args) => mine::run(args, &device()?),
+        Command::Logprob(args) => logprob::run(args, &device()?),
+        Command::Label(args) => label::run(args, &device()?),
+        Command::Generate(args) => generate::run(args, &device()?),
     }
 }

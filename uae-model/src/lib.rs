@@ -1,14 +1,18 @@
 //! uae-model: backend-generic Burn modules for utility-aligned embeddings:
-//! the BERT bi-encoder (and, later, the teacher LLM), their configurations
-//! read from Hugging Face `config.json`, weights from safetensors, and
-//! tokenisers from `tokenizer.json`.
+//! the BERT bi-encoder and the Llama-family teacher LLM, their configurations
+//! read from Hugging Face `config.json` or GGUF metadata, weights from
+//! safetensors and GGUF, and tokenisers from `tokenizer.json` or GGUF.
 
 pub mod batch;
 pub mod bert;
 pub mod encoder;
+pub mod gguf;
 pub mod jsonl;
+pub mod llama;
+pub mod llm;
 pub mod pooling;
 pub mod sentence;
 pub mod source;
 pub mod tiny;
+pub mod tiny_llama;
 pub mod tokenize;

@@ -56,13 +56,55 @@ impl ModelDir {
         Ok(Self { root: path.to_path_buf() })
     }
 
+    /// Resolves `spec` to a causal LM's directory: a local directory as it is,
+    /// or a hub id whose `config.json`, `tokenizer.json`, tokenizer config and
+    /// safetensors weights (one file, or every shard listed in
+    /// `model.safetensors.index.json`) are fetched.
+    pub fn resolve_llm(spec: &str) -> Result<Self> {
+        let path = Path::new(spec);
+        if path.is_dir() {
+            return Self::local(path);
+        }
+        if !looks_like_hub_id(spec) {
+            bail!("teacher {spec} is neither a GGUF file, a model directory, nor a hub id");
+        }
+        let dir = Self::from_hub_files(
+            spec,
+            &["config.json", "tokenizer.json"],
+            &["tokenizer_config.json", "chat_template.jinja", "generation_config.json", "model.safetensors.index.json"],
+        )?;
+        let index = dir.file("model.safetensors.index.json");
+        let weights: Vec<String> = if index.is_file() {
+            let json: serde_json::Value = crate::sentence::read_json(&index)?;
+            let mut shards: Vec<String> = json
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .map(|m| m.values().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            shards.sort();
+            shards.dedup();
+            shards
+        } else {
+            vec!["model.safetensors".to_string()]
+        };
+        let names: Vec<&str> = weights.iter().map(String::as_str).collect();
+        Self::from_hub_files(spec, &names, &[])
+    }
+
     fn from_hub(id: &str) -> Result<Self> {
+        Self::from_hub_files(id, REQUIRED_FILES, OPTIONAL_FILES)
+    }
+
+    /// Fetches `required` (an error if any is missing) and `optional` files of
+    /// hub repository `id`, or finds them in the cache alone when
+    /// `HF_HUB_OFFLINE=1`; returns the snapshot directory.
+    fn from_hub_files(id: &str, required: &[&str], optional: &[&str]) -> Result<Self> {
         let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
         let cache = hf_hub::Cache::from_env();
         let cached = cache.model(id.to_string());
         let mut root = None;
         if offline {
-            for file in REQUIRED_FILES {
+            for file in required {
                 let found = cached.get(file).with_context(|| {
                     format!(
                         "{id} is not a local directory and {file} of it is not in the Hugging Face cache at {} \
@@ -72,7 +114,7 @@ impl ModelDir {
                 })?;
                 root = found.parent().map(Path::to_path_buf);
             }
-            for file in OPTIONAL_FILES {
+            for file in optional {
                 let _ = cached.get(file);
             }
         } else {
@@ -81,7 +123,7 @@ impl ModelDir {
                 .build()
                 .context("cannot set up the Hugging Face hub client")?;
             let repo = api.model(id.to_string());
-            for file in REQUIRED_FILES {
+            for file in required {
                 let path = repo.get(file).map_err(|e| {
                     anyhow::anyhow!(
                         "{id} is not a local directory, and fetching {file} for it from the Hugging Face hub failed: {e}. \
@@ -90,13 +132,13 @@ impl ModelDir {
                 })?;
                 root = path.parent().map(Path::to_path_buf);
             }
-            for file in OPTIONAL_FILES {
-                // A repository without sentence-transformers files is a plain
-                // transformers model: absent optional files are not an error.
+            for file in optional {
+                // Absent optional files (no sentence-transformers files, no
+                // chat template, unsharded weights) are not an error.
                 let _ = repo.get(file);
             }
         }
-        let root = root.expect("REQUIRED_FILES is not empty");
+        let root = root.context("no required file named")?;
         Self::local(&root)
     }
 

@@ -1,4 +1,9 @@
-//! uae-teacher: the teacher LLM's side of uae: utility labelling by answer
-//! log-likelihood, the LLM re-ranking baseline and answer generation. Empty
-//! until the teacher issue lands; the crate exists so the workspace has its
-//! final shape.
+//! uae-teacher: the teacher LLM's side of uae. [`score`] computes batched
+//! answer log-likelihoods (the primitive of everything else), [`prompt`]
+//! places a passage, a question and an answer in the teacher's prompt, and
+//! [`label`] turns them into perplexity-reduction utilities per candidate,
+//! written append-only so that a killed run resumes where it stopped.
+
+pub mod label;
+pub mod prompt;
+pub mod score;

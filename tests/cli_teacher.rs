@@ -1,0 +1,218 @@
+//! `uae logprob`, `uae label` and `uae generate` end to end on a tiny random
+//! decoder and a tiny BEIR data set, including a labelling run killed with
+//! SIGKILL and resumed.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use uae_model::tiny_llama::{TinyLlamaSpec, write_tiny_llama};
+
+fn uae(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_uae")).args(args).output().expect("uae runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const QUERIES: usize = 40;
+
+/// A data set of `QUERIES` answered queries, one without an answer, 30
+/// passages (one empty, one far longer than the teacher's window).
+fn write_data(dir: &Path) {
+    std::fs::create_dir_all(dir.join("qrels")).unwrap();
+    let mut corpus = String::new();
+    for i in 0..28 {
+        corpus += &format!(
+            "{{\"_id\":\"d{i}\",\"title\":\"\",\"text\":\"passage {i}: the answer to question {} is on line {i} of the file\"}}\n",
+            i % 7
+        );
+    }
+    corpus += "{\"_id\":\"empty\",\"title\":\"\",\"text\":\"\"}\n";
+    corpus += &format!("{{\"_id\":\"long\",\"title\":\"\",\"text\":\"{}\"}}\n", "the list is long. ".repeat(200));
+    std::fs::write(dir.join("corpus.jsonl"), corpus).unwrap();
+    let mut queries = String::new();
+    let mut qrels = String::from("query-id\tcorpus-id\tscore\n");
+    for q in 0..QUERIES {
+        queries += &format!("{{\"_id\":\"q{q}\",\"text\":\"where is the answer to question {q}?\",\"answers\":[\"on line {q}\"]}}\n");
+        qrels += &format!("q{q}\td{}\t1\n", q % 28);
+    }
+    queries += "{\"_id\":\"noanswer\",\"text\":\"what?\",\"answers\":[]}\n";
+    queries += "{\"_id\":\"qx\",\"text\":\"is the list long?\",\"answers\":[\"yes\"]}\n";
+    std::fs::write(dir.join("queries.jsonl"), queries).unwrap();
+    std::fs::write(dir.join("qrels/train.tsv"), qrels).unwrap();
+}
+
+fn write_candidates(path: &Path) {
+    let mut lines = String::new();
+    for q in 0..QUERIES {
+        let docs: Vec<String> = (0..6).map(|k| format!("\"d{}\"", (q + k * 5) % 28)).collect();
+        lines += &format!("{{\"query_id\":\"q{q}\",\"doc_ids\":[{}],\"relevant\":[]}}\n", docs.join(","));
+    }
+    lines += "{\"query_id\":\"noanswer\",\"doc_ids\":[\"d1\"]}\n";
+    lines += "{\"query_id\":\"qx\",\"doc_ids\":[\"empty\",\"long\"]}\n";
+    std::fs::write(path, lines).unwrap();
+}
+
+struct Setup {
+    _work: tempfile::TempDir,
+    teacher: String,
+    data: String,
+    candidates: String,
+    root: std::path::PathBuf,
+}
+
+fn setup() -> Setup {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().to_path_buf();
+    let teacher = root.join("teacher");
+    // max_positions 256 makes the "long" passage overflow the window.
+    write_tiny_llama(&teacher, &TinyLlamaSpec { hidden: 64, layers: 3, max_positions: 256, ..Default::default() }).unwrap();
+    write_data(&root.join("data"));
+    write_candidates(&root.join("candidates.jsonl"));
+    Setup {
+        teacher: teacher.to_str().unwrap().into(),
+        data: root.join("data").to_str().unwrap().into(),
+        candidates: root.join("candidates.jsonl").to_str().unwrap().into(),
+        root,
+        _work: work,
+    }
+}
+
+fn label_args<'a>(s: &'a Setup, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "label", "--teacher", &s.teacher, "--data", &s.data, "--candidates", &s.candidates, "--out", out,
+        "--queries-per-step", "1", "--max-passage-tokens", "200",
+    ]
+}
+
+fn read_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn killed_labelling_resumes_to_the_uninterrupted_result() {
+    let s = setup();
+    let full = s.root.join("full.jsonl");
+    let out = uae(&label_args(&s, full.to_str().unwrap()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("skipped 1 queries without a gold answer: noanswer"), "{err}");
+    assert!(err.contains("1 passages were cut"), "{err}");
+    assert!(err.contains("1 candidates have an empty passage"), "{err}");
+    let expected = read_lines(&full);
+    assert_eq!(expected.len(), QUERIES + 1);
+    for line in &expected {
+        let utilities = line["utilities"].as_array().unwrap();
+        let with = line["logp_with"].as_array().unwrap();
+        let without = line["logp_without"].as_f64().unwrap();
+        assert_eq!(utilities.len(), line["doc_ids"].as_array().unwrap().len());
+        for (u, w) in utilities.iter().zip(with) {
+            assert!((u.as_f64().unwrap() - (w.as_f64().unwrap() - without)).abs() < 1e-9);
+        }
+    }
+
+    let killed = s.root.join("killed.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_uae"))
+        .args(label_args(&s, killed.to_str().unwrap()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let lines = std::fs::read_to_string(&killed).map(|t| t.lines().count()).unwrap_or(0);
+        if lines >= 3 || start.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let partial = std::fs::read_to_string(&killed).unwrap();
+    let partial_lines = partial.lines().count();
+    assert!(partial_lines < QUERIES + 1, "the run finished before the kill; make it slower");
+    // Simulate a kill in the middle of a write as well: a torn last line.
+    std::fs::write(&killed, format!("{partial}{{\"query_id\":\"q3")).unwrap();
+    let out = uae(&label_args(&s, killed.to_str().unwrap()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("removed a torn last line"), "{}", stderr(&out));
+    let mut resumed = read_lines(&killed);
+    let mut expected = expected;
+    let key = |v: &serde_json::Value| v["query_id"].as_str().unwrap().to_string();
+    resumed.sort_by_key(key);
+    expected.sort_by_key(key);
+    assert_eq!(resumed, expected);
+}
+
+#[test]
+fn labelling_errors_name_the_file_and_line() {
+    let s = setup();
+    let bad = s.root.join("bad.jsonl");
+    std::fs::write(&bad, "{\"query_id\":\"q1\",\"doc_ids\":[\"d1\"]}\n{\"query_id\":\"q2\",\"doc_ids\":[\"nope\"]}\n").unwrap();
+    let out_path = s.root.join("l.jsonl");
+    let args = ["label", "--teacher", &s.teacher, "--data", &s.data, "--candidates", bad.to_str().unwrap(), "--out", out_path.to_str().unwrap()];
+    let out = uae(&args);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("bad.jsonl:2: unknown doc id \"nope\""), "{}", stderr(&out));
+    assert!(!out_path.exists(), "nothing is written before the input is checked");
+    std::fs::write(&bad, "{\"query_id\":\"zz\",\"doc_ids\":[\"d1\"]}\n").unwrap();
+    let out = uae(&args);
+    assert!(stderr(&out).contains("bad.jsonl:1: unknown query id \"zz\""), "{}", stderr(&out));
+    std::fs::write(&bad, "{\"query_id\":\"q1\",\"doc_ids\":[\"d1\"]}\n\n{\"query_id\":\"q1\",\"doc_ids\":[\"d2\"]}\n").unwrap();
+    let out = uae(&args);
+    assert!(stderr(&out).contains("bad.jsonl:3: query \"q1\" already appears on line 1"), "{}", stderr(&out));
+    std::fs::write(&bad, "{\"query_id\":\"q1\"}\n").unwrap();
+    let out = uae(&args);
+    assert!(stderr(&out).contains("bad.jsonl:1: invalid candidates line"), "{}", stderr(&out));
+    // A resume with another prompt is refused.
+    std::fs::write(&bad, "{\"query_id\":\"q1\",\"doc_ids\":[\"d1\"]}\n").unwrap();
+    assert!(uae(&args).status.success());
+    let mut other = args.to_vec();
+    other.extend(["--prompt-without-passage", "Q: {question}"]);
+    let out = uae(&other);
+    assert!(stderr(&out).contains("labelled with other settings"), "{}", stderr(&out));
+}
+
+#[test]
+fn logprob_and_generate_run_and_reject_empty_fields() {
+    let s = setup();
+    let input = s.root.join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\":1,\"prompt\":\"the answer is\",\"continuation\":\" on the line\"}\n\
+         {\"id\":\"b\",\"prompt\":\"<|im_start|>user\\nhi<|im_end|>\\n\",\"continuation\":\"is\"}\n",
+    )
+    .unwrap();
+    let output = s.root.join("out.jsonl");
+    let out = uae(&["logprob", "--teacher", &s.teacher, "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = read_lines(&output);
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["id"], 1);
+    assert_eq!(lines[1]["id"], "b");
+    for line in &lines {
+        let (sum, mean, n) = (line["logprob_sum"].as_f64().unwrap(), line["logprob_mean"].as_f64().unwrap(), line["n_tokens"].as_u64().unwrap());
+        assert!(sum < 0.0 && n > 0 && (mean * n as f64 - sum).abs() < 1e-9, "{line}");
+    }
+    // Batching does not change the numbers.
+    let single = s.root.join("single.jsonl");
+    let out = uae(&["logprob", "--teacher", &s.teacher, "--input", input.to_str().unwrap(), "--output", single.to_str().unwrap(), "--batch-tokens", "1"]);
+    assert!(out.status.success());
+    for (a, b) in read_lines(&single).iter().zip(&lines) {
+        assert!((a["logprob_sum"].as_f64().unwrap() - b["logprob_sum"].as_f64().unwrap()).abs() < 1e-4);
+    }
+
+    std::fs::write(&input, "{\"id\":1,\"prompt\":\"a\",\"continuation\":\"b\"}\n{\"id\":2,\"prompt\":\"\",\"continuation\":\"b\"}\n").unwrap();
+    let missing = s.root.join("never.jsonl");
+    let out = uae(&["logprob", "--teacher", &s.teacher, "--input", input.to_str().unwrap(), "--output", missing.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("record 2 (id 2): empty prompt"), "{}", stderr(&out));
+    assert!(!missing.exists());
+
+    let out = uae(&["generate", "--teacher", &s.teacher, "--prompt", "hi", "--max-new-tokens", "5", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["ids"].as_array().unwrap().len() <= 5);
+    assert_eq!(json["prompt_ids"][0], 1, "the chat template opens with <|im_start|>: {json}");
+}

@@ -1,0 +1,107 @@
+//! `uae label`: perplexity-reduction utilities of each query's candidates,
+//! appended per query so that a killed run resumes.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use burn::tensor::Device;
+use clap::Args;
+use uae_index::data::DataSet;
+use uae_model::llm::CausalLm;
+use uae_teacher::label::{LabelOptions, Shard, label};
+use uae_teacher::prompt::{UtilityPrompt, WITH_PASSAGE, WITHOUT_PASSAGE};
+
+use crate::progress;
+
+/// Arguments of `uae label`.
+#[derive(Args)]
+pub struct LabelArgs {
+    /// The teacher: a GGUF file, a Hugging Face directory, or a hub id.
+    #[arg(long)]
+    teacher: String,
+    /// Data set directory in the BEIR layout (corpus.jsonl, queries.jsonl with "answers", qrels/).
+    #[arg(long)]
+    data: PathBuf,
+    /// Candidates file with lines {"query_id", "doc_ids": [...]} (`uae mine` writes it).
+    #[arg(long)]
+    candidates: PathBuf,
+    /// Labels output, appended to and resumed: lines {"query_id", "doc_ids", "utilities", "logp_with", "logp_without"}.
+    #[arg(long)]
+    out: PathBuf,
+    /// Label only the queries at positions i mod n of the candidates file, e.g. 0/4.
+    #[arg(long)]
+    shard: Option<Shard>,
+    /// Padded tokens per teacher forward pass.
+    #[arg(long, default_value_t = 4096)]
+    batch_tokens: usize,
+    /// Cut passages longer than this many teacher tokens (counted in the report).
+    #[arg(long, default_value_t = 512)]
+    max_passage_tokens: usize,
+    /// Queries scored together before their lines are written.
+    #[arg(long, default_value_t = 8)]
+    queries_per_step: usize,
+    /// Prompt with a passage; must contain {passage} and {question}.
+    #[arg(long, default_value = WITH_PASSAGE)]
+    prompt_with_passage: String,
+    /// Prompt without a passage; must contain {question}.
+    #[arg(long, default_value = WITHOUT_PASSAGE)]
+    prompt_without_passage: String,
+    /// System message for chat models.
+    #[arg(long)]
+    system: Option<String>,
+    /// Use plain-text prompts even when the teacher has a chat template.
+    #[arg(long)]
+    no_chat_template: bool,
+}
+
+/// Runs `uae label`.
+pub fn run(args: LabelArgs, device: &Device) -> Result<()> {
+    let data = DataSet::load(&args.data, &[])?;
+    let lm = CausalLm::load(&args.teacher, device)?;
+    let options = LabelOptions {
+        prompt: UtilityPrompt {
+            with_passage: args.prompt_with_passage,
+            without_passage: args.prompt_without_passage,
+            system: args.system,
+            use_chat_template: !args.no_chat_template,
+        },
+        batch_tokens: args.batch_tokens,
+        max_passage_tokens: args.max_passage_tokens,
+        shard: args.shard,
+        queries_per_step: args.queries_per_step,
+    };
+    let bar = progress::bar(0, "queries");
+    let start = std::time::Instant::now();
+    let report = label(&lm, &data, &args.candidates, &args.out, &options, |p| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+        let seconds = start.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!("{:.0} tokens/s", p.tokens as f64 / seconds));
+    })?;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "labelled {} queries in {seconds:.1} s ({:.2} queries/s, {:.0} tokens/s); {} already done",
+        report.labelled,
+        report.labelled as f64 / seconds.max(1e-9),
+        report.tokens as f64 / seconds.max(1e-9),
+        report.resumed
+    );
+    if report.repaired_torn_line {
+        eprintln!("note: removed a torn last line left by an interrupted run");
+    }
+    if !report.no_answer.is_empty() {
+        eprintln!(
+            "warning: skipped {} queries without a gold answer: {}",
+            report.no_answer.len(),
+            report.no_answer.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    if report.truncated_passages > 0 {
+        eprintln!("warning: {} passages were cut to {} tokens", report.truncated_passages, options.max_passage_tokens);
+    }
+    if report.empty_passages > 0 {
+        eprintln!("warning: {} candidates have an empty passage", report.empty_passages);
+    }
+    Ok(())
+}

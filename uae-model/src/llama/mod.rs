@@ -1,0 +1,212 @@
+//! A decoder-only Llama-family language model (Llama 2/3, Mistral, Qwen2,
+//! SmolLM/SmolLM2) as Burn modules. Struct and field names follow the Hugging
+//! Face checkpoint names (`model.layers.N.self_attn.q_proj`,
+//! `model.layers.N.mlp.gate_proj`, `model.norm`, `lm_head`), so a module path
+//! is a safetensors key.
+//!
+//! Padding: batches are right-padded and attention is causal, so a real token
+//! never attends to a padding token and a padded batch gives each sequence's
+//! own numbers; rows at padding positions are garbage and are never read.
+
+pub mod config;
+pub mod load;
+pub mod rope;
+pub mod weights;
+
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::prelude::*;
+use burn::tensor::activation;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+pub use config::{EosTokens, LlamaConfig, RopeScaling};
+
+/// Grouped-query self-attention with rotary positions.
+#[derive(Module, Debug)]
+pub struct LlamaAttention {
+    /// Query projection `[hidden, heads * head_dim]`.
+    pub q_proj: Linear,
+    /// Key projection `[hidden, kv_heads * head_dim]`.
+    pub k_proj: Linear,
+    /// Value projection `[hidden, kv_heads * head_dim]`.
+    pub v_proj: Linear,
+    /// Output projection `[heads * head_dim, hidden]`.
+    pub o_proj: Linear,
+    /// Query heads.
+    pub num_heads: usize,
+    /// Key/value heads.
+    pub num_kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+impl LlamaAttention {
+    fn forward(&self, x: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>, cache: Option<&mut LayerCache>) -> Tensor<3> {
+        let [batch, seq, _] = x.dims();
+        let (h, hkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let heads = |t: Tensor<3>, n: usize| t.reshape([batch, seq, n, d]).swap_dims(1, 2);
+        let q = rope::apply(heads(self.q_proj.forward(x.clone()), h), cos, sin);
+        let mut k = rope::apply(heads(self.k_proj.forward(x.clone()), hkv), cos, sin);
+        let mut v = heads(self.v_proj.forward(x), hkv);
+        if let Some(cache) = cache {
+            if let Some((past_k, past_v)) = cache.take() {
+                k = Tensor::cat(vec![past_k, k], 2);
+                v = Tensor::cat(vec![past_v, v], 2);
+            }
+            *cache = Some((k.clone(), v.clone()));
+        }
+        let (k, v) = (repeat_kv(k, h / hkv), repeat_kv(v, h / hkv));
+        // Causal masking is bottom-right aligned, so it also holds with a
+        // cache (queries are the last `seq` of the keys).
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
+        let out = attention(q, k, v, None, None, options);
+        self.o_proj.forward(out.swap_dims(1, 2).reshape([batch, seq, h * d]))
+    }
+}
+
+/// Repeats each key/value head `times` so that every query head has its own
+/// (the fused attention of every backend accepts equal head counts).
+fn repeat_kv(x: Tensor<4>, times: usize) -> Tensor<4> {
+    if times == 1 {
+        return x;
+    }
+    let [b, hkv, s, d] = x.dims();
+    x.unsqueeze_dim::<5>(2).expand([b, hkv, times, s, d]).reshape([b, hkv * times, s, d])
+}
+
+/// The SwiGLU feed-forward block: `down(silu(gate(x)) * up(x))`.
+#[derive(Module, Debug)]
+pub struct LlamaMlp {
+    /// Gate projection.
+    pub gate_proj: Linear,
+    /// Up projection.
+    pub up_proj: Linear,
+    /// Down projection.
+    pub down_proj: Linear,
+}
+
+impl LlamaMlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let gate = activation::silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+/// One pre-norm decoder layer.
+#[derive(Module, Debug)]
+pub struct LlamaDecoderLayer {
+    /// Attention block.
+    pub self_attn: LlamaAttention,
+    /// Feed-forward block.
+    pub mlp: LlamaMlp,
+    /// Norm before attention.
+    pub input_layernorm: RmsNorm,
+    /// Norm before the feed-forward block.
+    pub post_attention_layernorm: RmsNorm,
+}
+
+impl LlamaDecoderLayer {
+    fn forward(&self, x: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>, cache: Option<&mut LayerCache>) -> Tensor<3> {
+        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), cos, sin, cache);
+        x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
+    }
+}
+
+/// The decoder stack without the output head (transformers' `LlamaModel`).
+#[derive(Module, Debug)]
+pub struct LlamaModel {
+    /// Token embeddings `[vocab, hidden]`.
+    pub embed_tokens: Embedding,
+    /// The decoder layers.
+    pub layers: Vec<LlamaDecoderLayer>,
+    /// Final norm.
+    pub norm: RmsNorm,
+    /// Rotary inverse frequencies (derived from the config, not saved).
+    pub inv_freq: Vec<f32>,
+}
+
+/// The cached keys and values of one layer, `[batch, kv_heads, past, head_dim]`.
+type LayerCache = Option<(Tensor<4>, Tensor<4>)>;
+
+/// Keys and values of the tokens seen so far, for incremental decoding.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<LayerCache>,
+    len: usize,
+}
+
+impl KvCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of positions cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A Llama-family decoder with its language-model head
+/// (transformers' `LlamaForCausalLM`).
+#[derive(Module, Debug)]
+pub struct LlamaForCausalLM {
+    /// The decoder stack.
+    pub model: LlamaModel,
+    /// The output head `[hidden, vocab]`; `None` when tied to the embeddings.
+    pub lm_head: Option<Linear>,
+}
+
+impl LlamaForCausalLM {
+    /// Final hidden states `[batch, seq, hidden]` of right-padded token ids
+    /// `[batch, seq]`. With a cache, the ids continue the cached positions and
+    /// the cache is extended.
+    pub fn hidden_states(&self, input_ids: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<3> {
+        let [_, seq] = input_ids.dims();
+        let device = input_ids.device();
+        let start = cache.as_ref().map_or(0, |c| c.len);
+        let (cos, sin) = rope::tables(&self.model.inv_freq, start, seq, &device);
+        let mut x = self.model.embed_tokens.forward(input_ids);
+        match cache {
+            Some(cache) => {
+                cache.layers.resize(self.model.layers.len(), None);
+                for (layer, slot) in self.model.layers.iter().zip(cache.layers.iter_mut()) {
+                    x = layer.forward(x, &cos, &sin, Some(slot));
+                }
+                cache.len += seq;
+            }
+            None => {
+                for layer in &self.model.layers {
+                    x = layer.forward(x, &cos, &sin, None);
+                }
+            }
+        }
+        self.model.norm.forward(x)
+    }
+
+    /// Logits `[rows, vocab]` of hidden states `[rows, hidden]`: only the rows
+    /// that are needed go through the (vocabulary-wide, expensive) head.
+    pub fn logits(&self, hidden: Tensor<2>) -> Tensor<2> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => hidden.matmul(self.model.embed_tokens.weight.val().transpose()),
+        }
+    }
+
+    /// Logits `[batch, seq, vocab]` at every position (for tests and small
+    /// inputs; scoring uses [`Self::hidden_states`] and [`Self::logits`] on
+    /// the rows it needs).
+    pub fn forward(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
+        let [batch, seq] = input_ids.dims();
+        let hidden = self.hidden_states(input_ids, None);
+        let width = hidden.dims()[2];
+        let logits = self.logits(hidden.reshape([batch * seq, width]));
+        let vocab = logits.dims()[1];
+        logits.reshape([batch, seq, vocab])
+    }
+}

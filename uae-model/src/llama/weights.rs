@@ -1,0 +1,290 @@
+//! Named f32 weights in transformers' naming and layout, read on demand from
+//! safetensors files (one file or shards with their index) or from a GGUF
+//! file. GGUF names (`blk.N.attn_q.weight`) are mapped to transformers' ones,
+//! quantised tensors are dequantised, and the q/k rows that llama.cpp
+//! permutes for its interleaved rotary layout are put back in transformers'
+//! "rotate half" order. Every tensor read is remembered, so tensors the model
+//! does not use can be reported.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+
+use super::config::LlamaConfig;
+use crate::gguf::GgufFile;
+
+/// An f32 tensor, row-major, with its shape.
+#[derive(Debug, Clone)]
+pub struct HostTensor {
+    /// Values, row-major.
+    pub data: Vec<f32>,
+    /// Shape, outermost first (PyTorch order).
+    pub shape: Vec<usize>,
+}
+
+/// Where the weights are.
+enum Files {
+    /// Safetensors files; `index` maps each tensor to its file.
+    Safetensors { maps: Vec<(PathBuf, Mmap)>, index: HashMap<String, usize> },
+    /// One GGUF file, and whether its q/k rows are permuted (llama, mistral).
+    Gguf { file: Box<GgufFile>, permuted: bool, heads: usize, kv_heads: usize },
+}
+
+/// Reads weights by transformers name, tracking which were read.
+pub struct WeightReader {
+    files: Files,
+    read: BTreeSet<String>,
+}
+
+impl WeightReader {
+    /// Opens `model.safetensors`, or the shards listed in
+    /// `model.safetensors.index.json`, in `dir`.
+    pub fn safetensors_dir(dir: &Path) -> Result<Self> {
+        let index_path = dir.join("model.safetensors.index.json");
+        let files: Vec<PathBuf> = if index_path.is_file() {
+            let index: serde_json::Value = crate::sentence::read_json(&index_path)?;
+            let map = index
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .with_context(|| format!("{}: no \"weight_map\" object", index_path.display()))?;
+            let names: BTreeSet<&str> = map.values().filter_map(|v| v.as_str()).collect();
+            names.into_iter().map(|n| dir.join(n)).collect()
+        } else {
+            vec![dir.join("model.safetensors")]
+        };
+        Self::safetensors(&files)
+    }
+
+    /// Opens the given safetensors files.
+    pub fn safetensors(paths: &[PathBuf]) -> Result<Self> {
+        let mut maps = Vec::new();
+        let mut index = HashMap::new();
+        for (i, path) in paths.iter().enumerate() {
+            let file = File::open(path).with_context(|| format!("cannot open weights file {}", path.display()))?;
+            // SAFETY: the file is opened read-only and not modified while mapped.
+            let map = unsafe { Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?;
+            let tensors = SafeTensors::deserialize(&map)
+                .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file: {e}", path.display()))?;
+            for name in tensors.names() {
+                index.insert(name.to_string(), i);
+            }
+            maps.push((path.clone(), map));
+        }
+        Ok(Self { files: Files::Safetensors { maps, index }, read: BTreeSet::new() })
+    }
+
+    /// Reads weights from a GGUF file whose configuration is `config`.
+    pub fn gguf(file: GgufFile, config: &LlamaConfig) -> Self {
+        let permuted = matches!(config.model_type.as_str(), "llama" | "mistral");
+        Self {
+            files: Files::Gguf {
+                file: Box::new(file),
+                permuted,
+                heads: config.num_attention_heads,
+                kv_heads: config.kv_heads(),
+            },
+            read: BTreeSet::new(),
+        }
+    }
+
+    /// Whether a tensor of this (transformers) name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        match &self.files {
+            Files::Safetensors { index, .. } => index.contains_key(name),
+            Files::Gguf { file, .. } => gguf_name(name).is_some_and(|n| file.has_tensor(&n)),
+        }
+    }
+
+    /// Reads tensor `name`, checking that its shape is `shape`.
+    pub fn get(&mut self, name: &str, shape: &[usize]) -> Result<HostTensor> {
+        let tensor = match &self.files {
+            Files::Safetensors { maps, index } => {
+                let &i = index.get(name).with_context(|| format!("{}: missing tensor {name}", describe(maps)))?;
+                let (path, map) = &maps[i];
+                read_safetensor(path, map, name)?
+            }
+            Files::Gguf { file, permuted, heads, kv_heads } => {
+                let gname = gguf_name(name).with_context(|| format!("no GGUF name for tensor {name}"))?;
+                if !file.has_tensor(&gname) {
+                    bail!("{}: missing tensor {gname} ({name})", file.path().display());
+                }
+                let t = file.tensor_f32(&gname)?;
+                let mut tensor = HostTensor { data: t.data, shape: t.shape };
+                if *permuted {
+                    if gname.contains(".attn_q.") {
+                        unpermute_rows(&mut tensor, *heads);
+                    } else if gname.contains(".attn_k.") {
+                        unpermute_rows(&mut tensor, *kv_heads);
+                    }
+                }
+                tensor
+            }
+        };
+        if tensor.shape != shape {
+            bail!("tensor {name} has shape {:?}, the config expects {:?}", tensor.shape, shape);
+        }
+        self.read.insert(name.to_string());
+        Ok(tensor)
+    }
+
+    /// The tensors in the files that were never read (e.g. `rotary_emb.inv_freq`).
+    pub fn unread(&self) -> Vec<String> {
+        let all: Vec<String> = match &self.files {
+            Files::Safetensors { index, .. } => index.keys().cloned().collect(),
+            Files::Gguf { file, .. } => {
+                file.tensor_names().map(|g| hf_name(g).unwrap_or_else(|| g.to_string())).collect()
+            }
+        };
+        let mut unread: Vec<String> = all.into_iter().filter(|n| !self.read.contains(n)).collect();
+        unread.sort();
+        unread
+    }
+}
+
+fn describe(maps: &[(PathBuf, Mmap)]) -> String {
+    match maps {
+        [(path, _)] => path.display().to_string(),
+        _ => format!("{} safetensors shards", maps.len()),
+    }
+}
+
+/// Converts one safetensors tensor (f32, f16 or bf16) to f32.
+fn read_safetensor(path: &Path, map: &Mmap, name: &str) -> Result<HostTensor> {
+    let tensors = SafeTensors::deserialize(map)
+        .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file: {e}", path.display()))?;
+    let view = tensors
+        .tensor(name)
+        .map_err(|e| anyhow::anyhow!("{}: tensor {name}: {e}", path.display()))?;
+    let bytes = view.data();
+    let data: Vec<f32> = match view.dtype() {
+        Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        other => bail!("{}: tensor {name} has dtype {other:?}; f32, f16 or bf16 expected", path.display()),
+    };
+    Ok(HostTensor { data, shape: view.shape().to_vec() })
+}
+
+/// llama.cpp's name for a transformers tensor name.
+pub fn gguf_name(name: &str) -> Option<String> {
+    let fixed = match name {
+        "model.embed_tokens.weight" => Some("token_embd.weight"),
+        "model.norm.weight" => Some("output_norm.weight"),
+        "lm_head.weight" => Some("output.weight"),
+        _ => None,
+    };
+    if let Some(n) = fixed {
+        return Some(n.to_string());
+    }
+    let rest = name.strip_prefix("model.layers.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let (module, param) = rest.rsplit_once('.')?;
+    let gmodule = LAYER_NAMES.iter().find(|(hf, _)| *hf == module)?.1;
+    Some(format!("blk.{layer}.{gmodule}.{param}"))
+}
+
+/// transformers' name for a llama.cpp tensor name.
+fn hf_name(gname: &str) -> Option<String> {
+    let fixed = match gname {
+        "token_embd.weight" => Some("model.embed_tokens.weight"),
+        "output_norm.weight" => Some("model.norm.weight"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(n) = fixed {
+        return Some(n.to_string());
+    }
+    let rest = gname.strip_prefix("blk.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let (module, param) = rest.rsplit_once('.')?;
+    let hf = LAYER_NAMES.iter().find(|(_, g)| *g == module)?.0;
+    Some(format!("model.layers.{layer}.{hf}.{param}"))
+}
+
+/// Per-layer module names: transformers, llama.cpp.
+const LAYER_NAMES: &[(&str, &str)] = &[
+    ("input_layernorm", "attn_norm"),
+    ("post_attention_layernorm", "ffn_norm"),
+    ("self_attn.q_proj", "attn_q"),
+    ("self_attn.k_proj", "attn_k"),
+    ("self_attn.v_proj", "attn_v"),
+    ("self_attn.o_proj", "attn_output"),
+    ("mlp.gate_proj", "ffn_gate"),
+    ("mlp.up_proj", "ffn_up"),
+    ("mlp.down_proj", "ffn_down"),
+];
+
+/// Undoes llama.cpp's `permute(w, n_head)`: within each head, GGUF row
+/// `2i + t` is transformers' row `t * head_dim/2 + i`. Applies to the rows of
+/// a weight `[heads*head_dim, in]` and to a bias `[heads*head_dim]`.
+fn unpermute_rows(tensor: &mut HostTensor, heads: usize) {
+    let rows = tensor.shape[0];
+    let cols: usize = tensor.shape[1..].iter().product();
+    let head_dim = rows / heads;
+    let half = head_dim / 2;
+    let mut out = vec![0f32; tensor.data.len()];
+    for h in 0..heads {
+        for i in 0..half {
+            for t in 0..2 {
+                let src = h * head_dim + 2 * i + t;
+                let dst = h * head_dim + t * half + i;
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&tensor.data[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    tensor.data = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_both_ways() {
+        for name in [
+            "model.embed_tokens.weight",
+            "model.norm.weight",
+            "lm_head.weight",
+            "model.layers.12.self_attn.q_proj.bias",
+            "model.layers.0.mlp.down_proj.weight",
+            "model.layers.3.post_attention_layernorm.weight",
+        ] {
+            let g = gguf_name(name).unwrap();
+            assert_eq!(hf_name(&g).as_deref(), Some(name), "{g}");
+        }
+        assert_eq!(gguf_name("model.layers.1.self_attn.o_proj.weight").unwrap(), "blk.1.attn_output.weight");
+    }
+
+    /// llama.cpp's permutation followed by ours is the identity.
+    #[test]
+    fn unpermute_inverts_llama_cpp_permute() {
+        let (heads, head_dim, cols) = (3, 8, 2);
+        let rows = heads * head_dim;
+        let original: Vec<f32> = (0..rows * cols).map(|x| x as f32).collect();
+        // llama.cpp: w.reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2)
+        let mut permuted = vec![0f32; original.len()];
+        let half = head_dim / 2;
+        for h in 0..heads {
+            for t in 0..2 {
+                for i in 0..half {
+                    let src = h * head_dim + t * half + i;
+                    let dst = h * head_dim + i * 2 + t;
+                    permuted[dst * cols..(dst + 1) * cols].copy_from_slice(&original[src * cols..(src + 1) * cols]);
+                }
+            }
+        }
+        let mut tensor = HostTensor { data: permuted, shape: vec![rows, cols] };
+        unpermute_rows(&mut tensor, heads);
+        assert_eq!(tensor.data, original);
+    }
+}

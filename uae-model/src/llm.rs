@@ -1,0 +1,376 @@
+//! A causal language model ready to use: the Burn [`LlamaForCausalLM`], its
+//! tokenizer, special tokens and chat template, loaded from a Hugging Face
+//! directory, a hub id or a single GGUF file. Offers the two primitives the
+//! teacher needs: continuation log-likelihoods of a padded batch, and greedy
+//! generation with a KV cache.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use burn::prelude::*;
+use burn::tensor::activation;
+use tokenizers::Tokenizer;
+
+use crate::gguf::GgufFile;
+use crate::llama::weights::WeightReader;
+use crate::llama::{KvCache, LlamaConfig, LlamaForCausalLM};
+
+/// A loaded causal LM with its tokenizer.
+pub struct CausalLm {
+    /// The Burn model.
+    pub model: LlamaForCausalLM,
+    /// Its configuration.
+    pub config: LlamaConfig,
+    tokenizer: Tokenizer,
+    chat_template: Option<String>,
+    bos_token: Option<String>,
+    eos_token: Option<String>,
+    eos_ids: Vec<u32>,
+    device: Device,
+    source: PathBuf,
+}
+
+/// One chat message for [`CausalLm::chat_prompt`].
+#[derive(Debug, Clone)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The message text.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A message with `role` and `content`.
+    pub fn new(role: &str, content: &str) -> Self {
+        Self { role: role.into(), content: content.into() }
+    }
+}
+
+impl CausalLm {
+    /// Loads `spec`: a `.gguf` file, a Hugging Face directory (`config.json`,
+    /// safetensors weights, `tokenizer.json`), or a hub id.
+    pub fn load(spec: &str, device: &Device) -> Result<Self> {
+        let path = Path::new(spec);
+        if path.is_file() {
+            if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+                return Self::from_gguf(path, device);
+            }
+            bail!("teacher {spec} is a file but not a .gguf file; pass a GGUF file or a Hugging Face directory");
+        }
+        let dir = crate::source::ModelDir::resolve_llm(spec)?;
+        Self::from_dir(dir.root(), device)
+    }
+
+    /// Loads a single GGUF file: configuration from its metadata, tokenizer
+    /// from its vocabulary and merges, weights dequantised to f32.
+    pub fn from_gguf(path: &Path, device: &Device) -> Result<Self> {
+        let file = GgufFile::open(path)?;
+        let config = LlamaConfig::from_gguf(&file)?;
+        let tokenizer = crate::gguf::tokenizer::from_gguf(&file)?;
+        let chat_template = file.get_str_opt("tokenizer.chat_template")?.map(str::to_string);
+        let token = |key: &str| -> Result<Option<String>> {
+            Ok(file.get_u32_opt(key)?.and_then(|id| tokenizer.id_to_token(id)))
+        };
+        let bos_token = token("tokenizer.ggml.bos_token_id")?;
+        let eos_token = token("tokenizer.ggml.eos_token_id")?;
+        let eos_ids = config.eos_token_id.as_ref().map(|e| e.ids()).unwrap_or_default();
+        let mut weights = WeightReader::gguf(file, &config);
+        let model = LlamaForCausalLM::load(&config, &mut weights, device).with_context(|| format!("loading {}", path.display()))?;
+        Ok(Self { model, config, tokenizer, chat_template, bos_token, eos_token, eos_ids, device: device.clone(), source: path.into() })
+    }
+
+    /// Loads a Hugging Face directory.
+    pub fn from_dir(dir: &Path, device: &Device) -> Result<Self> {
+        let config = LlamaConfig::from_file(&dir.join("config.json"))?;
+        let tokenizer_path = dir.join("tokenizer.json");
+        let tokenizer = Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| anyhow!("cannot load tokenizer {}: {e}", tokenizer_path.display()))?;
+        let special = TokenizerConfig::read(dir)?;
+        let mut eos_ids = config.eos_token_id.as_ref().map(|e| e.ids()).unwrap_or_default();
+        if eos_ids.is_empty()
+            && let Some(id) = special.eos_token.as_deref().and_then(|t| tokenizer.token_to_id(t))
+        {
+            eos_ids.push(id);
+        }
+        let mut weights = WeightReader::safetensors_dir(dir)?;
+        let model = LlamaForCausalLM::load(&config, &mut weights, device).with_context(|| format!("loading {}", dir.display()))?;
+        Ok(Self {
+            model,
+            config,
+            tokenizer,
+            chat_template: special.chat_template,
+            bos_token: special.bos_token,
+            eos_token: special.eos_token,
+            eos_ids,
+            device: device.clone(),
+            source: dir.into(),
+        })
+    }
+
+    /// The file or directory the model came from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The longest sequence the model accepts.
+    pub fn context_length(&self) -> usize {
+        self.config.max_position_embeddings
+    }
+
+    /// Token ids of `text`, without special tokens (special-token strings in
+    /// the text, such as `<|im_start|>`, still map to their ids).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self.tokenizer.encode(text, false).map_err(|e| anyhow!("tokenisation failed: {e}"))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Text of `ids`, special tokens dropped.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer.decode(ids, true).map_err(|e| anyhow!("decoding failed: {e}"))
+    }
+
+    /// Whether the model ships a chat template.
+    pub fn has_chat_template(&self) -> bool {
+        self.chat_template.is_some()
+    }
+
+    /// Renders `messages` with the model's chat template, ending with the
+    /// assistant's turn opened when `add_generation_prompt`. Without a
+    /// template, messages are joined as plain text (`content` blocks separated
+    /// by blank lines), which suits base models.
+    pub fn chat_prompt(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        let Some(template) = &self.chat_template else {
+            let text: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+            return Ok(text.join("\n\n") + "\n");
+        };
+        render_chat_template(template, messages, add_generation_prompt, self.bos_token.as_deref(), self.eos_token.as_deref())
+    }
+
+    /// Log-probabilities of each continuation token given everything before
+    /// it, for one batch of `(prompt, continuation)` id pairs run as one
+    /// right-padded batch. Each pair needs a non-empty prompt and continuation
+    /// whose total fits the context window.
+    pub fn continuation_logprobs(&self, pairs: &[(&[u32], &[u32])]) -> Result<Vec<Vec<f32>>> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let seq = pairs.iter().map(|(p, c)| p.len() + c.len()).max().unwrap_or(0);
+        if seq > self.context_length() {
+            bail!("a sequence of {seq} tokens exceeds the context window of {}", self.context_length());
+        }
+        let mut ids = vec![0i32; pairs.len() * seq];
+        let mut rows = Vec::new();
+        let mut targets = Vec::new();
+        for (b, (prompt, continuation)) in pairs.iter().enumerate() {
+            if prompt.is_empty() || continuation.is_empty() {
+                bail!("both the prompt and the continuation need at least one token");
+            }
+            for (j, &id) in prompt.iter().chain(continuation.iter()).enumerate() {
+                ids[b * seq + j] = id as i32;
+            }
+            for (j, &target) in continuation.iter().enumerate() {
+                // The hidden state at position p predicts the token at p + 1.
+                rows.push((b * seq + prompt.len() + j - 1) as i32);
+                targets.push(target as i32);
+            }
+        }
+        let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [pairs.len(), seq]), &self.device);
+        let hidden = self.model.hidden_states(input, None);
+        let width = hidden.dims()[2];
+        let flat = hidden.reshape([pairs.len() * seq, width]);
+        let values = self.gather_logprobs(flat, &rows, &targets)?;
+        let mut out = Vec::with_capacity(pairs.len());
+        let mut at = 0;
+        for (_, continuation) in pairs {
+            out.push(values[at..at + continuation.len()].to_vec());
+            at += continuation.len();
+        }
+        Ok(out)
+    }
+
+    /// `log_softmax(logits)[target]` for the given rows of `hidden`, in chunks
+    /// so that the `[rows, vocab]` logits stay small.
+    fn gather_logprobs(&self, hidden: Tensor<2>, rows: &[i32], targets: &[i32]) -> Result<Vec<f32>> {
+        const CHUNK: usize = 256;
+        let mut out = Vec::with_capacity(rows.len());
+        for (rows, targets) in rows.chunks(CHUNK).zip(targets.chunks(CHUNK)) {
+            let n = rows.len();
+            let index = Tensor::<1, Int>::from_data(TensorData::new(rows.to_vec(), [n]), &self.device);
+            let logits = self.model.logits(hidden.clone().select(0, index));
+            let logp = activation::log_softmax(logits, 1);
+            let target = Tensor::<2, Int>::from_data(TensorData::new(targets.to_vec(), [n, 1]), &self.device);
+            let picked = logp.gather(1, target).reshape([n]);
+            out.extend(picked.try_into_vec_as::<f32>().map_err(|e| anyhow!("reading log-probabilities: {e:?}"))?);
+        }
+        Ok(out)
+    }
+
+    /// Logits `[vocab]` at `positions` of each sequence in `sequences`, run as
+    /// one right-padded batch (for parity checks).
+    pub fn logits_at(&self, sequences: &[&[u32]], positions: &[Vec<usize>]) -> Result<Vec<Vec<Vec<f32>>>> {
+        let seq = sequences.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
+        let mut ids = vec![0i32; sequences.len() * seq];
+        for (b, s) in sequences.iter().enumerate() {
+            for (j, &id) in s.iter().enumerate() {
+                ids[b * seq + j] = id as i32;
+            }
+        }
+        let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [sequences.len(), seq]), &self.device);
+        let hidden = self.model.hidden_states(input, None);
+        let width = hidden.dims()[2];
+        let flat = hidden.reshape([sequences.len() * seq, width]);
+        let mut out = Vec::new();
+        for (b, positions) in positions.iter().enumerate() {
+            let rows: Vec<i32> = positions.iter().map(|&p| (b * seq + p) as i32).collect();
+            let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [positions.len()]), &self.device);
+            let logits = self.model.logits(flat.clone().select(0, index));
+            let vocab = logits.dims()[1];
+            let values = logits.try_into_vec_as::<f32>().map_err(|e| anyhow!("reading logits: {e:?}"))?;
+            out.push(values.chunks(vocab).map(<[f32]>::to_vec).collect());
+        }
+        Ok(out)
+    }
+
+    /// Greedy decoding: up to `max_new_tokens` ids after `prompt`, stopping
+    /// after an end-of-sequence id (which is included) or at the context
+    /// window. Uses a KV cache, so each new token costs one position.
+    pub fn generate(&self, prompt: &[u32], max_new_tokens: usize) -> Result<Vec<u32>> {
+        if prompt.is_empty() {
+            bail!("generation needs a prompt of at least one token");
+        }
+        let mut cache = KvCache::new();
+        let mut next_input: Vec<u32> = prompt.to_vec();
+        let mut out = Vec::new();
+        while out.len() < max_new_tokens && cache.len() + next_input.len() <= self.context_length() {
+            let n = next_input.len();
+            let ids: Vec<i32> = next_input.iter().map(|&x| x as i32).collect();
+            let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &self.device);
+            let hidden = self.model.hidden_states(input, Some(&mut cache));
+            let width = hidden.dims()[2];
+            let last = hidden.narrow(1, n - 1, 1).reshape([1, width]);
+            let next = self.model.logits(last).argmax(1).reshape([1]);
+            let id = next.try_into_vec_as::<i64>().map_err(|e| anyhow!("reading the next token: {e:?}"))?[0] as u32;
+            out.push(id);
+            if self.eos_ids.contains(&id) {
+                break;
+            }
+            next_input = vec![id];
+        }
+        Ok(out)
+    }
+}
+
+/// The special tokens and chat template of `tokenizer_config.json` (or
+/// `chat_template.jinja`, where newer transformers keeps the template).
+#[derive(Debug, Default)]
+struct TokenizerConfig {
+    chat_template: Option<String>,
+    bos_token: Option<String>,
+    eos_token: Option<String>,
+}
+
+impl TokenizerConfig {
+    fn read(dir: &Path) -> Result<Self> {
+        let mut out = Self::default();
+        let path = dir.join("tokenizer_config.json");
+        if path.is_file() {
+            let json: serde_json::Value = crate::sentence::read_json(&path)?;
+            let token = |key: &str| match json.get(key) {
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(serde_json::Value::Object(o)) => o.get("content").and_then(|c| c.as_str()).map(str::to_string),
+                _ => None,
+            };
+            out.bos_token = token("bos_token");
+            out.eos_token = token("eos_token");
+            out.chat_template = match json.get("chat_template") {
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                // A list of named templates: use the default one.
+                Some(serde_json::Value::Array(list)) => list
+                    .iter()
+                    .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+                    .and_then(|t| t.get("template")?.as_str().map(str::to_string)),
+                _ => None,
+            };
+        }
+        let jinja = dir.join("chat_template.jinja");
+        if out.chat_template.is_none() && jinja.is_file() {
+            out.chat_template =
+                Some(std::fs::read_to_string(&jinja).with_context(|| format!("cannot read {}", jinja.display()))?);
+        }
+        Ok(out)
+    }
+}
+
+/// Renders a Hugging Face chat template (Jinja) with minijinja, with the
+/// variables transformers passes (`messages`, `add_generation_prompt`,
+/// `bos_token`, `eos_token`) and its `raise_exception` function.
+pub fn render_chat_template(
+    template: &str,
+    messages: &[ChatMessage],
+    add_generation_prompt: bool,
+    bos_token: Option<&str>,
+    eos_token: Option<&str>,
+) -> Result<String> {
+    let mut env = minijinja::Environment::new();
+    // transformers renders with trim_blocks and lstrip_blocks.
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+        .map_err(|e| anyhow!("chat template syntax: {e}"))?;
+    env.set_syntax(syntax);
+    env.add_function("raise_exception", |message: String| -> Result<String, minijinja::Error> {
+        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message))
+    });
+    env.add_template("chat", template).map_err(|e| anyhow!("the chat template does not parse: {e}"))?;
+    let context = minijinja::context! {
+        messages => messages
+            .iter()
+            .map(|m| minijinja::Value::from_pairs([("role", m.role.as_str()), ("content", m.content.as_str())]))
+            .collect::<minijinja::Value>(),
+        add_generation_prompt => add_generation_prompt,
+        bos_token => bos_token.unwrap_or(""),
+        eos_token => eos_token.unwrap_or(""),
+    };
+    env.get_template("chat")
+        .and_then(|t| t.render(context))
+        .map_err(|e| anyhow!("rendering the chat template failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHATML: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are helpful<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    #[test]
+    fn chatml_template_renders_like_transformers() {
+        let text = render_chat_template(CHATML, &[ChatMessage::new("user", "Hi")], true, None, None).unwrap();
+        assert_eq!(text, "<|im_start|>system\nYou are helpful<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+        let text = render_chat_template(
+            CHATML,
+            &[ChatMessage::new("system", "S"), ChatMessage::new("user", "U")],
+            false,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(text, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n");
+    }
+
+    #[test]
+    fn raise_exception_is_an_error() {
+        let err = render_chat_template("{{ raise_exception('no system role') }}", &[], false, None, None).unwrap_err();
+        assert!(err.to_string().contains("no system role"), "{err}");
+    }
+}

@@ -1,0 +1,159 @@
+//! The teacher LLM on tiny random models written by the test itself: batching
+//! never changes a result, the KV cache gives the same logits as a full pass,
+//! Qwen2 biases and untied heads load, and bad checkpoints get named errors.
+
+use burn::prelude::*;
+use uae_model::llm::CausalLm;
+use uae_model::tiny_llama::{TinyLlamaSpec, write_tiny_llama, write_tiny_llama_gguf};
+
+fn device() -> Device {
+    Device::flex()
+}
+
+fn load(spec: &TinyLlamaSpec) -> (tempfile::TempDir, CausalLm) {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_llama(dir.path(), spec).unwrap();
+    let lm = CausalLm::load(dir.path().to_str().unwrap(), &device()).unwrap();
+    (dir, lm)
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+const TEXTS: [&str; 4] = [
+    "the answer is on the first line",
+    "is",
+    "What does the error mean? It means the file is missing, so the code does not run.",
+    "<|im_start|>user\nhi<|im_end|>\n",
+];
+
+#[test]
+fn padded_batch_equals_each_sequence_alone() {
+    for spec in [TinyLlamaSpec::default(), TinyLlamaSpec { qwen2: true, tied: false, ..Default::default() }] {
+        let (_dir, lm) = load(&spec);
+        let ids: Vec<Vec<u32>> = TEXTS.iter().map(|t| lm.encode(t).unwrap()).collect();
+        assert_eq!(ids[3][0], 1, "special tokens in the text map to their ids: {:?}", ids[3]);
+        let positions: Vec<Vec<usize>> = ids.iter().map(|s| (0..s.len()).collect()).collect();
+        let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+        let batched = lm.logits_at(&refs, &positions).unwrap();
+        let mut worst = 0f32;
+        for (i, seq) in ids.iter().enumerate() {
+            let alone = lm.logits_at(&[seq.as_slice()], &positions[i..i + 1]).unwrap();
+            for (a, b) in alone[0].iter().zip(&batched[i]) {
+                worst = worst.max(max_diff(a, b));
+            }
+        }
+        assert!(worst < 1e-5, "qwen2={} batched vs alone max |diff| {worst}", spec.qwen2);
+    }
+}
+
+#[test]
+fn continuation_logprobs_match_full_logits() {
+    let (_dir, lm) = load(&TinyLlamaSpec::default());
+    let prompt = lm.encode("the question is").unwrap();
+    let continuation = lm.encode(" on the line").unwrap();
+    let scored = lm.continuation_logprobs(&[(&prompt, &continuation)]).unwrap();
+    let full: Vec<u32> = prompt.iter().chain(&continuation).copied().collect();
+    let positions: Vec<usize> = (prompt.len() - 1..full.len() - 1).collect();
+    let logits = lm.logits_at(&[full.as_slice()], &[positions]).unwrap();
+    for (j, row) in logits[0].iter().enumerate() {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let lse = max + row.iter().map(|x| (x - max).exp()).sum::<f32>().ln();
+        let expected = row[continuation[j] as usize] - lse;
+        assert!((scored[0][j] - expected).abs() < 1e-5, "token {j}: {} vs {expected}", scored[0][j]);
+    }
+}
+
+#[test]
+fn cached_generation_equals_recomputing_the_whole_sequence() {
+    let (_dir, lm) = load(&TinyLlamaSpec { tied: false, ..Default::default() });
+    let prompt = lm.encode("the answer is").unwrap();
+    let generated = lm.generate(&prompt, 12).unwrap();
+    assert!(!generated.is_empty());
+    // Without a cache: argmax of the last position of the whole sequence.
+    let mut seq = prompt.clone();
+    for &expected in &generated {
+        let logits = lm.logits_at(&[seq.as_slice()], &[vec![seq.len() - 1]]).unwrap();
+        let row = &logits[0][0];
+        let argmax = (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a))).unwrap();
+        assert_eq!(argmax as u32, expected, "after {:?}", seq);
+        seq.push(expected);
+    }
+}
+
+#[test]
+fn chat_template_and_eos_come_from_the_directory() {
+    let (_dir, lm) = load(&TinyLlamaSpec::default());
+    assert!(lm.has_chat_template());
+    let text = lm.chat_prompt(&[uae_model::llm::ChatMessage::new("user", "hi")], true).unwrap();
+    assert_eq!(text, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    assert_eq!(lm.decode(&lm.encode("is the answer on the line").unwrap()).unwrap(), "is the answer on the line");
+}
+
+#[test]
+fn bad_checkpoints_get_named_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = TinyLlamaSpec::default();
+    write_tiny_llama(dir.path(), &spec).unwrap();
+    let path = dir.path().to_str().unwrap();
+    // The config promises more layers than the weights hold.
+    let config_path = dir.path().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["num_hidden_layers"] = 3.into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let err = format!("{:#}", CausalLm::load(path, &device()).err().unwrap());
+    assert!(err.contains("missing tensor model.layers.2."), "{err}");
+    // Wrong width.
+    config["num_hidden_layers"] = 2.into();
+    config["intermediate_size"] = 48.into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let err = format!("{:#}", CausalLm::load(path, &device()).err().unwrap());
+    assert!(err.contains("model.layers.0.mlp.gate_proj.weight has shape [64, 32]"), "{err}");
+    // Fewer layers than the weights: unused tensors.
+    config["intermediate_size"] = 64.into();
+    config["num_hidden_layers"] = 1.into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let err = format!("{:#}", CausalLm::load(path, &device()).err().unwrap());
+    assert!(err.contains("does not use") && err.contains("model.layers.1."), "{err}");
+    // A truncated weights file.
+    let weights = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    let err = format!("{:#}", CausalLm::load(path, &device()).err().unwrap());
+    assert!(err.contains("model.safetensors") && err.contains("not a valid safetensors file"), "{err}");
+}
+
+/// The same weights written as GGUF (llama.cpp names, permuted q/k rows,
+/// vocabulary in the metadata) give the safetensors model's logits and ids.
+#[test]
+fn gguf_and_safetensors_give_the_same_model() {
+    let specs = [
+        TinyLlamaSpec::default(),
+        TinyLlamaSpec { qwen2: true, tied: false, ..Default::default() },
+    ];
+    for spec in specs {
+        let (dir, lm) = load(&spec);
+        for quantize in [false, true] {
+            let path = dir.path().join(format!("tiny-{quantize}.gguf"));
+            write_tiny_llama_gguf(&path, &spec, quantize).unwrap();
+            let from_gguf = CausalLm::load(path.to_str().unwrap(), &device()).unwrap();
+            assert!(from_gguf.has_chat_template());
+            let mut worst = 0f32;
+            for text in TEXTS {
+                let ids = lm.encode(text).unwrap();
+                assert_eq!(from_gguf.encode(text).unwrap(), ids, "{text:?}");
+                let positions = vec![(0..ids.len()).collect::<Vec<_>>()];
+                let a = lm.logits_at(&[ids.as_slice()], &positions).unwrap();
+                let b = from_gguf.logits_at(&[ids.as_slice()], &positions).unwrap();
+                for (x, y) in a[0].iter().zip(&b[0]) {
+                    worst = worst.max(max_diff(x, y));
+                }
+            }
+            // Q8_0 keeps 8 bits per weight: close, not equal.
+            let bound = if quantize { 0.1 } else { 1e-5 };
+            assert!(worst < bound, "qwen2={} quantize={quantize}: max |diff| {worst}", spec.qwen2);
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Batched continuation log-likelihoods: the log-probability of each
+//! continuation token given the prompt and the continuation tokens before it.
+//! Prompt and continuation are tokenised separately, without special tokens,
+//! and their ids concatenated (the lm-evaluation-harness convention), so the
+//! boundary never merges tokens across the two.
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+use uae_model::batch::token_budget_batches;
+use uae_model::llm::CausalLm;
+
+/// One sequence to score: prompt ids, then continuation ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScoreItem {
+    /// Context ids (never empty).
+    pub prompt: Vec<u32>,
+    /// Ids whose likelihood is measured (never empty).
+    pub continuation: Vec<u32>,
+}
+
+impl ScoreItem {
+    /// Total number of tokens the model runs on.
+    pub fn len(&self) -> usize {
+        self.prompt.len() + self.continuation.len()
+    }
+
+    /// Whether the item has no tokens at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The log-likelihood of one continuation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    /// Sum of the continuation tokens' natural-log probabilities.
+    pub logprob_sum: f64,
+    /// That sum divided by the number of continuation tokens.
+    pub logprob_mean: f64,
+    /// Number of continuation tokens.
+    pub n_tokens: usize,
+}
+
+impl Score {
+    fn of(logprobs: &[f32]) -> Self {
+        let sum: f64 = logprobs.iter().map(|&x| f64::from(x)).sum();
+        Self { logprob_sum: sum, logprob_mean: sum / logprobs.len() as f64, n_tokens: logprobs.len() }
+    }
+}
+
+/// Scores `items`, grouped by length into batches of at most `batch_tokens`
+/// padded tokens; returns the scores in input order. `progress` is called
+/// after each batch with the number of items and of real tokens it held.
+pub fn score_all(
+    lm: &CausalLm,
+    items: &[ScoreItem],
+    batch_tokens: usize,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<Score>> {
+    for (i, item) in items.iter().enumerate() {
+        if item.prompt.is_empty() || item.continuation.is_empty() {
+            bail!("item {i}: the prompt and the continuation each need at least one token");
+        }
+        if item.len() > lm.context_length() {
+            bail!("item {i}: {} tokens exceed the teacher's context window of {}", item.len(), lm.context_length());
+        }
+    }
+    let lengths: Vec<usize> = items.iter().map(ScoreItem::len).collect();
+    let mut scores = vec![None; items.len()];
+    for batch in token_budget_batches(&lengths, batch_tokens) {
+        let pairs: Vec<(&[u32], &[u32])> =
+            batch.iter().map(|&i| (items[i].prompt.as_slice(), items[i].continuation.as_slice())).collect();
+        let logprobs = lm.continuation_logprobs(&pairs)?;
+        for (&i, values) in batch.iter().zip(&logprobs) {
+            let score = Score::of(values);
+            if !score.logprob_sum.is_finite() {
+                bail!("item {i}: the teacher gave a non-finite log-likelihood ({})", score.logprob_sum);
+            }
+            scores[i] = Some(score);
+        }
+        progress(batch.len(), batch.iter().map(|&i| lengths[i]).sum());
+    }
+    Ok(scores.into_iter().map(|s| s.expect("every item is in one batch")).collect())
+}
