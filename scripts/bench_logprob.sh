@@ -23,14 +23,20 @@ if [ -z "${UAE_BIN:-}" ]; then
 fi
 uae="${UAE_BIN:-$CARGO_TARGET_DIR/release/uae}"
 batch_tokens="${BATCH_TOKENS:-4096}"
+# ITEMS: use the first N items only (quick runs); REPEATS: best of N passes.
+items="${ITEMS:-256}"
+repeats="${REPEATS:-3}"
+subset="$(mktemp --suffix .jsonl)"
+trap 'rm -f "$subset"' EXIT
+head -n "$items" "$input" > "$subset"
 
 best_uae=0
-for _ in 1 2 3; do
-    line="$("$uae" logprob --teacher "$model" --input "$input" --output /dev/null --batch-tokens "$batch_tokens" 2>&1 | grep '^scored')"
+for _ in $(seq "$repeats"); do
+    line="$("$uae" logprob --teacher "$model" --input "$subset" --output /dev/null --batch-tokens "$batch_tokens" 2>&1 | grep '^scored')"
     rate="$(echo "$line" | sed -E 's/.*\(([0-9.]+) tokens\/s\).*/\1/')"
     best_uae="$(python3 -c "print(max(float('$rate'), float('$best_uae')))")"
 done
-ref="$("$py" assets/bench_logprob_reference.py --model "$model" --input "$input" --batch-tokens "$batch_tokens" --repeats 3)"
+ref="$("$py" assets/bench_logprob_reference.py --model "$model" --input "$subset" --batch-tokens "$batch_tokens" --repeats "$repeats")"
 python3 - "$best_uae" "$ref" "$batch_tokens" <<'PY'
 import json, os, sys
 uae, info, bt = float(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
