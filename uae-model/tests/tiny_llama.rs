@@ -157,3 +157,56 @@ fn gguf_and_safetensors_give_the_same_model() {
         }
     }
 }
+
+/// Weights split into shards with `model.safetensors.index.json` load like
+/// the single file.
+#[test]
+fn sharded_safetensors_load_like_one_file() {
+    use safetensors::SafeTensors;
+    let spec = TinyLlamaSpec::default();
+    let (dir, lm) = load(&spec);
+    let bytes = std::fs::read(dir.path().join("model.safetensors")).unwrap();
+    let tensors = SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = tensors.names().into_iter().map(str::to_string).collect();
+    names.sort();
+    let sharded = tempfile::tempdir().unwrap();
+    for file in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(dir.path().join(file), sharded.path().join(file)).unwrap();
+    }
+    let mut weight_map = serde_json::Map::new();
+    for (i, chunk) in names.chunks(names.len() / 2 + 1).enumerate() {
+        let file = format!("model-{:05}-of-00002.safetensors", i + 1);
+        let views: Vec<(String, safetensors::tensor::TensorView)> =
+            chunk.iter().map(|n| (n.clone(), tensors.tensor(n).unwrap())).collect();
+        safetensors::serialize_to_file(views, None, &sharded.path().join(&file)).unwrap();
+        for n in chunk {
+            weight_map.insert(n.clone(), file.clone().into());
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(sharded.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let from_shards = CausalLm::load(sharded.path().to_str().unwrap(), &device()).unwrap();
+    let ids = lm.encode(TEXTS[2]).unwrap();
+    let positions = vec![(0..ids.len()).collect::<Vec<_>>()];
+    let a = lm.logits_at(&[ids.as_slice()], &positions).unwrap();
+    let b = from_shards.logits_at(&[ids.as_slice()], &positions).unwrap();
+    for (x, y) in a[0].iter().zip(&b[0]) {
+        assert_eq!(x, y);
+    }
+}
+
+/// A hub id that is neither cached nor reachable fails fast and says how to
+/// work offline. (The only test in this binary that sets these variables.)
+#[test]
+fn unknown_hub_teacher_is_a_clear_error_offline() {
+    let cache = tempfile::tempdir().unwrap();
+    // SAFETY: no other test in this binary reads or writes these variables.
+    unsafe {
+        std::env::set_var("HF_HOME", cache.path());
+        std::env::set_var("HF_HUB_OFFLINE", "1");
+    }
+    let err = format!("{:#}", CausalLm::load("nobody-uae-test/no-such-llm", &device()).err().unwrap());
+    assert!(err.contains("not in the Hugging Face cache") && err.contains("config.json"), "{err}");
+    let err = format!("{:#}", CausalLm::load("/no/such/teacher.gguf", &device()).err().unwrap());
+    assert!(err.contains("neither a GGUF file, a model directory, nor a hub id"), "{err}");
+}
