@@ -177,39 +177,45 @@ fn read_safetensor(path: &Path, map: &Mmap, name: &str) -> Result<HostTensor> {
 
 /// llama.cpp's name for a transformers tensor name.
 pub fn gguf_name(name: &str) -> Option<String> {
-    let fixed = match name {
-        "model.embed_tokens.weight" => Some("token_embd.weight"),
-        "model.norm.weight" => Some("output_norm.weight"),
-        "lm_head.weight" => Some("output.weight"),
-        _ => None,
-    };
-    if let Some(n) = fixed {
-        return Some(n.to_string());
-    }
-    let rest = name.strip_prefix("model.layers.")?;
-    let (layer, rest) = rest.split_once('.')?;
-    let (module, param) = rest.rsplit_once('.')?;
-    let gmodule = LAYER_NAMES.iter().find(|(hf, _)| *hf == module)?.1;
-    Some(format!("blk.{layer}.{gmodule}.{param}"))
+    translate(name, Naming::Transformers)
 }
 
 /// transformers' name for a llama.cpp tensor name.
 fn hf_name(gname: &str) -> Option<String> {
-    let fixed = match gname {
-        "token_embd.weight" => Some("model.embed_tokens.weight"),
-        "output_norm.weight" => Some("model.norm.weight"),
-        "output.weight" => Some("lm_head.weight"),
-        _ => None,
-    };
-    if let Some(n) = fixed {
-        return Some(n.to_string());
-    }
-    let rest = gname.strip_prefix("blk.")?;
-    let (layer, rest) = rest.split_once('.')?;
-    let (module, param) = rest.rsplit_once('.')?;
-    let hf = LAYER_NAMES.iter().find(|(_, g)| *g == module)?.0;
-    Some(format!("model.layers.{layer}.{hf}.{param}"))
+    translate(gname, Naming::LlamaCpp)
 }
+
+/// The naming a tensor name is written in.
+#[derive(Clone, Copy)]
+enum Naming {
+    Transformers,
+    LlamaCpp,
+}
+
+/// Translates `name` from naming `from` to the other one, through the
+/// whole-model names and the per-layer module table.
+fn translate(name: &str, from: Naming) -> Option<String> {
+    // (transformers, llama.cpp) pairs of column `from`, then of the other.
+    let pick = |(hf, gg): (&'static str, &'static str)| match from {
+        Naming::Transformers => (hf, gg),
+        Naming::LlamaCpp => (gg, hf),
+    };
+    if let Some((_, to)) = MODEL_NAMES.iter().map(|&p| pick(p)).find(|(src, _)| *src == name) {
+        return Some(to.to_string());
+    }
+    let (src_prefix, dst_prefix) = pick(("model.layers.", "blk."));
+    let (layer, rest) = name.strip_prefix(src_prefix)?.split_once('.')?;
+    let (module, param) = rest.rsplit_once('.')?;
+    let (_, to) = LAYER_NAMES.iter().map(|&p| pick(p)).find(|(src, _)| *src == module)?;
+    Some(format!("{dst_prefix}{layer}.{to}.{param}"))
+}
+
+/// Whole-model tensor names: transformers, llama.cpp.
+const MODEL_NAMES: &[(&str, &str)] = &[
+    ("model.embed_tokens.weight", "token_embd.weight"),
+    ("model.norm.weight", "output_norm.weight"),
+    ("lm_head.weight", "output.weight"),
+];
 
 /// Per-layer module names: transformers, llama.cpp.
 const LAYER_NAMES: &[(&str, &str)] = &[
