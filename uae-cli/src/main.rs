@@ -4,12 +4,14 @@
 mod device;
 mod embed;
 mod eval;
+mod export;
 mod generate;
 mod index;
 mod label;
 mod logprob;
 mod mine;
 mod progress;
+mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -45,6 +47,10 @@ enum Command {
     Label(label::LabelArgs),
     /// Generate text greedily with the teacher LLM.
     Generate(generate::GenerateArgs),
+    /// Distil teacher utilities into a bi-encoder.
+    Train(train::TrainArgs),
+    /// Write a trained run as a Hugging Face model directory.
+    Export(export::ExportArgs),
 }
 
 fn main() {
@@ -68,5 +74,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Logprob(args) => logprob::run(args, &device()?),
         Command::Label(args) => label::run(args, &device()?),
         Command::Generate(args) => generate::run(args, &device()?),
+        Command::Train(args) => train::run(args, &device()?),
+        Command::Export(args) => export::run(args),
     }
 }

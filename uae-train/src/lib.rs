@@ -1,3 +1,22 @@
-//! uae-train: distillation of teacher utilities into a bi-encoder on Burn's
-//! Learner. Empty until the training issue lands; the crate exists so the
-//! workspace has its final shape.
+//! uae-train: distillation of teacher utilities into a bi-encoder on Burn.
+//!
+//! [`loss`] holds the training objectives (UM-InfoNCE and the InfoNCE, KL
+//! and stable-distillation baselines), the guard that inspects each batch's
+//! teacher targets and losses, and host-side validation metrics.
+//!
+//! The training side: [`data`] joins `labels.jsonl` with the BEIR data set,
+//! [`batcher`] turns labelled queries into padded token batches, [`model`]
+//! wraps the bi-encoder for Burn's Learner, [`metrics`] and [`renderer`]
+//! report progress, [`shuffle`] orders each epoch reproducibly, [`train`]
+//! runs the Learner and [`export`] writes the trained model in the Hugging
+//! Face layout.
+
+pub mod batcher;
+pub mod data;
+pub mod export;
+pub mod loss;
+pub mod metrics;
+pub mod model;
+pub mod renderer;
+pub mod shuffle;
+pub mod train;

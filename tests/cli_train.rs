@@ -1,0 +1,311 @@
+//! `uae train` and `uae export` end to end on a tiny random BERT and a
+//! synthetic labelled data set whose teacher preference is known: the
+//! teacher prefers the passage holding both of the query's topic words, then
+//! the one holding the first word, then the rest.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use uae_model::tiny::{TinyBertSpec, write_tiny_bert};
+
+const TOPIC: [&str; 12] =
+    ["python", "list", "dict", "code", "model", "file", "error", "line", "fast", "slow", "help", "answer"];
+
+fn uae(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_uae")).args(args).output().expect("uae runs")
+}
+
+fn check(out: &Output) {
+    assert!(
+        out.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One labelled query: its text, candidate ids and texts, and utilities.
+struct Pool {
+    query: String,
+    docs: Vec<(String, String)>,
+    utilities: Vec<f64>,
+}
+
+/// A deterministic generator (no rand in this test crate).
+fn next(state: &mut u64) -> usize {
+    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (*state >> 33) as usize
+}
+
+fn pools(n: usize) -> Vec<Pool> {
+    let mut state = 11u64;
+    (0..n)
+        .map(|i| {
+            let a = TOPIC[next(&mut state) % TOPIC.len()];
+            let mut b = TOPIC[next(&mut state) % TOPIC.len()];
+            while b == a {
+                b = TOPIC[next(&mut state) % TOPIC.len()];
+            }
+            let others: Vec<&str> = TOPIC.iter().copied().filter(|w| *w != a && *w != b).collect();
+            let mut pick = || others[next(&mut state) % others.len()];
+            let texts = [
+                format!("{a} {b} the {}", pick()),
+                format!("{a} {} of {}", pick(), pick()),
+                format!("{} {} a {}", pick(), pick(), pick()),
+                format!("the {} {} is", pick(), pick()),
+            ];
+            let utilities = vec![2.0, 1.0, 0.0, -0.5];
+            // Candidate order is shuffled so position says nothing.
+            let shift = next(&mut state) % 4;
+            let order: Vec<usize> = (0..4).map(|j| (j + shift) % 4).collect();
+            Pool {
+                query: format!("what is {a} {b}"),
+                docs: order.iter().map(|&j| (format!("d{i}_{j}"), texts[j].clone())).collect(),
+                utilities: order.iter().map(|&j| utilities[j]).collect(),
+            }
+        })
+        .collect()
+}
+
+/// Writes the BEIR folder and labels.jsonl; the gold passage of each query
+/// is the teacher's best.
+fn write_data(dir: &Path, pools: &[Pool]) {
+    std::fs::create_dir_all(dir.join("qrels")).unwrap();
+    let mut corpus = String::new();
+    let mut queries = String::new();
+    let mut qrels = String::from("query-id\tcorpus-id\tscore\n");
+    let mut labels = String::new();
+    for (i, pool) in pools.iter().enumerate() {
+        queries.push_str(&serde_json::json!({"_id": format!("q{i}"), "text": pool.query}).to_string());
+        queries.push('\n');
+        for (id, text) in &pool.docs {
+            corpus.push_str(&serde_json::json!({"_id": id, "title": "", "text": text}).to_string());
+            corpus.push('\n');
+        }
+        let best = (0..4).max_by(|&x, &y| pool.utilities[x].total_cmp(&pool.utilities[y])).unwrap();
+        qrels.push_str(&format!("q{i}\t{}\t1\n", pool.docs[best].0));
+        let ids: Vec<&str> = pool.docs.iter().map(|(id, _)| id.as_str()).collect();
+        labels.push_str(
+            &serde_json::json!({"query_id": format!("q{i}"), "doc_ids": ids, "utilities": pool.utilities,
+                "logp_with": pool.utilities, "logp_without": 0.0})
+            .to_string(),
+        );
+        labels.push('\n');
+    }
+    std::fs::write(dir.join("corpus.jsonl"), corpus).unwrap();
+    std::fs::write(dir.join("queries.jsonl"), queries).unwrap();
+    std::fs::write(dir.join("qrels/train.tsv"), qrels).unwrap();
+    std::fs::write(dir.join("labels.jsonl"), labels).unwrap();
+}
+
+/// Embeds `texts` with `uae embed`, as queries or passages.
+fn embed(model: &Path, texts: &[String], query: bool, work: &Path) -> Vec<Vec<f32>> {
+    let input = work.join("embed_in.jsonl");
+    let output = work.join("embed_out.jsonl");
+    let lines: Vec<String> =
+        texts.iter().enumerate().map(|(i, t)| serde_json::json!({"id": i, "text": t}).to_string()).collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let mut args = vec!["embed", "--model", model.to_str().unwrap(), "--input", input.to_str().unwrap()];
+    args.extend(["--output", output.to_str().unwrap()]);
+    if query {
+        args.push("--query");
+    }
+    check(&uae(&args));
+    std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+        })
+        .collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb).max(1e-12)
+}
+
+/// Agreement with the teacher: the mean, over queries, of the share of candidate pairs the student orders as the teacher does.
+fn pair_agreement(model: &Path, pools: &[Pool], work: &Path) -> f64 {
+    let queries: Vec<String> = pools.iter().map(|p| p.query.clone()).collect();
+    let passages: Vec<String> = pools.iter().flat_map(|p| p.docs.iter().map(|(_, t)| t.clone())).collect();
+    let q = embed(model, &queries, true, work);
+    let d = embed(model, &passages, false, work);
+    let mut agree = 0usize;
+    let mut total = 0usize;
+    for (i, pool) in pools.iter().enumerate() {
+        let scores: Vec<f32> = (0..4).map(|j| cosine(&q[i], &d[i * 4 + j])).collect();
+        for x in 0..4 {
+            for y in 0..4 {
+                if pool.utilities[x] > pool.utilities[y] {
+                    total += 1;
+                    agree += usize::from(scores[x] > scores[y]);
+                }
+            }
+        }
+    }
+    agree as f64 / total as f64
+}
+
+fn train_args<'a>(model: &'a str, data: &'a str, labels: &'a str, out: &'a str, config: &'a str) -> Vec<&'a str> {
+    vec!["train", "--model", model, "--data", data, "--labels", labels, "--out", out, "--config", config]
+}
+
+#[test]
+fn training_moves_the_student_towards_the_teacher_and_exports() {
+    let work = tempfile::tempdir().unwrap();
+    let model = work.path().join("tiny");
+    write_tiny_bert(&model, &TinyBertSpec::default()).unwrap();
+    let data = work.path().join("data");
+    let pools = pools(48);
+    write_data(&data, &pools);
+    let config = work.path().join("train.json");
+    std::fs::write(
+        &config,
+        r#"{"epochs": 6, "batch_size": 8, "lr": 0.002, "warmup_ratio": 0.1, "valid_share": 0.25, "seed": 5, "log_every": 2}"#,
+    )
+    .unwrap();
+    let run = work.path().join("run");
+    let (m, d, l, r, c) = (
+        model.to_str().unwrap(),
+        data.to_str().unwrap(),
+        data.join("labels.jsonl"),
+        run.to_str().unwrap(),
+        config.to_str().unwrap(),
+    );
+    let out = uae(&train_args(m, d, l.to_str().unwrap(), r, c));
+    check(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The text renderer prints metric values, not debug snapshots.
+    assert!(stdout.contains("| Loss "), "{stdout}");
+    assert!(stdout.contains("Teacher Recall@1"), "{stdout}");
+    assert!(!stdout.contains("ProgressSnapshot"), "{stdout}");
+
+    let exported = work.path().join("exported");
+    check(&uae(&["export", "--run", r, "--out", exported.to_str().unwrap()]));
+    for file in ["config.json", "model.safetensors", "tokenizer.json", "modules.json", "1_Pooling/config.json", "sentence_bert_config.json"] {
+        assert!(exported.join(file).is_file(), "{file} missing");
+    }
+    let before = pair_agreement(&model, &pools, work.path());
+    let after = pair_agreement(&exported, &pools, work.path());
+    eprintln!("pairwise agreement with the teacher: before {before:.3}, after {after:.3}");
+    assert!(after > before + 0.1, "before {before:.3}, after {after:.3}");
+    assert!(after > 0.8, "after {after:.3}");
+
+    // A second run into the same directory without --resume is refused.
+    let again = uae(&train_args(m, d, l.to_str().unwrap(), r, c));
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+}
+
+#[test]
+fn bad_labels_are_reported_not_fatal() {
+    let work = tempfile::tempdir().unwrap();
+    let model = work.path().join("tiny");
+    write_tiny_bert(&model, &TinyBertSpec::default()).unwrap();
+    let data = work.path().join("data");
+    let pools = pools(8);
+    write_data(&data, &pools);
+    let labels = data.join("labels.jsonl");
+    let mut text = std::fs::read_to_string(&labels).unwrap();
+    text.push_str("{\"query_id\":\"q0\",\"doc_ids\":[\"d0_0\",\"nowhere\"],\"utilities\":[null,1.0]}\n");
+    text.push_str("{\"query_id\":\"q1\",\"doc_ids\":[\"d1_0\",\"d1_1\"],\"utili");
+    std::fs::write(&labels, text).unwrap();
+    let config = work.path().join("train.json");
+    // Also exercises accumulation, cosine decay, early stopping and every
+    // other loss.
+    std::fs::write(
+        &config,
+        r#"{"epochs": 2, "batch_size": 2, "grad_accumulation": 2, "decay": "cosine", "early_stopping_patience": 1,
+            "max_grad_norm": 0.5, "sampling": {"candidates": 3, "top_share": 0.34, "seed": 1}}"#,
+    )
+    .unwrap();
+    for loss in ["infonce", "kl", "stable-distill"] {
+        let run = work.path().join(format!("run-{loss}"));
+        let mut args = train_args(
+            model.to_str().unwrap(),
+            data.to_str().unwrap(),
+            labels.to_str().unwrap(),
+            run.to_str().unwrap(),
+            config.to_str().unwrap(),
+        );
+        args.extend(["--loss", loss]);
+        let out = uae(&args);
+        check(&out);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("8 of 9 labelled queries kept with K = 3"), "{stdout}");
+        assert!(stdout.contains("1 with non-finite utilities"), "{stdout}");
+        assert!(stdout.contains("torn last line"), "{stdout}");
+        assert!(run.join("model.safetensors").is_file());
+    }
+
+    // An unknown config field is an error naming the file.
+    std::fs::write(&config, r#"{"epoch": 1}"#).unwrap();
+    let out = uae(&train_args(
+        model.to_str().unwrap(),
+        data.to_str().unwrap(),
+        labels.to_str().unwrap(),
+        work.path().join("run2").to_str().unwrap(),
+        config.to_str().unwrap(),
+    ));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("train.json"));
+}
+
+#[test]
+fn resume_after_epoch_one_equals_an_uninterrupted_run() {
+    let work = tempfile::tempdir().unwrap();
+    let model = work.path().join("tiny");
+    write_tiny_bert(&model, &TinyBertSpec::default()).unwrap();
+    let data = work.path().join("data");
+    let pools = pools(24);
+    write_data(&data, &pools);
+    let config = work.path().join("train.json");
+    std::fs::write(&config, r#"{"epochs": 2, "batch_size": 5, "lr": 0.002, "valid_share": 0.2, "seed": 9}"#).unwrap();
+    let labels = data.join("labels.jsonl");
+    let run = |name: &str, resume: bool| {
+        let out = work.path().join(name);
+        let mut args = train_args(
+            model.to_str().unwrap(),
+            data.to_str().unwrap(),
+            labels.to_str().unwrap(),
+            out.to_str().unwrap(),
+            config.to_str().unwrap(),
+        );
+        if resume {
+            args.push("--resume");
+        }
+        check(&uae(&args));
+        out
+    };
+    let full = run("full", false);
+    let interrupted = run("interrupted", false);
+    // What a run killed during epoch 2 leaves: epoch 1's checkpoint only.
+    for file in ["model-2.bpk", "optim-2.bpk", "scheduler-2.bpk"] {
+        let path = interrupted.join("checkpoint").join(file);
+        assert!(path.is_file(), "{} missing", path.display());
+        std::fs::remove_file(path).unwrap();
+    }
+    std::fs::remove_file(interrupted.join("model.safetensors")).unwrap();
+    let resumed = run("interrupted", true);
+
+    let texts: Vec<String> = pools.iter().map(|p| p.query.clone()).chain(pools.iter().map(|p| p.docs[0].1.clone())).collect();
+    let mut vectors = Vec::new();
+    for (name, dir) in [("full_export", &full), ("resumed_export", &resumed)] {
+        let exported = work.path().join(name);
+        check(&uae(&["export", "--run", dir.to_str().unwrap(), "--out", exported.to_str().unwrap()]));
+        vectors.push(embed(&exported, &texts, false, work.path()));
+    }
+    let base = embed(&model, &texts, false, work.path());
+    let diff = max_abs_diff(&vectors[0], &vectors[1]);
+    assert!(diff <= 1e-5, "resumed run differs by {diff}");
+    // And training did change the model.
+    assert!(max_abs_diff(&vectors[0], &base) > 1e-3);
+}
+
+fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0.0, f32::max)
+}

@@ -1,0 +1,185 @@
+//! The training model: a [`SentenceEmbedder`] that scores each query against
+//! its candidates and, optionally, against the other queries' candidates,
+//! and takes a [`crate::loss`] objective of those scores. It implements
+//! Burn's [`TrainStep`] and [`InferenceStep`] for the Learner.
+
+use burn::prelude::*;
+use burn::train::metric::{Adaptor, ItemLazy, LossInput as LossMetricInput};
+use burn::train::{InferenceStep, TrainOutput, TrainStep};
+use burn::tensor::ExecutionError;
+use uae_model::encoder::SentenceEmbedder;
+use uae_model::pooling::l2_normalize;
+
+use crate::batcher::DistillBatch;
+use crate::loss::{LossConfig, LossInput};
+use crate::metrics::PoolInput;
+
+/// The bi-encoder under training with its loss.
+#[derive(Module, Debug)]
+pub struct DistillModel {
+    /// The student.
+    pub embedder: SentenceEmbedder,
+    /// The objective and temperatures.
+    #[module(skip)]
+    pub loss: LossConfig,
+}
+
+/// The scores of one batch.
+#[derive(Debug, Clone)]
+pub struct Scores {
+    /// Cosine of each query with its own candidates, `[B, K]`.
+    pub own: Tensor<2>,
+    /// Cosine of each query with the other queries' candidates,
+    /// `[B, (B - 1) * K]`; `None` when in-batch negatives are off or `B = 1`.
+    /// A passage that is in two queries' pools counts as a negative of the
+    /// other query; pools mined from one corpus rarely share passages.
+    pub in_batch: Option<Tensor<2>>,
+}
+
+/// What a step reports to the metrics.
+#[derive(Debug, Clone)]
+pub struct DistillOutput {
+    /// The scalar batch loss, `[1]`.
+    pub loss: Tensor<1>,
+    /// Per-query losses, `[B]`.
+    pub per_query: Tensor<1>,
+    /// Student cosines over each query's own candidates, `[B, K]`.
+    pub scores: Tensor<2>,
+    /// Teacher utilities, `[B, K]`.
+    pub utilities: Tensor<2>,
+    /// Relevance flags, `B` rows of `K`.
+    pub relevant: Vec<Vec<bool>>,
+    /// Student temperature.
+    pub tau: f64,
+    /// Teacher temperature.
+    pub tau_u: f64,
+}
+
+impl DistillModel {
+    /// Cosine similarities of a batch (vectors are L2-normalised here
+    /// whatever the model's own normalisation).
+    pub fn scores(&self, batch: &DistillBatch) -> Scores {
+        let queries = l2_normalize(self.embedder.forward(&batch.queries));
+        let passages = l2_normalize(self.embedder.forward(&batch.passages));
+        let [b, h] = queries.dims();
+        let k = passages.dims()[0] / b.max(1);
+        let own = passages
+            .clone()
+            .reshape([b, k, h])
+            .matmul(queries.clone().reshape([b, h, 1]))
+            .reshape([b, k]);
+        let in_batch = (self.loss.use_in_batch && b > 1).then(|| {
+            let all = queries.matmul(passages.transpose());
+            let others: Vec<i32> = (0..b)
+                .flat_map(|row| (0..b * k).filter(move |col| col / k != row).map(|c| c as i32))
+                .collect();
+            let index = Tensor::<2, Int>::from_data(TensorData::new(others, [b, (b - 1) * k]), &all.device());
+            all.gather(1, index)
+        });
+        Scores { own, in_batch }
+    }
+
+    /// Scores and loss of a batch.
+    ///
+    /// The loss configuration is validated before training starts and every
+    /// batch has `K >= 2` candidates per query with matching utilities, so
+    /// [`LossConfig::loss`] cannot fail on batches built by
+    /// [`crate::batcher::DistillBatcher`].
+    pub fn forward_loss(&self, batch: DistillBatch) -> DistillOutput {
+        let scores = self.scores(&batch);
+        // A last batch of one query has no in-batch negatives.
+        let config = LossConfig { use_in_batch: scores.in_batch.is_some(), ..self.loss };
+        let input = LossInput {
+            scores: scores.own.clone(),
+            in_batch: scores.in_batch,
+            utilities: Some(batch.utilities.clone()),
+            positive: if config.kind.needs_positive() { positives(&batch.relevant, &batch.utilities) } else { None },
+        };
+        let output = config
+            .loss(&input)
+            .unwrap_or_else(|e| panic!("invariant: batches are built to fit the validated loss: {e}"));
+        DistillOutput {
+            loss: output.loss,
+            per_query: output.per_query,
+            scores: scores.own,
+            utilities: batch.utilities,
+            relevant: batch.relevant,
+            tau: self.loss.tau,
+            tau_u: self.loss.tau_u,
+        }
+    }
+}
+
+/// The gold candidate of each query for `infonce`: the first relevant one,
+/// else the teacher's best (host-side, from the relevance flags; utilities
+/// are read back only when a row has no relevant candidate).
+fn positives(relevant: &[Vec<bool>], utilities: &Tensor<2>) -> Option<Vec<usize>> {
+    let mut out = Vec::with_capacity(relevant.len());
+    let mut host: Option<Vec<f32>> = None;
+    for (row, flags) in relevant.iter().enumerate() {
+        match flags.iter().position(|&r| r) {
+            Some(i) => out.push(i),
+            None => {
+                let values = match &host {
+                    Some(v) => v,
+                    None => host.insert(utilities.clone().try_into_vec_as::<f32>().ok()?),
+                };
+                let k = flags.len();
+                let row_values = &values[row * k..(row + 1) * k];
+                out.push(crate::loss::metrics::argmax(row_values)?);
+            }
+        }
+    }
+    Some(out)
+}
+
+impl TrainStep for DistillModel {
+    type Input = DistillBatch;
+    type Output = DistillOutput;
+
+    fn step(&self, batch: DistillBatch) -> TrainOutput<DistillOutput> {
+        let output = self.forward_loss(batch);
+        let grads = output.loss.backward();
+        TrainOutput::new(self, grads, output)
+    }
+}
+
+impl InferenceStep for DistillModel {
+    type Input = DistillBatch;
+    type Output = DistillOutput;
+
+    fn step(&self, batch: DistillBatch) -> DistillOutput {
+        self.forward_loss(batch)
+    }
+}
+
+impl ItemLazy for DistillOutput {
+    fn sync(self) -> Result<Self, ExecutionError> {
+        self.loss.device().flush()?;
+        Ok(Self {
+            loss: self.loss.without_autodiff(),
+            per_query: self.per_query.without_autodiff(),
+            scores: self.scores.without_autodiff(),
+            utilities: self.utilities.without_autodiff(),
+            ..self
+        })
+    }
+}
+
+impl Adaptor<LossMetricInput> for DistillOutput {
+    fn adapt(&self) -> LossMetricInput {
+        LossMetricInput::new(self.per_query.clone())
+    }
+}
+
+impl Adaptor<PoolInput> for DistillOutput {
+    fn adapt(&self) -> PoolInput {
+        PoolInput {
+            scores: self.scores.clone(),
+            utilities: self.utilities.clone(),
+            relevant: self.relevant.clone(),
+            tau: self.tau,
+            tau_u: self.tau_u,
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! A distillation run on Burn's Learner: configuration, data preparation,
+//! the optimiser and learning-rate schedule, metrics, checkpoints, resume
+//! and the final weights.
+//!
+//! A run directory holds:
+//! - `train_config.json`: the resolved [`TrainConfig`];
+//! - `base/`: the base model's `config.json`, `tokenizer.json` and
+//!   sentence-transformers files, so that export needs nothing else;
+//! - `checkpoint/`: Burn's per-epoch model, optimiser and scheduler state
+//!   (`model-<epoch>.bpk`, ...), from which `--resume` continues;
+//! - `model.safetensors`: the final weights with Hugging Face tensor names,
+//!   written when training ends;
+//! - Burn's metric logs (`train/`, `valid/`, `experiment.log`).
+//!
+//! A configuration file (JSON; every field optional, unknown fields are
+//! errors):
+//!
+//! ```json
+//! {"loss": {"kind": "um-infonce", "tau": 0.05, "tau_u": 1.0, "use_in_batch": true},
+//!  "sampling": {"candidates": 8, "top_share": 0.5, "seed": 42},
+//!  "split": "train", "valid_share": 0.1, "epochs": 3, "batch_size": 16,
+//!  "grad_accumulation": 1, "lr": 2e-5, "warmup_ratio": 0.1, "decay": "linear",
+//!  "weight_decay": 0.01, "max_grad_norm": 1.0, "seed": 42,
+//!  "early_stopping_patience": null, "log_every": 10, "max_length": null}
+//! ```
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataset::InMemDataset;
+use burn::grad_clipping::GradientClippingConfig;
+use burn::lr_scheduler::LrSchedulerConfig;
+use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
+use burn::lr_scheduler::linear::LinearLrSchedulerConfig;
+use burn::lr_scheduler::sequential::SequentialLrSchedulerConfig;
+use burn::module::Module;
+use burn::optim::AdamWConfig;
+use burn::prelude::*;
+use burn::train::metric::store::{Aggregate, Direction, Split};
+use burn::train::metric::{LearningRateMetric, LossMetric};
+use burn::train::{Learner, MetricEarlyStoppingStrategy, StoppingCondition, SupervisedTraining};
+use serde::{Deserialize, Serialize};
+use uae_index::data::DataSet;
+use uae_model::encoder::{BiEncoder, EncoderOptions};
+
+use crate::batcher::{DistillBatcher, Prefixes, tokenise};
+use crate::data::{LoadReport, Sampling, load_labelled, split_train_valid, teacher_top_is_gold};
+use crate::loss::LossConfig;
+use crate::metrics::{ExamplesPerSecond, PoolMetric, PoolStat};
+use crate::model::DistillModel;
+use crate::renderer::LineRenderer;
+use crate::shuffle::EpochShuffled;
+
+/// The files of the base model a run keeps in `base/` (those present).
+pub const BASE_FILES: &[&str] = &[
+    "config.json",
+    "tokenizer.json",
+    "modules.json",
+    "1_Pooling/config.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+];
+
+/// How the learning rate decays after the warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decay {
+    /// Linearly to 0 at the last step.
+    Linear,
+    /// Along a half cosine to 0 at the last step.
+    Cosine,
+}
+
+/// Every setting of a run; read from `--config train.json` (any field may be
+/// left out and takes the default shown in [`TrainConfig::default`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The objective and temperatures.
+    pub loss: LossConfig,
+    /// Candidates per query and how they are sampled.
+    pub sampling: Sampling,
+    /// The qrels split whose judgements mark relevant candidates
+    /// (`qrels/<split>.tsv`); `null` for none.
+    pub split: Option<String>,
+    /// Share of labelled queries held out for validation.
+    pub valid_share: f64,
+    /// Epochs.
+    pub epochs: usize,
+    /// Queries per batch.
+    pub batch_size: usize,
+    /// Batches whose gradients are summed before each optimiser step.
+    pub grad_accumulation: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Share of optimiser steps spent warming up linearly to `lr`.
+    pub warmup_ratio: f64,
+    /// Decay after the warm-up.
+    pub decay: Decay,
+    /// AdamW weight decay.
+    pub weight_decay: f32,
+    /// Clip the gradient's global L2 norm to this value; `null` for none.
+    pub max_grad_norm: Option<f32>,
+    /// Seed of the device, the shuffling, the sampling and the split.
+    pub seed: u64,
+    /// Stop when the validation loss has not improved for this many epochs;
+    /// `null` never stops early.
+    pub early_stopping_patience: Option<usize>,
+    /// Print a metrics line every this many steps when stdout is not a
+    /// terminal.
+    pub log_every: usize,
+    /// Truncate texts to this many tokens instead of the model's maximum.
+    pub max_length: Option<usize>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            loss: LossConfig::default(),
+            sampling: Sampling::default(),
+            split: Some("train".into()),
+            valid_share: 0.1,
+            epochs: 3,
+            batch_size: 16,
+            grad_accumulation: 1,
+            lr: 2e-5,
+            warmup_ratio: 0.1,
+            decay: Decay::Linear,
+            weight_decay: 0.01,
+            max_grad_norm: Some(1.0),
+            seed: 42,
+            early_stopping_patience: None,
+            log_every: 10,
+            max_length: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a JSON configuration file, naming the file in errors.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let config: Self = serde_json::from_str(&text).with_context(|| format!("{} is not a valid train config", path.display()))?;
+        config.validate().with_context(|| format!("{}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks every value's range.
+    pub fn validate(&self) -> Result<()> {
+        self.loss.validate()?;
+        if self.epochs == 0 || self.batch_size == 0 || self.grad_accumulation == 0 || self.log_every == 0 {
+            bail!("epochs, batch_size, grad_accumulation and log_every must be at least 1");
+        }
+        if !(self.lr > 0.0 && self.lr <= 1.0) {
+            bail!("lr must lie in (0, 1], got {}", self.lr);
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            bail!("warmup_ratio must lie in [0, 1), got {}", self.warmup_ratio);
+        }
+        if self.max_grad_norm.is_some_and(|n| !(n.is_finite() && n > 0.0)) {
+            bail!("max_grad_norm must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// Where a run reads and writes.
+#[derive(Debug, Clone)]
+pub struct RunPaths {
+    /// The base model: a local directory or hub id.
+    pub model: String,
+    /// The BEIR data folder the labels refer to.
+    pub data: PathBuf,
+    /// `labels.jsonl` from `uae label`.
+    pub labels: PathBuf,
+    /// The run directory.
+    pub out: PathBuf,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    /// What loading the labels skipped.
+    pub load: LoadReport,
+    /// Training and validation queries.
+    pub train_queries: usize,
+    /// Validation queries.
+    pub valid_queries: usize,
+    /// Texts cut to the maximum length.
+    pub truncated: usize,
+    /// The epoch training resumed after, if any.
+    pub resumed_from: Option<usize>,
+    /// Where the final weights are.
+    pub weights: PathBuf,
+}
+
+/// The stored configuration of a run directory.
+pub fn config_path(out: &Path) -> PathBuf {
+    out.join("train_config.json")
+}
+
+/// The last epoch with a model checkpoint in `out/checkpoint`, if any.
+pub fn last_checkpoint(out: &Path) -> Option<usize> {
+    let entries = std::fs::read_dir(out.join("checkpoint")).ok()?;
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("model-")?.strip_suffix(".bpk")?.parse::<usize>().ok()
+        })
+        .max()
+}
+
+/// Copies the base model's configuration and tokenizer files into `base/`.
+fn keep_base_files(model_root: &Path, out: &Path) -> Result<()> {
+    for name in BASE_FILES {
+        let from = model_root.join(name);
+        if !from.is_file() {
+            continue;
+        }
+        let to = out.join("base").join(name);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::copy(&from, &to).with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    }
+    Ok(())
+}
+
+/// How many queries' targets `softmax(U / tau_u)` have collapsed onto one
+/// candidate (see [`crate::loss::TargetReport`]).
+fn one_hot_targets(queries: &[crate::data::LabelledQuery], tau_u: f64) -> usize {
+    queries
+        .iter()
+        .filter(|q| {
+            let target = crate::loss::metrics::softmax(&q.utilities, tau_u);
+            target.iter().copied().fold(0.0, f64::max) > 1.0 - crate::loss::ONE_HOT_MARGIN
+        })
+        .count()
+}
+
+/// The warm-up then decay schedule over `total` optimiser steps.
+fn schedule(config: &TrainConfig, total: usize) -> Result<burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler> {
+    let total = total.max(1);
+    let warmup = ((total as f64 * config.warmup_ratio).ceil() as usize).min(total - 1);
+    let decay_steps = total - warmup;
+    let decay = match config.decay {
+        Decay::Linear => LrSchedulerConfig::Linear(LinearLrSchedulerConfig::new(config.lr, 0.0, decay_steps)),
+        Decay::Cosine => LrSchedulerConfig::Cosine(CosineAnnealingLrSchedulerConfig::new(config.lr, decay_steps)),
+    };
+    let scheduler = if warmup == 0 {
+        SequentialLrSchedulerConfig::new(vec![decay], vec![]).init()
+    } else {
+        // Linear warm-up from lr / warmup (a scheduler may not start at 0).
+        let warm = LrSchedulerConfig::Linear(LinearLrSchedulerConfig::new(config.lr / warmup as f64, config.lr, warmup));
+        SequentialLrSchedulerConfig::new(vec![warm, decay], vec![warmup]).init()
+    };
+    scheduler.map_err(|e| anyhow::anyhow!("invalid learning-rate schedule: {e}"))
+}
+
+/// Runs (or, with `resume`, continues) a distillation run and writes the
+/// final weights to `<out>/model.safetensors`.
+pub fn train(paths: &RunPaths, config: &TrainConfig, resume: bool, device: &Device) -> Result<TrainSummary> {
+    config.validate()?;
+    let out = &paths.out;
+    let resumed_from = if resume {
+        let Some(epoch) = last_checkpoint(out) else {
+            bail!("--resume: {} holds no checkpoint (checkpoint/model-<epoch>.bpk)", out.display());
+        };
+        let stored = TrainConfig::from_file(&config_path(out))?;
+        if stored != *config {
+            bail!("--resume: the configuration differs from the run's {}", config_path(out).display());
+        }
+        Some(epoch)
+    } else {
+        if last_checkpoint(out).is_some() {
+            bail!("{} already holds checkpoints: pass --resume to continue, or choose another --out", out.display());
+        }
+        None
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    std::fs::write(config_path(out), serde_json::to_string_pretty(config)?)
+        .with_context(|| format!("cannot write {}", config_path(out).display()))?;
+    device.seed(config.seed);
+
+    let options = EncoderOptions { max_length: config.max_length, ..Default::default() };
+    // Loaded on the autodiff device so that its parameters are tracked; the
+    // Learner keeps them tracked when it forks the model.
+    let encoder = BiEncoder::load(&paths.model, &device.clone().autodiff(), &options)?;
+    keep_base_files(encoder.dir.root(), out)?;
+
+    let splits: Vec<&str> = config.split.iter().map(String::as_str).collect();
+    let data = DataSet::load(&paths.data, &splits)?;
+    let (queries, load) = load_labelled(&paths.labels, &data, config.split.as_deref(), &config.sampling)?;
+    println!("{load}");
+    let gold = teacher_top_is_gold(&queries);
+    if config.split.is_some() {
+        println!("teacher's best candidate vs the judgements: {gold:?}");
+    }
+    let one_hot = one_hot_targets(&queries, config.loss.tau_u);
+    if one_hot > 0 && config.loss.kind.needs_utilities() {
+        println!(
+            "warning: {one_hot} of {} queries have a one-hot teacher target at tau_u = {}; \
+             the order of their other candidates is lost (raise tau_u to keep it)",
+            queries.len(),
+            config.loss.tau_u
+        );
+    }
+    let (train_set, valid_set) = split_train_valid(queries, config.valid_share, config.seed)?;
+    let prefixes = Prefixes { query: encoder.sentence.query_prefix.clone(), passage: encoder.sentence.passage_prefix.clone() };
+    let (train_items, cut_train) = tokenise(&train_set, &encoder.tokenizer, &prefixes)?;
+    let (valid_items, cut_valid) = tokenise(&valid_set, &encoder.tokenizer, &prefixes)?;
+    let (train_queries, valid_queries) = (train_items.len(), valid_items.len());
+
+    let batcher = DistillBatcher { pad_id: encoder.config.pad_token_id as u32 };
+    let train_loader = DataLoaderBuilder::new(batcher.clone())
+        .batch_size(config.batch_size)
+        .set_device(device.clone())
+        .build(EpochShuffled::new(train_items, config.seed, resumed_from.unwrap_or(0)));
+    let valid_loader = DataLoaderBuilder::new(batcher)
+        .batch_size(config.batch_size)
+        .set_device(device.clone())
+        .build(InMemDataset::new(valid_items));
+
+    let batches = train_queries.div_ceil(config.batch_size);
+    let steps = batches.div_ceil(config.grad_accumulation) * config.epochs;
+    let optimizer = AdamWConfig::new()
+        .with_weight_decay(config.weight_decay)
+        .with_epsilon(1e-8)
+        .with_grad_clipping(config.max_grad_norm.map(GradientClippingConfig::Norm))
+        .init();
+    let model = DistillModel { embedder: encoder.embedder, loss: config.loss };
+    let learner = Learner::new(model, optimizer, schedule(config, steps)?);
+
+    let mut training = SupervisedTraining::new(out, train_loader, valid_loader)
+        .num_epochs(config.epochs)
+        .metric_train_numeric(LossMetric::new())
+        .metric_train_numeric(LearningRateMetric::new())
+        .metric_train_numeric(ExamplesPerSecond::new())
+        .metric_valid_numeric(LossMetric::new())
+        .metric_valid_numeric(PoolMetric::new(PoolStat::RecallAt1))
+        .metric_valid_numeric(PoolMetric::new(PoolStat::Mrr))
+        .metric_valid_numeric(PoolMetric::new(PoolStat::TeacherRecallAt1))
+        .metric_valid_numeric(PoolMetric::new(PoolStat::Kl))
+        .grads_accumulation(config.grad_accumulation)
+        .with_default_checkpointers();
+    if let Some(n_epochs) = config.early_stopping_patience {
+        training = training.early_stopping(MetricEarlyStoppingStrategy::new(
+            &LossMetric::new(),
+            Aggregate::Mean,
+            Direction::Lowest,
+            Split::Valid,
+            StoppingCondition::NoImprovementSince { n_epochs },
+        ));
+    }
+    if !std::io::stdout().is_terminal() {
+        training = training.renderer(Box::new(LineRenderer::new(config.log_every)));
+    }
+    if let Some(epoch) = resumed_from {
+        training = training.checkpoint(epoch);
+    }
+    let result = training.launch(learner);
+    let weights = out.join("model.safetensors");
+    result.model.embedder.bert.valid().save(&weights)?;
+    Ok(TrainSummary {
+        load,
+        train_queries,
+        valid_queries,
+        truncated: cut_train + cut_valid,
+        resumed_from,
+        weights,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_build_for_both_decays() {
+        for decay in [Decay::Linear, Decay::Cosine] {
+            for warmup_ratio in [0.0, 0.3] {
+                let config = TrainConfig { decay, warmup_ratio, ..TrainConfig::default() };
+                assert!(schedule(&config, 10).is_ok(), "{decay:?} {warmup_ratio}");
+                assert!(schedule(&config, 1).is_ok(), "{decay:?} {warmup_ratio}");
+            }
+        }
+    }
+
+    #[test]
+    fn documented_example_parses() {
+        let doc = include_str!("train.rs");
+        let start = doc.find("//! ```json").unwrap();
+        let end = start + doc[start..].find("//! ```\n").unwrap();
+        let json: String = doc[start..end].lines().skip(1).map(|l| l.trim_start_matches("//!")).collect();
+        let config: TrainConfig = serde_json::from_str(&json).unwrap();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn config_json_rejects_unknown_fields_and_bad_values() {
+        assert!(serde_json::from_str::<TrainConfig>(r#"{"epoch": 1}"#).is_err());
+        let config: TrainConfig = serde_json::from_str(r#"{"loss": {"kind": "kl"}, "decay": "cosine"}"#).unwrap();
+        assert_eq!(config.loss.kind, crate::loss::LossKind::Kl);
+        assert!(TrainConfig { lr: 0.0, ..TrainConfig::default() }.validate().is_err());
+        assert!(TrainConfig { warmup_ratio: 1.0, ..TrainConfig::default() }.validate().is_err());
+    }
+
+    #[test]
+    fn last_checkpoint_is_the_highest_epoch() {
+        let dir = std::env::temp_dir().join(format!("uae-train-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("checkpoint")).unwrap();
+        assert_eq!(last_checkpoint(&dir), None);
+        for name in ["model-1.bpk", "model-12.bpk", "optim-13.bpk", "model-x.bpk"] {
+            std::fs::write(dir.join("checkpoint").join(name), b"").unwrap();
+        }
+        assert_eq!(last_checkpoint(&dir), Some(12));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
