@@ -22,8 +22,13 @@ struct Running {
 }
 
 impl Running {
+    /// Adds an entry to the running mean. Entries without a value (a metric
+    /// that has not measured anything yet reports NaN, e.g. examples/s on a
+    /// split's first step) are skipped rather than poisoning the mean.
     fn add(&mut self, entry: &NumericEntry) {
         match entry {
+            NumericEntry::Value(v) if !v.is_finite() => {}
+            NumericEntry::Aggregated { aggregated_value, count } if *count == 0 || !aggregated_value.is_finite() => {}
             NumericEntry::Value(v) => {
                 self.sum += v;
                 self.count += 1;
@@ -184,5 +189,21 @@ impl MetricsRenderer for LineRenderer {
         if !self.names.iter().any(|(id, _)| *id == definition.metric_id) {
             self.names.push((definition.metric_id, definition.name.to_string()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_mean_skips_entries_without_a_value() {
+        let mut running = Running::default();
+        running.add(&NumericEntry::Aggregated { aggregated_value: f64::NAN, count: 0 });
+        running.add(&NumericEntry::Value(f64::NAN));
+        assert_eq!(running.value(), None);
+        running.add(&NumericEntry::Value(2.0));
+        running.add(&NumericEntry::Aggregated { aggregated_value: 5.0, count: 2 });
+        assert_eq!(running.value(), Some(4.0));
     }
 }
