@@ -309,3 +309,40 @@ fn resume_after_epoch_one_equals_an_uninterrupted_run() {
 fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
     a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0.0, f32::max)
 }
+
+/// Training runs through wgpu too (lavapipe in CI, tiny shapes): one epoch
+/// on `--device wgpu` trains, validates and exports a model that `uae embed`
+/// loads, with finite embeddings that differ from the base model's.
+#[cfg(feature = "wgpu")]
+#[test]
+fn training_runs_on_wgpu() {
+    let work = tempfile::tempdir().unwrap();
+    let model = work.path().join("tiny");
+    write_tiny_bert(&model, &TinyBertSpec::default()).unwrap();
+    let data = work.path().join("data");
+    let pools = pools(12);
+    write_data(&data, &pools);
+    let config = work.path().join("train.json");
+    std::fs::write(&config, r#"{"epochs": 1, "batch_size": 4, "lr": 0.002, "valid_share": 0.25, "seed": 5, "log_every": 1}"#)
+        .unwrap();
+    let run = work.path().join("run");
+    let labels = data.join("labels.jsonl");
+    let mut args = vec!["--device", "wgpu"];
+    args.extend(train_args(
+        model.to_str().unwrap(),
+        data.to_str().unwrap(),
+        labels.to_str().unwrap(),
+        run.to_str().unwrap(),
+        config.to_str().unwrap(),
+    ));
+    let out = uae(&args);
+    check(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("| Loss "));
+    let exported = work.path().join("exported");
+    check(&uae(&["export", "--run", run.to_str().unwrap(), "--out", exported.to_str().unwrap()]));
+    let texts: Vec<String> = pools.iter().map(|p| p.query.clone()).collect();
+    let before = embed(&model, &texts, true, work.path());
+    let after = embed(&exported, &texts, true, work.path());
+    assert!(after.iter().flatten().all(|x| x.is_finite()));
+    assert!(max_abs_diff(&before, &after) > 1e-4, "wgpu training changed nothing");
+}
