@@ -1,8 +1,8 @@
 //! `uae train`: distil a labelled data set's teacher utilities into a
 //! bi-encoder on Burn's Learner (see `uae_train::train`).
 //!
-//! The configuration is a JSON file (`--config train.json`, any subset of
-//! `uae_train::train::TrainConfig`'s fields); TOML is not supported yet.
+//! The configuration is a TOML or JSON file (`--config train.toml`, any
+//! subset of `uae_train::train::TrainConfig`'s fields).
 //! Flags override the file.
 
 use std::path::PathBuf;
@@ -31,8 +31,8 @@ pub struct TrainArgs {
     /// The objective: um-infonce, infonce, kl or stable-distill.
     #[arg(long)]
     loss: Option<LossKind>,
-    /// A JSON training configuration (TOML is not supported yet). With
-    /// --resume and no --config, the run's stored configuration is used.
+    /// A training configuration, TOML (`.toml`) or JSON: any subset of the
+    /// options. With --resume and no --config, the run's stored one is used.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Continue from the run's last checkpoint.

@@ -139,10 +139,16 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// Reads a JSON configuration file, naming the file in errors.
+    /// Reads a configuration file: TOML when its name ends in `.toml`, JSON
+    /// otherwise. Errors name the file (and, for TOML, the line and field).
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let config: Self = serde_json::from_str(&text).with_context(|| format!("{} is not a valid train config", path.display()))?;
+        let invalid = || format!("{} is not a valid train config", path.display());
+        let config: Self = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml")) {
+            toml::from_str(&text).with_context(invalid)?
+        } else {
+            serde_json::from_str(&text).with_context(invalid)?
+        };
         config.validate().with_context(|| format!("{}", path.display()))?;
         Ok(config)
     }
@@ -397,6 +403,22 @@ mod tests {
         let json: String = doc[start..end].lines().skip(1).map(|l| l.trim_start_matches("//!")).collect();
         let config: TrainConfig = serde_json::from_str(&json).unwrap();
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn toml_config_files_read_like_json_ones() {
+        let dir = std::env::temp_dir().join(format!("uae-train-toml-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("train.toml");
+        std::fs::write(&path, "epochs = 3\nlr = 1e-4\ndecay = \"cosine\"\n\n[loss]\nkind = \"kl\"\n").unwrap();
+        let config = TrainConfig::from_file(&path).unwrap();
+        assert_eq!((config.epochs, config.lr), (3, 1e-4));
+        let json: TrainConfig = serde_json::from_str(r#"{"epochs": 3, "lr": 1e-4, "decay": "cosine", "loss": {"kind": "kl"}}"#).unwrap();
+        assert_eq!(serde_json::to_value(&config).unwrap(), serde_json::to_value(&json).unwrap());
+        std::fs::write(&path, "epochs = 3\nepoch = 1\n").unwrap();
+        let err = format!("{:#}", TrainConfig::from_file(&path).unwrap_err());
+        assert!(err.contains("train.toml") && err.contains("epoch"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
