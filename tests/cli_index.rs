@@ -83,3 +83,89 @@ fn build_search_add_and_mismatch() {
     let e = err(&["search", "--index", path(&index), "--query", "x"]);
     assert!(e.contains("vectors.f32") && e.contains("truncated"), "{e}");
 }
+
+/// `n` passages of words the tiny model knows, distinct ids and texts.
+fn word_corpus(n: usize) -> String {
+    const WORDS: [&str; 12] = ["python", "list", "dict", "code", "answer", "question", "model", "file", "error", "line", "fast", "slow"];
+    (0..n)
+        .map(|i| {
+            let text: Vec<&str> = (0..4).map(|j| WORDS[(i * (j + 3) + j * j + i / 12) % WORDS.len()]).collect();
+            format!("{{\"_id\":\"w{i}\",\"text\":\"{} {i}\"}}\n", text.join(" "))
+        })
+        .collect()
+}
+
+/// The lines of a TREC run: (query, document, rank) and score.
+fn run_lines(run: &str) -> Vec<((String, String, String), f32)> {
+    run.lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
+            ((f[0].into(), f[2].into(), f[3].into()), f[4].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn hnsw_graph_is_built_searched_and_kept_consistent() {
+    let work = tempfile::tempdir().unwrap();
+    let model = work.path().join("model");
+    write_tiny_bert(&model, &TinyBertSpec::default()).unwrap();
+    let corpus = work.path().join("corpus.jsonl");
+    std::fs::write(&corpus, word_corpus(60)).unwrap();
+    let index = work.path().join("index");
+    let (index_s, model_s) = (path(&index), path(&model));
+    let out = uae(&["index", "build", "--model", model_s, "--corpus", path(&corpus), "--out", index_s, "--hnsw"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("HNSW graph: efSearch"), "{stderr}");
+    assert!(stderr.contains("calibrated on 15 held-out vectors"), "{stderr}");
+    assert!(index.join("hnsw.graph").is_file() && index.join("hnsw.json").is_file());
+
+    // With a candidate list as long as the index, graph search equals exact search.
+    let queries = work.path().join("queries.jsonl");
+    std::fs::write(&queries, "{\"_id\":\"q1\",\"text\":\"python list 7\"}\n{\"_id\":\"q2\",\"text\":\"slow error\"}\n").unwrap();
+    let search = |extra: &[&str]| {
+        let mut args = vec!["search", "--index", index_s, "--queries", path(&queries), "-k", "5", "--run-out", "-"];
+        args.extend_from_slice(extra);
+        ok(&args)
+    };
+    let exact = run_lines(&search(&["--exact"]));
+    let approximate = run_lines(&search(&["--ef-search", "64"]));
+    assert_eq!(exact.len(), 10);
+    for (a, e) in approximate.iter().zip(&exact) {
+        // The two paths sum the dot products in different orders.
+        assert_eq!(a.0, e.0);
+        assert!((a.1 - e.1).abs() < 1e-5, "{a:?} {e:?}");
+    }
+    // The calibrated default, and a tiny candidate list, still return k hits.
+    assert_eq!(run_lines(&search(&[])).len(), 10);
+    assert_eq!(run_lines(&search(&["--ef-search", "1"])).len(), 10);
+
+    // Adding passages rebuilds the graph over all of them.
+    let more = work.path().join("more.jsonl");
+    std::fs::write(&more, "{\"_id\":\"new\",\"text\":\"why does the question help\"}\n").unwrap();
+    let out = uae(&["index", "add", "--index", index_s, "--corpus", path(&more)]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rebuilt its HNSW graph"));
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(index.join("hnsw.json")).unwrap()).unwrap();
+    assert_eq!(meta["count"], 61);
+    let out = ok(&["search", "--index", index_s, "--query", "why does the question help", "-k", "1"]);
+    assert!(out.ends_with("\tnew\n"), "{out}");
+
+    // A damaged graph is named; exact search still works; `uae index hnsw` repairs it.
+    let graph = index.join("hnsw.graph");
+    let mut bytes = std::fs::read(&graph).unwrap();
+    bytes[40] ^= 1;
+    std::fs::write(&graph, &bytes).unwrap();
+    let e = err(&["search", "--index", index_s, "--query", "x"]);
+    assert!(e.contains("hnsw.graph: checksum mismatch") && e.contains("uae index hnsw") && e.contains("--exact"), "{e}");
+    ok(&["search", "--index", index_s, "--query", "x", "--exact"]);
+    ok(&["index", "hnsw", "--index", index_s, "--hnsw-m", "8"]);
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(index.join("hnsw.json")).unwrap()).unwrap();
+    assert_eq!(meta["params"]["m"], 8);
+    ok(&["search", "--index", index_s, "--query", "x"]);
+
+    // Rebuilding without --hnsw drops the graph; --ef-search then has nothing to tune.
+    ok(&["index", "build", "--model", model_s, "--corpus", path(&corpus), "--out", index_s]);
+    assert!(!graph.exists() && !index.join("hnsw.json").exists());
+    let e = err(&["search", "--index", index_s, "--query", "x", "--ef-search", "10"]);
+    assert!(e.contains("--ef-search needs an HNSW graph"), "{e}");
+}

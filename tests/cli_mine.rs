@@ -72,3 +72,49 @@ fn mines_train_queries_with_relevant_passages_guaranteed() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("per-document pools"));
 }
+
+const QASPER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/fixtures/qasper/qasper-sample.json");
+
+#[test]
+fn mines_qasper_questions_within_their_own_papers() {
+    let work = tempfile::tempdir().unwrap();
+    let model = work.path().join("model");
+    write_tiny_bert(&model, &TinyBertSpec::default()).unwrap();
+    let qasper = Path::new(QASPER);
+    let out = work.path().join("c.jsonl");
+    let relevant = |query: &str| -> Vec<&str> {
+        match query {
+            "a1" => vec!["1909.00694#1.0", "1909.00694#1.1"],
+            "a2" => vec!["1909.00694#0.1"],
+            "a4" => vec!["1909.00694#2.1"],
+            _ => vec!["2003.04707#1.1"],
+        }
+    };
+    for extra in [&["--pool", "document"][..], &["--pool", "document", "--bm25"], &["--pool", "document", "--hybrid"]] {
+        let lines = mine(&model, qasper, &out, extra);
+        // The sample's answerable questions with evidence paragraphs.
+        let queries: Vec<&str> = lines.iter().map(|l| l["query_id"].as_str().unwrap()).collect();
+        assert_eq!(queries, ["a1", "a2", "a4", "b3"], "{extra:?}");
+        for line in &lines {
+            let query = line["query_id"].as_str().unwrap();
+            let paper = if query.starts_with('a') { "1909.00694#" } else { "2003.04707#" };
+            let docs: Vec<&str> = line["doc_ids"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+            assert!(docs.iter().all(|d| d.starts_with(paper)), "{extra:?}: {line}");
+            // Paper 2003.04707 has 3 paragraphs: its pool is shorter than --k 4.
+            if extra.len() == 2 || extra[2] == "--hybrid" {
+                assert_eq!(docs.len(), if query == "b3" { 3 } else { 4 }, "{extra:?}: {line}");
+            }
+            let mut got: Vec<&str> = line["relevant"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+            got.sort();
+            assert_eq!(got, relevant(query), "{extra:?}: {line}");
+        }
+    }
+    // Over the whole corpus, b3's candidates come from both papers.
+    let lines = mine(&model, qasper, &out, &[]);
+    assert_eq!(lines[3]["doc_ids"].as_array().unwrap().len(), 4);
+
+    let result = uae(&["mine", "--bm25", "--data", QASPER, "--out", "-", "--pool", "document"]);
+    assert!(result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("qasper-sample.json: 2 papers, 8 questions: 4 kept"), "{stderr}");
+}

@@ -1,18 +1,21 @@
-//! `uae index build|add` and `uae search`.
+//! `uae index build|add|hnsw|bench` and `uae search`.
 
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use burn::tensor::Device;
 use clap::{Args, Subcommand};
-use uae_index::corpus_index::{self, Scored};
+use uae_index::corpus_index::{self, Scored, Searcher};
 use uae_index::data::beir::{read_corpus, read_queries};
+use uae_index::hnsw::{HnswIndex, HnswParams};
 use uae_index::store::VectorStore;
 use uae_index::trec::{Run, write_run};
 use uae_model::encoder::{BiEncoder, EncoderOptions};
 use uae_model::jsonl::JsonlWriter;
 
 use crate::progress;
+
+mod bench;
 
 /// `uae index`: build or extend an on-disk index.
 #[derive(Args)]
@@ -25,8 +28,69 @@ pub struct IndexArgs {
 enum IndexCommand {
     /// Embed a corpus ({"_id", "title", "text"} lines) into a new index.
     Build(BuildArgs),
-    /// Embed more passages and append them to an existing index.
+    /// Embed more passages and append them to an existing index (its HNSW
+    /// graph, if any, is rebuilt).
     Add(AddArgs),
+    /// Build (or rebuild) the HNSW graph of an existing index from its
+    /// stored vectors; no model is needed.
+    Hnsw(HnswArgs),
+    /// Measure exact and HNSW search (queries/s, recall@k) on vectors from
+    /// .npy files; prints JSON. See scripts/bench_search.sh.
+    Bench(bench::BenchArgs),
+}
+
+/// HNSW construction and search parameters.
+#[derive(Args)]
+pub(crate) struct HnswOptions {
+    /// HNSW links per point (twice as many on the base layer).
+    #[arg(long, default_value_t = HnswParams::default().m)]
+    hnsw_m: usize,
+    /// HNSW candidate list length while building.
+    #[arg(long, default_value_t = HnswParams::default().ef_construction)]
+    hnsw_ef_construction: usize,
+    /// Fix the HNSW candidate list length for k = 10 (scaled with k) instead
+    /// of calibrating it.
+    #[arg(long)]
+    hnsw_ef_search: Option<usize>,
+    /// Calibrate the HNSW candidate list length at build time so that
+    /// recall@10 against exact search reaches this on held-out vectors.
+    #[arg(long, conflicts_with = "hnsw_ef_search", default_value_t = HnswParams::default().target_recall.unwrap_or(0.95))]
+    hnsw_target_recall: f64,
+}
+
+impl HnswOptions {
+    pub(crate) fn params(&self) -> HnswParams {
+        let (ef_search, target_recall) = match self.hnsw_ef_search {
+            Some(ef) => (ef, None),
+            None => (HnswParams::default().ef_search, Some(self.hnsw_target_recall)),
+        };
+        HnswParams { m: self.hnsw_m, ef_construction: self.hnsw_ef_construction, ef_search, target_recall }
+    }
+}
+
+/// Describes a freshly built graph: its efSearch and, when calibrated, the
+/// recall and cost measured, with a hint when exact search may be as fast.
+fn describe_graph(graph: &HnswIndex) -> String {
+    let ef = graph.params().ef_search;
+    let Some(c) = graph.calibration() else {
+        return format!("efSearch {ef} (fixed)");
+    };
+    let target = graph.params().target_recall.unwrap_or(0.0);
+    let mut text = format!(
+        "efSearch {ef}, calibrated on {} held-out vectors: recall@10 {:.3} (95% lower bound {:.3}, target {target}), \
+         each query scoring {:.1}% of the index",
+        c.queries,
+        c.recall,
+        c.recall_lower_bound,
+        100.0 * c.scored_fraction
+    );
+    if c.recall_lower_bound < target {
+        text.push_str("; the target was not reached");
+    }
+    if c.scored_fraction > 0.2 {
+        text.push_str("; exact search (`uae search --exact`) may be as fast on these vectors");
+    }
+    text
 }
 
 #[derive(Args)]
@@ -43,6 +107,20 @@ struct BuildArgs {
     /// Padded tokens per forward pass.
     #[arg(long, default_value_t = 1024)]
     batch_tokens: usize,
+    /// Also build an HNSW graph for approximate search.
+    #[arg(long)]
+    hnsw: bool,
+    #[command(flatten)]
+    hnsw_options: HnswOptions,
+}
+
+#[derive(Args)]
+struct HnswArgs {
+    /// The index directory.
+    #[arg(long)]
+    index: PathBuf,
+    #[command(flatten)]
+    hnsw_options: HnswOptions,
 }
 
 #[derive(Args)]
@@ -82,6 +160,12 @@ pub struct SearchArgs {
     /// Write the results as a TREC run file (default: print them).
     #[arg(long)]
     run_out: Option<String>,
+    /// Score every vector even when the index has an HNSW graph.
+    #[arg(long)]
+    exact: bool,
+    /// HNSW candidate list length for k = 10, instead of the graph's own.
+    #[arg(long, conflicts_with = "exact")]
+    ef_search: Option<usize>,
     /// Padded tokens per forward pass.
     #[arg(long, default_value_t = 1024)]
     batch_tokens: usize,
@@ -97,10 +181,16 @@ pub fn run_index(args: IndexArgs, device: &Device) -> Result<()> {
         IndexCommand::Build(a) => {
             let passages = read_corpus(&a.corpus)?;
             let encoder = load_encoder(&a.model, device)?;
+            let hnsw = a.hnsw.then(|| a.hnsw_options.params());
             let bar = progress::bar(passages.len() as u64, "passages");
-            corpus_index::build(&encoder, &a.model, passages.as_slice(), &a.out, a.batch_tokens, |n| bar.inc(n as u64))?;
+            let progress = |n| bar.inc(n as u64);
+            let graph =
+                corpus_index::build(&encoder, &a.model, passages.as_slice(), &a.out, a.batch_tokens, hnsw, progress)?;
             bar.finish_and_clear();
             eprintln!("indexed {} passages into {}", passages.len(), a.out.display());
+            if let Some(graph) = graph {
+                eprintln!("HNSW graph: {}", describe_graph(&graph));
+            }
         }
         IndexCommand::Add(a) => {
             let passages = read_corpus(&a.corpus)?;
@@ -110,9 +200,19 @@ pub fn run_index(args: IndexArgs, device: &Device) -> Result<()> {
             };
             let encoder = load_encoder(&model, device)?;
             let bar = progress::bar(passages.len() as u64, "passages");
-            corpus_index::add(&encoder, &model, passages.as_slice(), &a.index, a.batch_tokens, |n| bar.inc(n as u64))?;
+            let graph =
+                corpus_index::add(&encoder, &model, passages.as_slice(), &a.index, a.batch_tokens, |n| bar.inc(n as u64))?;
             bar.finish_and_clear();
             eprintln!("added {} passages to {}", passages.len(), a.index.display());
+            if let Some(graph) = graph {
+                eprintln!("rebuilt its HNSW graph: {}", describe_graph(&graph));
+            }
+        }
+        IndexCommand::Bench(a) => bench::run(a)?,
+        IndexCommand::Hnsw(a) => {
+            let graph = corpus_index::build_graph(&a.index, a.hnsw_options.params())?;
+            let (n, dir) = (graph.len(), a.index.display());
+            eprintln!("built an HNSW graph over the {n} vectors of {dir}: {}", describe_graph(&graph));
         }
     }
     Ok(())
@@ -132,7 +232,13 @@ pub fn run_search(args: SearchArgs, device: &Device) -> Result<()> {
         (None, Some(path)) => read_queries(path)?.as_slice().iter().map(|q| (q.id.clone(), q.text.clone())).unzip(),
         (None, None) => unreachable!("clap requires --query or --queries"),
     };
-    let results = corpus_index::search_texts(&store, &encoder, &texts, args.k, args.batch_tokens)?;
+    let mut searcher = Searcher::open(&args.index, &store, args.exact)?;
+    match (&mut searcher, args.ef_search) {
+        (Searcher::Hnsw(graph), Some(ef)) => graph.set_ef_search(ef),
+        (Searcher::Exact, Some(_)) => bail!("--ef-search needs an HNSW graph, and {} has none", args.index.display()),
+        _ => {}
+    }
+    let results = corpus_index::search_texts(&store, &searcher, &encoder, &texts, args.k, args.batch_tokens)?;
     if args.query.is_some() && args.run_out.is_none() {
         for (rank, Scored { id, score }) in results[0].iter().enumerate() {
             println!("{}\t{score:.6}\t{id}", rank + 1);

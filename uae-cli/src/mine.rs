@@ -1,5 +1,7 @@
 //! `uae mine`: candidate pools for the teacher to label.
 
+use std::path::Path;
+
 use anyhow::{Result, bail};
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
@@ -25,7 +27,9 @@ pub struct MineArgs {
     /// The bi-encoder for dense retrieval (unused with --bm25).
     #[arg(long, required_unless_present = "bm25")]
     model: Option<String>,
-    /// A data set in the BEIR layout.
+    /// A data set: a folder in the BEIR layout, or a QASPER JSON file (its
+    /// questions are taken as the --split split, each with its paper's
+    /// paragraphs as the document pool).
     #[arg(long)]
     data: String,
     /// The split whose queries get candidates (qrels/<split>.tsv).
@@ -51,12 +55,22 @@ pub struct MineArgs {
     batch_tokens: usize,
 }
 
+/// Reads `path` as a QASPER file when it is a file, else as a BEIR folder.
+fn load_data(path: &Path, split: &str) -> Result<DataSet> {
+    if !path.is_file() {
+        return DataSet::load_split(path, split);
+    }
+    let (data, report) = DataSet::from_qasper(&[(split, path)])?;
+    eprintln!("{}: {report}", path.display());
+    Ok(data)
+}
+
 /// Runs `uae mine`.
 pub fn run(args: MineArgs, device: &Device) -> Result<()> {
     if args.k == 0 {
         bail!("--k must be at least 1");
     }
-    let data = DataSet::load_split(&args.data, &args.split)?;
+    let data = load_data(Path::new(&args.data), &args.split)?;
     let queries = mine::split_queries(&data, &args.split)?;
     let query_refs: Vec<_> = queries.iter().map(|(q, _)| *q).collect();
     let per_document = matches!(args.pool, Pool::Document);

@@ -1,5 +1,10 @@
 //! A corpus index tied to the bi-encoder that built it: embedding passages
-//! into a [`VectorStore`], adding more, and answering text queries.
+//! into a [`VectorStore`], optionally with an HNSW graph over them, adding
+//! more, and answering text queries.
+//!
+//! The graph, when the index has one, is kept consistent with the vectors:
+//! building without a graph removes a stale one, and adding passages
+//! rebuilds it with the parameters it was built with.
 
 use std::path::Path;
 
@@ -8,6 +13,7 @@ use uae_model::encoder::{BiEncoder, TextRole};
 
 use crate::data::Passage;
 use crate::exact::{self, Hit};
+use crate::hnsw::{HnswIndex, HnswParams};
 use crate::store::{ModelStamp, VectorStore};
 
 /// The stamp an index records for `encoder`, named `name` (the model
@@ -28,22 +34,38 @@ fn embed_passages(
     Ok(encoder.embed(&texts, TextRole::Passage, batch_tokens, progress)?.vectors)
 }
 
-/// Embeds `passages` and writes a new index to `dir`.
+/// Embeds `passages` and writes a new index to `dir`, with an HNSW graph
+/// built with `hnsw` when given (and without any graph a previous index in
+/// `dir` had, otherwise). Returns the graph.
 pub fn build(
     encoder: &BiEncoder,
     model_name: &str,
     passages: &[Passage],
     dir: &Path,
     batch_tokens: usize,
+    hnsw: Option<HnswParams>,
     progress: impl FnMut(usize),
-) -> Result<()> {
+) -> Result<Option<HnswIndex>> {
     let vectors = embed_passages(encoder, passages, batch_tokens, progress)?;
     let ids: Vec<String> = passages.iter().map(|p| p.id.clone()).collect();
-    VectorStore::create(dir, model_stamp(encoder, model_name)?, encoder.dim(), &ids, &vectors)
+    HnswIndex::remove(dir)?;
+    VectorStore::create(dir, model_stamp(encoder, model_name)?, encoder.dim(), &ids, &vectors)?;
+    hnsw.map(|params| build_graph(dir, params)).transpose()
+}
+
+/// Builds an HNSW graph over the vectors of the index in `dir` and saves it
+/// there, replacing any graph it had.
+pub fn build_graph(dir: &Path, params: HnswParams) -> Result<HnswIndex> {
+    let store = VectorStore::open(dir)?;
+    let graph = HnswIndex::build(store.vectors(), store.header().dim, params)?;
+    graph.save(dir, &store)?;
+    Ok(graph)
 }
 
 /// Embeds `passages` and appends them to the index in `dir`, which must
-/// have been built with the same model.
+/// have been built with the same model. A graph the index has is rebuilt
+/// over all the vectors with the parameters it was built with (saved graphs
+/// cannot take new points) and returned.
 pub fn add(
     encoder: &BiEncoder,
     model_name: &str,
@@ -51,13 +73,46 @@ pub fn add(
     dir: &Path,
     batch_tokens: usize,
     progress: impl FnMut(usize),
-) -> Result<()> {
+) -> Result<Option<HnswIndex>> {
     let store = VectorStore::open(dir)?;
     let stamp = model_stamp(encoder, model_name)?;
     store.check_model(&stamp, encoder.dim())?;
+    // Read before anything is written, so an unreadable graph header stops
+    // the command early. A graph left stale by an interrupted add is rebuilt.
+    let graph = HnswIndex::saved_params(dir)?;
     let vectors = embed_passages(encoder, passages, batch_tokens, progress)?;
     let ids: Vec<String> = passages.iter().map(|p| p.id.clone()).collect();
-    store.add(&stamp, &ids, &vectors)
+    store.add(&stamp, &ids, &vectors)?;
+    graph.map(|params| build_graph(dir, params)).transpose()
+}
+
+/// How an index is searched.
+pub enum Searcher {
+    /// Every vector is scored.
+    Exact,
+    /// The HNSW graph is walked.
+    Hnsw(HnswIndex),
+}
+
+impl Searcher {
+    /// The HNSW graph of the index in `dir` when it has one and `exact` is
+    /// not set, else exact search. A graph that does not match `store` is an
+    /// error.
+    pub fn open(dir: &Path, store: &VectorStore, exact: bool) -> Result<Self> {
+        if exact || !HnswIndex::exists(dir) {
+            return Ok(Self::Exact);
+        }
+        Ok(Self::Hnsw(HnswIndex::load(dir, store)?))
+    }
+
+    /// The `k` best rows of `store` for each of `queries` (row-major,
+    /// normalised), in ranking order.
+    pub fn search(&self, store: &VectorStore, queries: &[f32], k: usize) -> Vec<Vec<Hit>> {
+        match self {
+            Self::Exact => exact::search(store.vectors(), store.ids(), store.header().dim, queries, k),
+            Self::Hnsw(graph) => graph.search(store.vectors(), store.ids(), queries, k),
+        }
+    }
 }
 
 /// A document id and its score.
@@ -70,9 +125,11 @@ pub struct Scored {
 }
 
 /// Embeds `queries` as queries with `encoder` and returns the `k` best
-/// documents of `store` for each, best first (ties by document id).
+/// documents of `store` for each by `searcher`, best first (ties by
+/// document id).
 pub fn search_texts(
     store: &VectorStore,
+    searcher: &Searcher,
     encoder: &BiEncoder,
     queries: &[String],
     k: usize,
@@ -84,8 +141,7 @@ pub fn search_texts(
         crate::store::normalize(&mut v);
         flat.extend(v);
     }
-    let dim = store.header().dim;
-    let hits = exact::search(store.vectors(), store.ids(), dim, &flat, k);
+    let hits = searcher.search(store, &flat, k);
     Ok(hits
         .into_iter()
         .map(|row| row.into_iter().map(|Hit { row, score }| Scored { id: store.ids()[row].clone(), score }).collect())

@@ -1,5 +1,6 @@
 //! Exact search: a blocked matrix product of queries against every stored
-//! vector, keeping a partial top-k per query.
+//! vector (or, for a lone query, a parallel scan), keeping a partial top-k
+//! per query.
 //!
 //! Scores are inner products of normalised vectors (cosine similarity).
 //! Results are ordered by score descending, then by document id ascending
@@ -10,6 +11,8 @@ use std::collections::BinaryHeap;
 
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
+
+use crate::dot::dot;
 
 /// One search hit: a row of the index and its score.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,16 +58,82 @@ pub fn rank_order(a: Hit, b: Hit, ids: &[String]) -> Ordering {
     score(b).total_cmp(&score(a)).then_with(|| ids[a.row].as_bytes().cmp(ids[b.row].as_bytes()))
 }
 
+/// The `k` best hits offered so far. Scores below the k-th best are turned
+/// away with one comparison; the rest (ties and NaN included) go through the
+/// full [`rank_order`].
+struct TopK<'a> {
+    heap: BinaryHeap<Worse<'a>>,
+    ids: &'a [String],
+    k: usize,
+    floor: f32,
+}
+
+impl<'a> TopK<'a> {
+    fn new(k: usize, ids: &'a [String]) -> Self {
+        Self { heap: BinaryHeap::with_capacity(k + 1), ids, k, floor: f32::NEG_INFINITY }
+    }
+
+    #[inline]
+    fn offer(&mut self, hit: Hit) {
+        if !(hit.score < self.floor) {
+            self.insert(hit);
+        }
+    }
+
+    /// Offers a run of consecutive rows' scores, the first being row
+    /// `first`; runs whose best score is below the bar are skipped whole
+    /// (a NaN never raises the best, and can only enter a heap not yet full,
+    /// whose bar is minus infinity).
+    fn offer_run(&mut self, first: usize, scores: &[f32]) {
+        for (c, chunk) in scores.chunks(16).enumerate() {
+            let best = chunk.iter().fold(f32::NEG_INFINITY, |m, &s| if s > m { s } else { m });
+            if best < self.floor {
+                continue;
+            }
+            for (i, &score) in chunk.iter().enumerate() {
+                self.offer(Hit { row: first + 16 * c + i, score });
+            }
+        }
+    }
+
+    #[cold]
+    fn insert(&mut self, hit: Hit) {
+        let candidate = Worse { hit, ids: self.ids };
+        if self.heap.len() < self.k {
+            self.heap.push(candidate);
+        } else if candidate < *self.heap.peek().expect("the heap holds k hits") {
+            self.heap.pop();
+            self.heap.push(candidate);
+        }
+        // Once full, the worst kept hit is the bar (a NaN one admits everything).
+        self.floor = match self.heap.peek() {
+            Some(worst) if self.heap.len() >= self.k && !worst.hit.score.is_nan() => worst.hit.score,
+            _ => f32::NEG_INFINITY,
+        };
+    }
+
+    fn into_sorted(self) -> Vec<Hit> {
+        self.heap.into_sorted_vec().into_iter().map(|w| w.hit).collect()
+    }
+}
+
 /// Searches `queries` (row-major `n x dim`, normalised) against `vectors`
 /// (row-major `count x dim`) and returns the `k` best hits per query in
 /// ranking order. `ids` name the rows and break ties.
+///
+/// Several queries are scored by blocked matrix products (`gemm`, on the
+/// rayon pool); a lone query by a scan of row ranges in parallel, which
+/// streams the vectors from memory on every core.
 pub fn search(vectors: &[f32], ids: &[String], dim: usize, queries: &[f32], k: usize) -> Vec<Vec<Hit>> {
     let n_queries = queries.len() / dim;
-    let count = ids.len();
-    let mut heaps: Vec<BinaryHeap<Worse>> = (0..n_queries).map(|_| BinaryHeap::with_capacity(k + 1)).collect();
-    if k == 0 || count == 0 {
+    if k == 0 || ids.is_empty() {
         return vec![Vec::new(); n_queries];
     }
+    if n_queries == 1 {
+        return vec![scan(vectors, ids, dim, queries, k)];
+    }
+    let count = ids.len();
+    let mut tops: Vec<TopK> = (0..n_queries).map(|_| TopK::new(k, ids)).collect();
     let mut scores = vec![0f32; n_queries * BLOCK.min(count)];
     for start in (0..count).step_by(BLOCK) {
         let rows = BLOCK.min(count - start);
@@ -95,19 +164,29 @@ pub fn search(vectors: &[f32], ids: &[String], dim: usize, queries: &[f32], k: u
                 Parallelism::Rayon(0),
             );
         }
-        heaps.par_iter_mut().zip(scores.par_chunks(rows)).for_each(|(heap, row_scores)| {
-            for (r, &score) in row_scores.iter().enumerate() {
-                let candidate = Worse { hit: Hit { row: start + r, score }, ids };
-                if heap.len() < k {
-                    heap.push(candidate);
-                } else if candidate < *heap.peek().expect("heap holds k hits") {
-                    heap.pop();
-                    heap.push(candidate);
-                }
-            }
-        });
+        let blocks = scores.par_chunks(rows);
+        tops.par_iter_mut().zip(blocks).for_each(|(top, row_scores)| top.offer_run(start, row_scores));
     }
-    heaps.into_iter().map(|heap| heap.into_sorted_vec().into_iter().map(|w| w.hit).collect()).collect()
+    tops.into_iter().map(TopK::into_sorted).collect()
+}
+
+/// One query against every row: ranges of [`BLOCK`] rows scored in
+/// parallel, each keeping its own top k, then merged.
+fn scan(vectors: &[f32], ids: &[String], dim: usize, query: &[f32], k: usize) -> Vec<Hit> {
+    let partial: Vec<Vec<Hit>> = vectors
+        .par_chunks(BLOCK * dim)
+        .enumerate()
+        .map(|(b, block)| {
+            let mut top = TopK::new(k, ids);
+            for (r, row) in block.chunks_exact(dim).enumerate() {
+                top.offer(Hit { row: b * BLOCK + r, score: dot(query, row) });
+            }
+            top.into_sorted()
+        })
+        .collect();
+    let mut top = TopK::new(k, ids);
+    partial.into_iter().flatten().for_each(|hit| top.offer(hit));
+    top.into_sorted()
 }
 
 #[cfg(test)]
@@ -140,10 +219,15 @@ mod tests {
         let queries: Vec<f32> = (0..n_queries * dim).map(|_| rng.random_range(-2i32..=2) as f32).collect();
         let got = search(&vectors, &ids, dim, &queries, 25);
         for (q, hits) in got.iter().enumerate() {
-            let want = brute_force(&vectors, &ids, dim, &queries[q * dim..(q + 1) * dim], 25);
-            assert_eq!(hits.iter().map(|h| h.row).collect::<Vec<_>>(), want.iter().map(|h| h.row).collect::<Vec<_>>());
-            for (a, b) in hits.iter().zip(&want) {
-                assert_eq!(a.score, b.score);
+            let query = &queries[q * dim..(q + 1) * dim];
+            let want = brute_force(&vectors, &ids, dim, query, 25);
+            // The batched (gemm) path and the lone-query (scan) path.
+            for hits in [hits, &search(&vectors, &ids, dim, query, 25)[0]] {
+                let rows: Vec<usize> = hits.iter().map(|h| h.row).collect();
+                assert_eq!(rows, want.iter().map(|h| h.row).collect::<Vec<_>>());
+                for (a, b) in hits.iter().zip(&want) {
+                    assert_eq!(a.score, b.score);
+                }
             }
         }
     }

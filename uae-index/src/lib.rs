@@ -1,12 +1,15 @@
 //! uae-index: corpus embedding, exact and approximate search, data-set
 //! loaders and ranking metrics.
 
+pub mod bench;
 pub mod bm25;
 pub mod corpus_index;
 pub mod data;
+pub mod dot;
 pub mod exact;
 pub mod hnsw;
 pub mod metrics;
+pub mod npy;
 pub mod store;
 pub mod trec;
 pub mod mine;

@@ -1,14 +1,14 @@
-//! HNSW against exact search: recall on random and clustered vectors, the
-//! save/load round trip, and the errors for missing, damaged and stale
-//! graphs. `measure_100k_x_384` (ignored) prints build time, recall and
-//! throughput as JSON.
+//! HNSW against exact search: recall on random and clustered vectors at the
+//! default (calibrated) parameters, the save/load round trip, and the errors
+//! for missing, damaged and stale graphs. Speed is measured by
+//! `uae index bench` (scripts/bench_search.sh), not here.
 
 use std::path::Path;
-use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uae_index::exact::{self, Hit};
+use uae_index::hnsw::calibrate::held_out_rows;
 use uae_index::hnsw::{HnswIndex, HnswParams};
 use uae_index::store::{ModelStamp, VectorStore, normalize};
 
@@ -24,10 +24,10 @@ fn random_rows(rng: &mut StdRng, n: usize, dim: usize) -> Vec<f32> {
     unit_rows((0..n * dim).map(|_| gaussian(rng)).collect(), dim)
 }
 
-/// `n` normalised rows drawn around `clusters` random centres (spread 0.5
-/// per coordinate around unit-variance centres), like real embeddings.
-fn clustered_rows(rng: &mut StdRng, n: usize, dim: usize, clusters: usize) -> Vec<f32> {
-    let centres = random_rows(rng, clusters, dim);
+/// `n` normalised rows drawn around the rows of `centres` (spread 0.5 per
+/// coordinate around unit-variance centres), like real embeddings.
+fn clustered_rows(rng: &mut StdRng, n: usize, dim: usize, centres: &[f32]) -> Vec<f32> {
+    let clusters = centres.len() / dim;
     let mut rows = Vec::with_capacity(n * dim);
     for _ in 0..n {
         let c = rng.random_range(0..clusters);
@@ -57,6 +57,10 @@ fn recall(got: &[Vec<Hit>], want: &[Vec<Hit>]) -> f64 {
 fn default_recall(rows: &[f32], queries: &[f32], dim: usize) -> f64 {
     let ids = ids(rows.len() / dim);
     let index = HnswIndex::build(rows, dim, HnswParams::default()).unwrap();
+    let calibration = index.calibration().expect("the default calibrates efSearch");
+    println!("calibrated {calibration:?}");
+    assert_eq!(calibration.ef_search, index.params().ef_search);
+    assert!(calibration.recall_lower_bound >= 0.95, "{calibration:?}");
     let want = exact::search(rows, &ids, dim, queries, 10);
     let got = index.search(rows, &ids, queries, 10);
     for (hits, query) in got.iter().zip(queries.chunks(dim)) {
@@ -82,8 +86,11 @@ fn recall_at_10_on_random_vectors() {
 #[test]
 fn recall_at_10_on_clustered_vectors() {
     let mut rng = StdRng::seed_from_u64(2);
-    let rows = clustered_rows(&mut rng, 10_000, 48, 100);
-    let queries = clustered_rows(&mut rng, 100, 48, 100);
+    // Queries come from the data's clusters, as real queries share topics
+    // with the passages.
+    let centres = random_rows(&mut rng, 100, 48);
+    let rows = clustered_rows(&mut rng, 10_000, 48, &centres);
+    let queries = clustered_rows(&mut rng, 100, 48, &centres);
     let r = default_recall(&rows, &queries, 48);
     println!("clustered 10000 x 48: recall@10 {r:.4}");
     assert!(r >= 0.95, "recall@10 {r}");
@@ -104,13 +111,20 @@ fn make_store(dir: &Path, rows: &[f32], dim: usize) -> VectorStore {
 fn save_load_round_trip_gives_identical_results() {
     let mut rng = StdRng::seed_from_u64(3);
     let dir = tempfile::tempdir().unwrap();
-    let store = make_store(dir.path(), &clustered_rows(&mut rng, 3000, 32, 20), 32);
+    let centres = random_rows(&mut rng, 20, 32);
+    let store = make_store(dir.path(), &clustered_rows(&mut rng, 3000, 32, &centres), 32);
     let mut index = HnswIndex::build(store.vectors(), 32, HnswParams::default()).unwrap();
-    index.set_ef_search(40);
     index.save(dir.path(), &store).unwrap();
     let loaded = HnswIndex::load(dir.path(), &store).unwrap();
     assert_eq!(loaded, index);
+    assert!(loaded.calibration().is_some());
+    index.set_ef_search(40);
+    index.save(dir.path(), &store).unwrap();
+    let loaded = HnswIndex::load(dir.path(), &store).unwrap();
     assert_eq!(loaded.params().ef_search, 40);
+    // A rebuild calibrates afresh, from the default starting efSearch.
+    let saved = HnswIndex::saved_params(dir.path()).unwrap().unwrap();
+    assert_eq!(saved, HnswParams::default());
     let queries = random_rows(&mut rng, 50, 32);
     let before = index.search(store.vectors(), store.ids(), &queries, 10);
     assert_eq!(loaded.search(store.vectors(), store.ids(), &queries, 10), before);
@@ -123,7 +137,7 @@ fn missing_corrupted_and_stale_graphs_are_errors() {
     let store = make_store(dir.path(), &random_rows(&mut rng, 500, 8), 8);
     let load_err = |store: &VectorStore| HnswIndex::load(dir.path(), store).unwrap_err().to_string();
     let err = load_err(&store);
-    assert!(err.contains("hnsw.json") && err.contains("uae index build --hnsw"), "{err}");
+    assert!(err.contains("hnsw.json") && err.contains("uae index hnsw"), "{err}");
 
     HnswIndex::build(store.vectors(), 8, HnswParams::default()).unwrap().save(dir.path(), &store).unwrap();
     let graph = dir.path().join("hnsw.graph");
@@ -142,7 +156,7 @@ fn missing_corrupted_and_stale_graphs_are_errors() {
     store.add(&stamp(), &["new".to_string()], &[vec![1.0; 8]]).unwrap();
     let grown = VectorStore::open(dir.path()).unwrap();
     let err = load_err(&grown);
-    assert!(err.contains("500 points") && err.contains("501") && err.contains("rebuild with"), "{err}");
+    assert!(err.contains("500 points") && err.contains("501") && err.contains("rebuild it with"), "{err}");
 }
 
 #[test]
@@ -158,54 +172,22 @@ fn empty_and_tiny_indexes() {
     assert_eq!(hits[0].iter().map(|h| h.row).collect::<Vec<_>>(), vec![2, 1, 0]);
 }
 
-/// Recall@10 and queries per second of `index` at each efSearch.
-fn sweep(index: &mut HnswIndex, rows: &[f32], ids: &[String], queries: &[f32], want: &[Vec<Hit>]) -> serde_json::Value {
-    let mut points = Vec::new();
-    for ef in [16, 32, 64, 128, 256, 512] {
-        index.set_ef_search(ef);
-        let start = Instant::now();
-        let got = index.search(rows, ids, queries, 10);
-        let qps = want.len() as f64 / start.elapsed().as_secs_f64();
-        points.push(serde_json::json!({ "ef_search": ef, "recall_at_10": recall(&got, want), "qps": qps.round() }));
-    }
-    serde_json::Value::Array(points)
-}
-
-/// Builds over `rows`, sweeps efSearch and times exact search.
-fn measure(name: &str, rows: &[f32], queries: &[f32], dim: usize) -> serde_json::Value {
-    let ids = ids(rows.len() / dim);
-    let start = Instant::now();
-    let mut index = HnswIndex::build(rows, dim, HnswParams::default()).unwrap();
-    let build_s = start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    let want = exact::search(rows, &ids, dim, queries, 10);
-    let exact_batch_qps = want.len() as f64 / start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    let single = 100;
-    for q in queries.chunks(dim).take(single) {
-        exact::search(rows, &ids, dim, q, 10);
-    }
-    let exact_single_qps = single as f64 / start.elapsed().as_secs_f64();
-    serde_json::json!({
-        "data": name, "count": ids.len(), "dim": dim, "queries": want.len(),
-        "params": HnswParams::default(), "build_s": build_s,
-        "exact_batch_qps": exact_batch_qps.round(), "exact_single_qps": exact_single_qps.round(),
-        "hnsw": sweep(&mut index, rows, &ids, queries, &want),
-    })
-}
-
 #[test]
-#[ignore = "a measurement: minutes at 100k x 384; run with --ignored --nocapture"]
-fn measure_100k_x_384() {
-    let (n, dim, n_queries) = (100_000, 384, 1000);
-    let threads = rayon::current_num_threads();
-    let mut rng = StdRng::seed_from_u64(5);
-    let rows = random_rows(&mut rng, n, dim);
-    let queries = random_rows(&mut rng, n_queries, dim);
-    let random = measure("random", &rows, &queries, dim);
-    let rows = clustered_rows(&mut rng, n, dim, 100);
-    let queries = clustered_rows(&mut rng, n_queries, dim, 100);
-    let clustered = measure("clustered", &rows, &queries, dim);
-    let report = serde_json::json!({ "threads": threads, "results": [random, clustered] });
-    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+fn a_fixed_ef_search_is_kept_and_held_out_rows_are_in_the_graph() {
+    let mut rng = StdRng::seed_from_u64(6);
+    let rows = random_rows(&mut rng, 2000, 16);
+    let ids = ids(2000);
+    let fixed = HnswParams { ef_search: 77, target_recall: None, ..HnswParams::default() };
+    let index = HnswIndex::build(&rows, 16, fixed).unwrap();
+    assert_eq!((index.params().ef_search, index.calibration()), (77, None));
+
+    // Calibration leaves rows out of the graph, then inserts them: the
+    // held-out rows, searched for, find themselves first like the others.
+    let index = HnswIndex::build(&rows, 16, HnswParams::default()).unwrap();
+    let held_out = held_out_rows(2000);
+    assert_eq!(held_out.len(), 200);
+    let queries: Vec<f32> = held_out.iter().flat_map(|&r| rows[r * 16..(r + 1) * 16].to_vec()).collect();
+    let hits = index.search(&rows, &ids, &queries, 1);
+    let found = hits.iter().zip(&held_out).filter(|(h, row)| h[0].row == **row).count();
+    assert!(found >= 198, "{found} of 200 held-out rows find themselves");
 }
