@@ -17,12 +17,7 @@ fn minilm_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("UAE_MINILM_DIR") {
         return dir.into();
     }
-    let cache = std::env::var("UAE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/uae"));
-    let dir = cache.join("models/all-MiniLM-L6-v2");
-    assert!(dir.join("model.safetensors").is_file(), "{} has no weights: run assets/fetch.sh first", dir.display());
-    dir
+    uae_model::source::fetched_model("all-MiniLM-L6-v2/model.safetensors", "minilm").unwrap().parent().unwrap().to_path_buf()
 }
 
 /// The `.rs` files under `dir`, recursively, in sorted order.

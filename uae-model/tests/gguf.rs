@@ -86,17 +86,14 @@ fn reference() -> Reference {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// The real model, as `assets/fetch.sh smollm2` stores it.
+const SMOLLM2: &str = "SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf";
+
 fn smollm2() -> GgufFile {
     let path = match std::env::var("UAE_SMOLLM2_GGUF") {
         Ok(path) => PathBuf::from(path),
-        Err(_) => {
-            let cache = std::env::var("UAE_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/uae"));
-            cache.join("models/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf")
-        }
+        Err(_) => uae_model::source::fetched_model(SMOLLM2, "smollm2").unwrap(),
     };
-    assert!(path.is_file(), "{} is missing: run assets/fetch.sh smollm2 first", path.display());
     GgufFile::open(&path).unwrap()
 }
 

@@ -16,12 +16,7 @@ use uae_model::llm::{CausalLm, ChatMessage};
 const LOGIT_TOLERANCE: f64 = 1e-3;
 
 fn gguf_path() -> PathBuf {
-    let cache = std::env::var_os("UAE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/uae"));
-    let path = cache.join("models/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(path.is_file(), "{} is missing: run assets/fetch.sh smollm2", path.display());
-    path
+    uae_model::source::fetched_model("SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2").unwrap()
 }
 
 fn fixture() -> &'static Value {
