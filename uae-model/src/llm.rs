@@ -168,26 +168,21 @@ impl CausalLm {
         if seq > self.context_length() {
             bail!("a sequence of {seq} tokens exceeds the context window of {}", self.context_length());
         }
-        let mut ids = vec![0i32; pairs.len() * seq];
+        let mut sequences = Vec::with_capacity(pairs.len());
         let mut rows = Vec::new();
         let mut targets = Vec::new();
         for (b, (prompt, continuation)) in pairs.iter().enumerate() {
             if prompt.is_empty() || continuation.is_empty() {
                 bail!("both the prompt and the continuation need at least one token");
             }
-            for (j, &id) in prompt.iter().chain(continuation.iter()).enumerate() {
-                ids[b * seq + j] = id as i32;
-            }
+            sequences.push([*prompt, *continuation].concat());
             for (j, &target) in continuation.iter().enumerate() {
                 // The hidden state at position p predicts the token at p + 1.
                 rows.push((b * seq + prompt.len() + j - 1) as i32);
                 targets.push(target as i32);
             }
         }
-        let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [pairs.len(), seq]), &self.device);
-        let hidden = self.model.hidden_states(input, None);
-        let width = hidden.dims()[2];
-        let flat = hidden.reshape([pairs.len() * seq, width]);
+        let (flat, _) = self.padded_hidden(&sequences);
         let values = self.gather_logprobs(flat, &rows, &targets)?;
         let mut out = Vec::with_capacity(pairs.len());
         let mut at = 0;
@@ -196,6 +191,23 @@ impl CausalLm {
             at += continuation.len();
         }
         Ok(out)
+    }
+
+    /// Final hidden states of `sequences` run as one right-padded batch,
+    /// flattened to `[batch * seq, hidden]` (row `b * seq + p` is position `p`
+    /// of sequence `b`), and the padded length `seq`.
+    fn padded_hidden<S: AsRef<[u32]>>(&self, sequences: &[S]) -> (Tensor<2>, usize) {
+        let seq = sequences.iter().map(|s| s.as_ref().len()).max().unwrap_or(0).max(1);
+        let mut ids = vec![0i32; sequences.len() * seq];
+        for (b, s) in sequences.iter().enumerate() {
+            for (j, &id) in s.as_ref().iter().enumerate() {
+                ids[b * seq + j] = id as i32;
+            }
+        }
+        let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [sequences.len(), seq]), &self.device);
+        let hidden = self.model.hidden_states(input, None);
+        let width = hidden.dims()[2];
+        (hidden.reshape([sequences.len() * seq, width]), seq)
     }
 
     /// `log_softmax(logits)[target]` for the given rows of `hidden`, in chunks
@@ -218,17 +230,7 @@ impl CausalLm {
     /// Logits `[vocab]` at `positions` of each sequence in `sequences`, run as
     /// one right-padded batch (for parity checks).
     pub fn logits_at(&self, sequences: &[&[u32]], positions: &[Vec<usize>]) -> Result<Vec<Vec<Vec<f32>>>> {
-        let seq = sequences.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
-        let mut ids = vec![0i32; sequences.len() * seq];
-        for (b, s) in sequences.iter().enumerate() {
-            for (j, &id) in s.iter().enumerate() {
-                ids[b * seq + j] = id as i32;
-            }
-        }
-        let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [sequences.len(), seq]), &self.device);
-        let hidden = self.model.hidden_states(input, None);
-        let width = hidden.dims()[2];
-        let flat = hidden.reshape([sequences.len() * seq, width]);
+        let (flat, seq) = self.padded_hidden(sequences);
         let mut out = Vec::new();
         for (b, positions) in positions.iter().enumerate() {
             let rows: Vec<i32> = positions.iter().map(|&p| (b * seq + p) as i32).collect();

@@ -352,28 +352,6 @@ fn finished_queries(out: &Path) -> Result<(HashSet<String>, bool)> {
     Ok((done, repaired))
 }
 
-/// Reads a labels file. A torn last line (no newline, not valid JSON) is
-/// reported as a skip, not an error; other malformed lines are errors naming
-/// the line.
-pub fn read_labels(path: &Path) -> Result<(Vec<LabelLine>, bool)> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut out = Vec::new();
-    let mut torn = false;
-    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    let last = lines.len() - 1;
-    for (i, line) in lines.iter().enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match serde_json::from_slice::<LabelLine>(line) {
-            Ok(record) => out.push(record),
-            Err(_) if i == last => torn = true,
-            Err(e) => bail!("{}:{}: invalid label line: {e}", path.display(), i + 1),
-        }
-    }
-    Ok((out, torn))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,8 +379,6 @@ mod tests {
         text.push('\n');
         text.push_str("{\"query_id\":\"q2\",\"doc");
         std::fs::write(&out, &text).unwrap();
-        let (torn_read, torn) = read_labels(&out).unwrap();
-        assert!(torn && torn_read.len() == 1);
         let (done, repaired) = finished_queries(&out).unwrap();
         assert!(repaired);
         assert_eq!(done, HashSet::from(["q1".to_string()]));
