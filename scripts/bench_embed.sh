@@ -7,18 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export UAE_CACHE="${UAE_CACHE:-$HOME/.cache/uae}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$UAE_CACHE/target}"
-py="$UAE_CACHE/venv/bin/python"
-[ -x "$py" ] || assets/setup-reference-env.sh
+. scripts/bench_env.sh
 model="$(assets/fetch.sh minilm | tail -n1)"
 passages="$UAE_CACHE/data/passages-1000.jsonl"
 [ -s "$passages" ] || "$py" assets/make_passages.py -n 1000 -o "$passages"
-# UAE_BIN: a prebuilt uae binary to measure instead of building one.
-if [ -z "${UAE_BIN:-}" ]; then
-    cargo build --release -p uae-cli >&2
-fi
-uae="${UAE_BIN:-$CARGO_TARGET_DIR/release/uae}"
 batch_tokens="${BATCH_TOKENS:-1024}"
 
 best_uae=""

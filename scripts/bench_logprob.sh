@@ -9,19 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export UAE_CACHE="${UAE_CACHE:-$HOME/.cache/uae}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$UAE_CACHE/target}"
-py="$UAE_CACHE/venv/bin/python"
-[ -x "$py" ] || assets/setup-reference-env.sh
+. scripts/bench_env.sh
 model="$(assets/fetch.sh smollm2 | tail -n1)"
 [ -d "$UAE_CACHE/data/python-faq" ] || "$py" assets/make_faq_dataset.py >&2
 input="$UAE_CACHE/data/logprob-bench-256.jsonl"
 [ -s "$input" ] || python3 assets/make_logprob_bench_input.py --out "$input" >&2
-# UAE_BIN: a prebuilt uae binary to measure instead of building one.
-if [ -z "${UAE_BIN:-}" ]; then
-    cargo build --release -p uae-cli >&2
-fi
-uae="${UAE_BIN:-$CARGO_TARGET_DIR/release/uae}"
 batch_tokens="${BATCH_TOKENS:-4096}"
 # ITEMS: use the first N items only (quick runs); REPEATS: best of N passes.
 items="${ITEMS:-256}"

@@ -17,19 +17,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export UAE_CACHE="${UAE_CACHE:-$HOME/.cache/uae}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$UAE_CACHE/target}"
-py="$UAE_CACHE/venv/bin/python"
-[ -x "$py" ] || assets/setup-reference-env.sh
+. scripts/bench_env.sh
 N="${N:-100000}" DIM="${DIM:-384}" QUERIES="${QUERIES:-1000}" SEED="${SEED:-0}" K="${K:-10}"
 EF_SEARCH="${EF_SEARCH:-16,32,64,128,256,512}" HNSW_M="${HNSW_M:-16}" EF_CONSTRUCTION="${EF_CONSTRUCTION:-200}"
 sets=("$@")
 [ ${#sets[@]} -gt 0 ] || sets=(random faq)
 
-if [ -z "${UAE_BIN:-}" ]; then
-    cargo build --release -p uae-cli >&2
-fi
-uae="${UAE_BIN:-$CARGO_TARGET_DIR/release/uae}"
 work="$UAE_CACHE/bench-search"
 mkdir -p "$work"
 
