@@ -21,10 +21,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use uae_index::data::DataSet;
+use uae_index::data::{DataSet, Qrels};
+use uae_index::report::TeacherAgreement;
 use uae_model::llm::CausalLm;
 
-use crate::prompt::UtilityPrompt;
+use crate::prompt::{UtilityPrompt, fit_passage};
 use crate::score::{ScoreItem, score_all};
 
 /// One line of the candidates file (other fields, such as `relevant`, are
@@ -50,6 +51,32 @@ pub struct LabelLine {
     pub logp_with: Vec<f64>,
     /// Mean answer log-likelihood without a passage.
     pub logp_without: f64,
+}
+
+/// How often the highest-utility candidate of each labelled query in
+/// `labels` is relevant in `qrels`, over the queries with a relevant
+/// candidate (research.md section 1, FlagEmbedding #553). Ties go to the
+/// earlier candidate.
+pub fn teacher_agreement(labels: &Path, qrels: &Qrels) -> Result<TeacherAgreement> {
+    let text = std::fs::read_to_string(labels).with_context(|| format!("cannot read {}", labels.display()))?;
+    let mut a = TeacherAgreement { queries: 0, top_is_gold: 0, mean_gold_rank: 0.0, mean_candidates: 0.0 };
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let line: LabelLine =
+            serde_json::from_str(line).with_context(|| format!("{}:{}: not a labels line", labels.display(), n + 1))?;
+        let gold = |d: &String| qrels.get(&line.query_id).and_then(|j| j.get(d)).is_some_and(|&g| g > 0);
+        let mut order: Vec<usize> = (0..line.doc_ids.len()).collect();
+        order.sort_by(|&x, &y| line.utilities[y].total_cmp(&line.utilities[x]));
+        let Some(rank) = order.iter().position(|&i| gold(&line.doc_ids[i])) else { continue };
+        a.queries += 1;
+        a.top_is_gold += usize::from(rank == 0);
+        a.mean_gold_rank += (rank + 1) as f64;
+        a.mean_candidates += line.doc_ids.len() as f64;
+    }
+    if a.queries > 0 {
+        a.mean_gold_rank /= a.queries as f64;
+        a.mean_candidates /= a.queries as f64;
+    }
+    Ok(a)
 }
 
 /// Which part of the queries this process labels: those whose position in
@@ -278,15 +305,12 @@ fn build_items(
         items.push(ScoreItem { prompt: without, continuation: continuation.clone() });
         for doc_id in &c.doc_ids {
             let passage = data.corpus.get(doc_id).expect("checked");
-            let mut text = passage.embedding_text();
+            let text = passage.embedding_text();
             if text.trim().is_empty() {
                 report.empty_passages += 1;
             }
-            let ids = lm.encode(&text)?;
-            if ids.len() > limit {
-                text = lm.decode(&ids[..limit])?;
-                report.truncated_passages += 1;
-            }
+            let (text, cut) = fit_passage(lm, &text, limit)?;
+            report.truncated_passages += usize::from(cut);
             let ids = lm.encode(&prompt.render(lm, &query.text, Some(&text))?)?;
             items.push(ScoreItem { prompt: ids, continuation: continuation.clone() });
         }
@@ -386,6 +410,35 @@ mod tests {
         std::fs::write(&out, "not json\n").unwrap();
         let err = finished_queries(&out).unwrap_err().to_string();
         assert!(err.contains("labels.jsonl:1"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn teacher_agreement_counts_top_gold_candidates() {
+        let dir = std::env::temp_dir().join(format!("uae-agreement-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("labels.jsonl");
+        let line = |q: &str, docs: &[&str], u: &[f64]| {
+            serde_json::to_string(&LabelLine {
+                query_id: q.into(),
+                doc_ids: docs.iter().map(|d| d.to_string()).collect(),
+                utilities: u.to_vec(),
+                logp_with: u.to_vec(),
+                logp_without: 0.0,
+            })
+            .unwrap()
+        };
+        let text = [
+            line("q1", &["a", "g1"], &[0.1, 0.5]),
+            line("q2", &["g2", "b", "c"], &[0.0, 0.3, 0.2]),
+            line("q3", &["x"], &[1.0]),
+        ]
+        .join("\n");
+        std::fs::write(&path, text).unwrap();
+        let qrels: Qrels =
+            [("q1", "g1"), ("q2", "g2"), ("q3", "y")].iter().map(|(q, d)| (q.to_string(), [(d.to_string(), 1)].into())).collect();
+        let a = teacher_agreement(&path, &qrels).unwrap();
+        assert_eq!((a.queries, a.top_is_gold, a.mean_gold_rank, a.mean_candidates), (2, 1, 2.0, 2.5));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

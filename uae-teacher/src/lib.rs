@@ -3,7 +3,11 @@
 //! places a passage, a question and an answer in the teacher's prompt, and
 //! [`label`] turns them into perplexity-reduction utilities per candidate,
 //! written append-only so that a killed run resumes where it stopped.
+//! [`rerank`] is the query-time LLM re-ranking baseline and [`answer`] the
+//! generator behind the token-F1 comparison.
 
+pub mod answer;
 pub mod label;
 pub mod prompt;
+pub mod rerank;
 pub mod score;

@@ -78,3 +78,13 @@ impl UtilityPrompt {
         if self.use_chat_template && lm.has_chat_template() { answer.to_string() } else { format!(" {answer}") }
     }
 }
+
+/// `text` cut to at most `limit` teacher tokens (decoded back to text), and
+/// whether it was cut.
+pub fn fit_passage(lm: &CausalLm, text: &str, limit: usize) -> Result<(String, bool)> {
+    let ids = lm.encode(text)?;
+    if ids.len() <= limit {
+        return Ok((text.to_string(), false));
+    }
+    Ok((lm.decode(&ids[..limit])?, true))
+}

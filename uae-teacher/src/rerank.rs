@@ -1,0 +1,76 @@
+//! LLM re-ranking at query time, the baseline a utility-aligned student is
+//! measured against: the teacher re-scores a first-stage retriever's top
+//! passages by how likely it finds the question given each passage (query
+//! likelihood, as in UPR, Sachan et al. 2022). The gold answer is unknown at
+//! query time, so the perplexity is taken on the question instead of on the
+//! answer; every candidate costs one teacher pass.
+
+use anyhow::{Result, bail};
+use uae_model::llm::{CausalLm, ChatMessage};
+
+use crate::prompt::fit_passage;
+use crate::score::{ScoreItem, score_all};
+
+/// The default instruction placed before the question: the UPR prompt.
+pub const QUESTION_PROMPT: &str = "Passage: {passage}\n\nPlease write a question based on this passage.";
+
+/// How candidates are put before the teacher.
+#[derive(Debug, Clone)]
+pub struct RerankOptions {
+    /// Template with `{passage}`; the question is the continuation scored.
+    pub prompt: String,
+    /// Passages are cut to this many teacher tokens.
+    pub max_passage_tokens: usize,
+    /// Padded tokens per teacher batch.
+    pub batch_tokens: usize,
+}
+
+impl Default for RerankOptions {
+    fn default() -> Self {
+        Self { prompt: QUESTION_PROMPT.into(), max_passage_tokens: 256, batch_tokens: 4096 }
+    }
+}
+
+/// Scores each of `passages` by the teacher's mean log-probability of the
+/// question's tokens after the passage prompt, in input order; a re-ranker
+/// sorts by it, highest first.
+pub fn question_likelihoods(lm: &CausalLm, question: &str, passages: &[&str], options: &RerankOptions) -> Result<Vec<f64>> {
+    if !options.prompt.contains("{passage}") {
+        bail!("the re-ranking prompt must contain {{passage}}: {:?}", options.prompt);
+    }
+    let chat = lm.has_chat_template();
+    let continuation = lm.encode(&if chat { question.to_string() } else { format!(" {question}") })?;
+    if continuation.is_empty() {
+        bail!("the question is empty");
+    }
+    let items = passages
+        .iter()
+        .map(|passage| {
+            let (passage, _) = fit_passage(lm, passage, options.max_passage_tokens)?;
+            let body = options.prompt.replace("{passage}", &passage);
+            let text = if chat {
+                lm.chat_prompt(&[ChatMessage::new("user", &body)], true)?
+            } else {
+                format!("{body}\nQuestion:")
+            };
+            Ok(ScoreItem { prompt: lm.encode(&text)?, continuation: continuation.clone() })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let scores = score_all(lm, &items, options.batch_tokens, |_, _| {})?;
+    Ok(scores.iter().map(|s| s.logprob_mean).collect())
+}
+
+/// Orders `candidates` (document id, passage text) by
+/// [`question_likelihoods`], best first; ties keep the first-stage order.
+pub fn rerank(
+    lm: &CausalLm,
+    question: &str,
+    candidates: &[(String, String)],
+    options: &RerankOptions,
+) -> Result<Vec<(String, f64)>> {
+    let texts: Vec<&str> = candidates.iter().map(|(_, t)| t.as_str()).collect();
+    let scores = question_likelihoods(lm, question, &texts, options)?;
+    let mut ranked: Vec<(String, f64)> = candidates.iter().map(|(id, _)| id.clone()).zip(scores).collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(ranked)
+}
