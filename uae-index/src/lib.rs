@@ -1,5 +1,5 @@
 //! uae-index: corpus embedding, exact and approximate search, data-set
-//! loaders and ranking metrics.
+//! loaders, ranking metrics, and the comparison report with its charts.
 
 pub mod bench;
 pub mod bm25;
@@ -10,6 +10,8 @@ pub mod exact;
 pub mod hnsw;
 pub mod metrics;
 pub mod npy;
+pub mod plot;
+pub mod report;
 pub mod store;
 pub mod trec;
 pub mod mine;

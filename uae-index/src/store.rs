@@ -232,6 +232,15 @@ fn write_files(
     Ok(())
 }
 
+/// Writes `bytes` to `dir/name` through a synced temporary file, so that a
+/// reader sees the old file or the new one, never a torn one.
+pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let (tmp, name) = stage(dir, name, bytes)?;
+    let target = dir.join(name);
+    tmp.persist(&target).with_context(|| format!("cannot write {}", target.display()))?;
+    Ok(())
+}
+
 /// Writes `bytes` to a synced temporary file in `dir`, to be renamed to `name`.
 pub(crate) fn stage<'a>(dir: &Path, name: &'a str, bytes: &[u8]) -> Result<(tempfile::NamedTempFile, &'a str)> {
     let mut tmp = tempfile::Builder::new()

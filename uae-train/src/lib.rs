@@ -8,10 +8,11 @@
 //! [`batcher`] turns labelled queries into padded token batches, [`model`]
 //! wraps the bi-encoder for Burn's Learner, [`metrics`] and [`renderer`]
 //! report progress, [`shuffle`] orders each epoch reproducibly, [`train`]
-//! runs the Learner and [`export`] writes the trained model in the Hugging
-//! Face layout.
+//! runs the Learner, [`export`] writes the trained model in the Hugging
+//! Face layout and [`curves`] reads a run's metric logs back for reports.
 
 pub mod batcher;
+pub mod curves;
 pub mod data;
 pub mod export;
 pub mod loss;

@@ -64,8 +64,8 @@ impl HnswIndex {
             graph_crc32: crc32fast::hash(&graph),
             vectors_crc32: header.vectors_crc32,
         };
-        write_atomically(dir, GRAPH, &graph)?;
-        write_atomically(dir, META, serde_json::to_string_pretty(&meta)?.as_bytes())
+        crate::store::write_atomically(dir, GRAPH, &graph)?;
+        crate::store::write_atomically(dir, META, serde_json::to_string_pretty(&meta)?.as_bytes())
     }
 
     /// Whether the index directory `dir` has a graph (its `hnsw.json`).
@@ -203,10 +203,3 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Writes `bytes` to `dir/name` through a synced temporary file.
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let (tmp, name) = crate::store::stage(dir, name, bytes)?;
-    let target = dir.join(name);
-    tmp.persist(&target).with_context(|| format!("cannot write {}", target.display()))?;
-    Ok(())
-}
