@@ -63,6 +63,22 @@ fn mines_train_queries_with_relevant_passages_guaranteed() {
         assert_eq!(lines[0]["doc_ids"][0], "gold", "{extra:?}");
         assert_eq!(lines[0]["inserted"], serde_json::json!([]), "{extra:?}");
     }
+    // Reusing an index's vectors gives the same candidates as embedding anew;
+    // an index of another corpus is refused.
+    let dense = mine(&model, &data, &work.path().join("c.jsonl"), &[]);
+    let index = work.path().join("index");
+    let built = uae(&["index", "build", "--model", model.to_str().unwrap(), "--corpus", data.join("corpus.jsonl").to_str().unwrap(), "--out", index.to_str().unwrap()]);
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    assert_eq!(mine(&model, &data, &work.path().join("c.jsonl"), &["--index", index.to_str().unwrap()]), dense);
+    let other = work.path().join("other.jsonl");
+    std::fs::write(&other, "{\"_id\":\"x\",\"text\":\"another corpus\"}\n").unwrap();
+    let index2 = work.path().join("index2");
+    assert!(uae(&["index", "build", "--model", model.to_str().unwrap(), "--corpus", other.to_str().unwrap(), "--out", index2.to_str().unwrap()]).status.success());
+    let args = ["mine", "--model", model.to_str().unwrap(), "--index", index2.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", "-"];
+    let refused = uae(&args);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not the data set's 13 passages"), "{}", String::from_utf8_lossy(&refused.stderr));
+
     // Only passage 3 has the term "3": BM25 ranks it first.
     let lines = mine(&model, &data, &work.path().join("c.jsonl"), &["--bm25"]);
     assert_eq!(lines[1]["doc_ids"][0], "d3");
@@ -117,4 +133,13 @@ fn mines_qasper_questions_within_their_own_papers() {
     assert!(result.status.success());
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(stderr.contains("qasper-sample.json: 2 papers, 8 questions: 4 kept"), "{stderr}");
+
+    // `uae data qasper` writes a BEIR folder with pools that mines the same.
+    let beir = work.path().join("beir");
+    let split = format!("train={QASPER}");
+    let converted = uae(&["data", "qasper", "--split", &split, "--out", beir.to_str().unwrap()]);
+    assert!(converted.status.success(), "{}", String::from_utf8_lossy(&converted.stderr));
+    assert!(beir.join("pools.jsonl").is_file() && beir.join("qrels/train.tsv").is_file());
+    let from_json = mine(&model, qasper, &out, &["--pool", "document"]);
+    assert_eq!(mine(&model, &beir, &out, &["--pool", "document"]), from_json);
 }

@@ -1,10 +1,11 @@
 //! `uae mine`: candidate pools for the teacher to label.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
+use uae_index::corpus_index;
 use uae_index::data::DataSet;
 use uae_index::mine::{self, Ranking};
 use uae_model::encoder::{BiEncoder, EncoderOptions};
@@ -50,6 +51,10 @@ pub struct MineArgs {
     /// Search the whole corpus or each query's own document.
     #[arg(long, value_enum, default_value = "corpus")]
     pool: Pool,
+    /// Reuse this index's passage vectors (built by `uae index build` with
+    /// --model from the data set's corpus) instead of embedding the corpus.
+    #[arg(long, requires = "model")]
+    index: Option<PathBuf>,
     /// Padded tokens per forward pass.
     #[arg(long, default_value_t = 1024)]
     batch_tokens: usize,
@@ -80,12 +85,18 @@ pub fn run(args: MineArgs, device: &Device) -> Result<()> {
     let dense = match (&args.model, args.bm25) {
         (Some(model), false) => {
             let encoder = BiEncoder::load(model, device, &EncoderOptions::default())?;
-            let bar = progress::bar(data.corpus.len() as u64, "passages");
-            let r = mine::dense_rankings(&encoder, &data, &query_refs, per_document, depth, args.batch_tokens, |n| {
-                bar.inc(n as u64)
-            })?;
-            bar.finish_and_clear();
-            Some(r)
+            if let Some(index) = &args.index {
+                let store = corpus_index::open_matching(index, &encoder, model, data.corpus.as_slice())?;
+                let vectors = store.vectors();
+                Some(mine::dense_rankings_over(&encoder, &data, vectors, &query_refs, per_document, depth, args.batch_tokens)?)
+            } else {
+                let bar = progress::bar(data.corpus.len() as u64, "passages");
+                let r = mine::dense_rankings(&encoder, &data, &query_refs, per_document, depth, args.batch_tokens, |n| {
+                    bar.inc(n as u64)
+                })?;
+                bar.finish_and_clear();
+                Some(r)
+            }
         }
         _ => None,
     };

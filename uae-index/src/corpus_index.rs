@@ -53,6 +53,24 @@ pub fn build(
     hnsw.map(|params| build_graph(dir, params)).transpose()
 }
 
+/// Opens the index in `dir` for reuse as the vectors of `passages` under
+/// `encoder`: an error when another model built it, or when its documents
+/// are not exactly `passages`' ids in order.
+pub fn open_matching(dir: &Path, encoder: &BiEncoder, model_name: &str, passages: &[Passage]) -> Result<VectorStore> {
+    let store = VectorStore::open(dir)?;
+    store.check_model(&model_stamp(encoder, model_name)?, encoder.dim())?;
+    let same = store.ids().len() == passages.len() && store.ids().iter().zip(passages).all(|(id, p)| *id == p.id);
+    if !same {
+        anyhow::bail!(
+            "the index in {} holds {} documents that are not the data set's {} passages in order; rebuild it from this corpus",
+            dir.display(),
+            store.ids().len(),
+            passages.len()
+        );
+    }
+    Ok(store)
+}
+
 /// Builds an HNSW graph over the vectors of the index in `dir` and saves it
 /// there, replacing any graph it had.
 pub fn build_graph(dir: &Path, params: HnswParams) -> Result<HnswIndex> {

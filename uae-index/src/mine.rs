@@ -124,9 +124,32 @@ pub fn dense_rankings(
     batch_tokens: usize,
     progress: impl FnMut(usize),
 ) -> Result<Vec<Ranking>> {
-    let passages = data.corpus.as_slice();
-    let texts: Vec<String> = passages.iter().map(Passage::embedding_text).collect();
+    let texts: Vec<String> = data.corpus.as_slice().iter().map(Passage::embedding_text).collect();
     let corpus = unit_rows(encoder.embed(&texts, TextRole::Passage, batch_tokens, progress)?.vectors);
+    dense_rankings_over(encoder, data, &corpus, queries, per_document, k, batch_tokens)
+}
+
+/// [`dense_rankings`] over corpus vectors already made by `encoder`
+/// (unit-length, one row per passage of `data.corpus` in order), such as an
+/// index's stored vectors; only the queries are embedded.
+pub fn dense_rankings_over(
+    encoder: &BiEncoder,
+    data: &DataSet,
+    corpus: &[f32],
+    queries: &[&Query],
+    per_document: bool,
+    k: usize,
+    batch_tokens: usize,
+) -> Result<Vec<Ranking>> {
+    let passages = data.corpus.as_slice();
+    if corpus.len() != passages.len() * encoder.dim() {
+        bail!(
+            "{} corpus vectors of width {} do not match the {} passages of the data set",
+            corpus.len() / encoder.dim().max(1),
+            encoder.dim(),
+            passages.len()
+        );
+    }
     let query_texts: Vec<String> = queries.iter().map(|q| q.text.clone()).collect();
     let query_rows = unit_rows(encoder.embed(&query_texts, TextRole::Query, batch_tokens, |_| {})?.vectors);
     let dim = encoder.dim();
@@ -169,6 +192,47 @@ pub fn bm25_rankings(data: &DataSet, queries: &[&Query], per_document: bool, k: 
         .collect()
 }
 
+/// Split hygiene of candidates mined for training: every query must be
+/// judged in `train` and in none of the `held_out` splits, and no gold
+/// passage of a training query may be gold for a held-out query (its answer
+/// would leak into the teacher's labels). `source` names the file in errors.
+pub fn check_split_hygiene(
+    data: &DataSet,
+    candidates: &[CandidateLine],
+    train: &str,
+    held_out: &[&str],
+    source: &str,
+) -> Result<()> {
+    let Some(train_qrels) = data.qrels.get(train) else { bail!("split {train:?} is not loaded") };
+    let mut held_gold: BTreeMap<&str, &str> = BTreeMap::new();
+    for split in held_out {
+        let Some(qrels) = data.qrels.get(*split) else { bail!("split {split:?} is not loaded") };
+        for (query, judged) in qrels {
+            for (doc, &grade) in judged {
+                if grade > 0 {
+                    held_gold.insert(doc, query);
+                }
+            }
+        }
+    }
+    for (n, line) in candidates.iter().enumerate() {
+        let at = || format!("{source}:{}", n + 1);
+        if !train_qrels.contains_key(&line.query_id) {
+            bail!("{}: query {:?} is not a {train} query", at(), line.query_id);
+        }
+        if let Some(split) = held_out.iter().find(|s| data.qrels[**s].contains_key(&line.query_id)) {
+            bail!("{}: query {:?} is also judged in the held-out {split} split", at(), line.query_id);
+        }
+        let gold = train_qrels[&line.query_id].iter().filter(|(_, g)| **g > 0).map(|(d, _)| d.as_str());
+        for doc in gold {
+            if let Some(query) = held_gold.get(doc) {
+                bail!("{}: passage {doc:?} is gold for training query {:?} and for held-out query {query:?}", at(), line.query_id);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Normalises each vector and flattens them row-major.
 fn unit_rows(vectors: Vec<Vec<f32>>) -> Vec<f32> {
     vectors
@@ -208,5 +272,28 @@ mod tests {
         assert_eq!(fused.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), vec!["a", "c", "b"]);
         assert!(fused[0].1 > fused[2].1);
         assert_eq!(fused[0].1, fused[1].1);
+    }
+
+    #[test]
+    fn split_hygiene_rejects_held_out_queries_and_shared_gold() {
+        let qrels = |pairs: &[(&str, &str)]| -> crate::data::Qrels {
+            let mut q = crate::data::Qrels::new();
+            for (query, doc) in pairs {
+                q.entry(query.to_string()).or_default().insert(doc.to_string(), 1);
+            }
+            q
+        };
+        let mut data = DataSet::default();
+        data.qrels.insert("train".into(), qrels(&[("t1", "a"), ("t2", "b")]));
+        data.qrels.insert("test".into(), qrels(&[("x1", "c")]));
+        let line = |q: &str| CandidateLine { query_id: q.into(), doc_ids: vec!["a".into(), "c".into()], relevant: vec![], inserted: vec![] };
+        let check = |data: &DataSet, lines: &[CandidateLine]| check_split_hygiene(data, lines, "train", &["test"], "c.jsonl");
+        check(&data, &[line("t1"), line("t2")]).unwrap();
+        assert!(check(&data, &[line("t1"), line("x1")]).unwrap_err().to_string().contains("c.jsonl:2: query \"x1\" is not a train query"));
+        data.qrels.get_mut("test").unwrap().insert("t2".into(), [("z".to_string(), 1)].into());
+        assert!(check(&data, &[line("t2")]).unwrap_err().to_string().contains("also judged in the held-out test split"));
+        data.qrels.get_mut("test").unwrap().remove("t2");
+        data.qrels.get_mut("test").unwrap().insert("x2".into(), [("b".to_string(), 1)].into());
+        assert!(check(&data, &[line("t2")]).unwrap_err().to_string().contains("gold for training query"));
     }
 }

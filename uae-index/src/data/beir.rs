@@ -6,6 +6,9 @@
 //!   may be missing (plain BEIR data sets have none).
 //! - `qrels/<split>.tsv`: the header `query-id\tcorpus-id\tscore`, then one
 //!   judgement a line with an integer score.
+//! - `pools.jsonl` (optional, uae's extension): lines `{"query_id",
+//!   "doc_ids"}` giving each query the passages it is ranked among instead
+//!   of the whole corpus (QASPER: its own paper's paragraphs).
 //!
 //! An `_id` may be a JSON string or number; numbers become their decimal
 //! text. Other fields are ignored. Errors name the file and line: malformed
@@ -40,6 +43,10 @@ impl DataSet {
         let corpus = read_corpus(existing(dir, "corpus.jsonl")?)?;
         let queries = read_queries(existing(dir, "queries.jsonl")?)?;
         let mut data = DataSet { corpus, queries, ..Default::default() };
+        let pools = dir.join(POOLS);
+        if pools.is_file() {
+            data.pools = Some(read_pools(&pools, &data)?);
+        }
         for &split in splits {
             let qrels = read_qrels(&qrels_path(dir, split)?, &data)?;
             data.qrels.insert(split.to_owned(), qrels);
@@ -50,6 +57,72 @@ impl DataSet {
     /// Reads the BEIR folder `dir` with the judgements of one split.
     pub fn load_split(dir: impl AsRef<Path>, split: &str) -> Result<Self> {
         Self::load(dir, &[split])
+    }
+}
+
+/// The optional per-query pools file of a BEIR folder.
+pub const POOLS: &str = "pools.jsonl";
+
+/// A line of `pools.jsonl`.
+#[derive(serde::Serialize, Deserialize)]
+struct PoolLine {
+    query_id: String,
+    doc_ids: Vec<String>,
+}
+
+/// Reads `pools.jsonl`, checking that every id is a known query or passage.
+fn read_pools(path: &Path, data: &DataSet) -> Result<super::Pools> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut pools = super::Pools::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let at = || format!("{}:{}", path.display(), n + 1);
+        let line: PoolLine = serde_json::from_str(line).with_context(|| format!("{}: expected {{\"query_id\", \"doc_ids\"}}", at()))?;
+        if !data.queries.contains(&line.query_id) {
+            bail!("{}: unknown query id {:?}", at(), line.query_id);
+        }
+        if let Some(doc) = line.doc_ids.iter().find(|d| !data.corpus.contains(d)) {
+            bail!("{}: unknown passage id {doc:?}", at());
+        }
+        if pools.insert(line.query_id.clone(), line.doc_ids).is_some() {
+            bail!("{}: query {:?} has a pool already", at(), line.query_id);
+        }
+    }
+    Ok(pools)
+}
+
+impl DataSet {
+    /// Writes the data set as a BEIR folder (with `pools.jsonl` when it has
+    /// pools), each file through a temporary file and a rename.
+    pub fn write_beir(&self, dir: &Path) -> Result<()> {
+        let qrels_dir = dir.join("qrels");
+        std::fs::create_dir_all(&qrels_dir).with_context(|| format!("cannot create {}", qrels_dir.display()))?;
+        let lines = |values: Vec<serde_json::Value>| -> Result<Vec<u8>> {
+            let mut out = Vec::new();
+            for v in values {
+                serde_json::to_writer(&mut out, &v)?;
+                out.push(b'\n');
+            }
+            Ok(out)
+        };
+        let corpus = self.corpus.as_slice().iter().map(|p| serde_json::json!({"_id": p.id, "title": p.title, "text": p.text}));
+        crate::store::write_atomically(dir, "corpus.jsonl", &lines(corpus.collect())?)?;
+        let queries = self.queries.as_slice().iter().map(|q| serde_json::json!({"_id": q.id, "text": q.text, "answers": q.answers}));
+        crate::store::write_atomically(dir, "queries.jsonl", &lines(queries.collect())?)?;
+        for (split, qrels) in &self.qrels {
+            let mut text = String::from(QRELS_HEADER);
+            text.push('\n');
+            for (query, judged) in qrels {
+                for (doc, grade) in judged {
+                    text.push_str(&format!("{query}\t{doc}\t{grade}\n"));
+                }
+            }
+            crate::store::write_atomically(&qrels_dir, &format!("{split}.tsv"), text.as_bytes())?;
+        }
+        if let Some(pools) = &self.pools {
+            let pools = pools.iter().map(|(q, docs)| serde_json::json!(PoolLine { query_id: q.clone(), doc_ids: docs.clone() }));
+            crate::store::write_atomically(dir, POOLS, &lines(pools.collect())?)?;
+        }
+        Ok(())
     }
 }
 

@@ -363,4 +363,22 @@ mod tests {
         let err = format!("{:#}", DataSet::from_qasper(&[("train", SAMPLE), ("dev", SAMPLE)]).unwrap_err());
         assert!(err.ends_with("paper 1909.00694: qas[0]: question_id: duplicate id \"a1\""), "{err}");
     }
+
+    /// Written as a BEIR folder with `pools.jsonl` and read back, the data
+    /// set is unchanged, pools included.
+    #[test]
+    fn round_trips_through_the_beir_layout() {
+        let (data, _) = DataSet::from_qasper(&[("dev", SAMPLE)]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        data.write_beir(dir.path()).unwrap();
+        let back = DataSet::load(dir.path(), &["dev"]).unwrap();
+        assert_eq!(back.corpus.as_slice(), data.corpus.as_slice());
+        assert_eq!(back.queries.as_slice(), data.queries.as_slice());
+        assert_eq!(back.qrels, data.qrels);
+        assert!(back.pools.is_some());
+        assert_eq!(back.pools, data.pools);
+        std::fs::write(dir.path().join("pools.jsonl"), "{\"query_id\":\"a1\",\"doc_ids\":[\"nope\"]}\n").unwrap();
+        let err = DataSet::load(dir.path(), &["dev"]).unwrap_err().to_string();
+        assert!(err.contains("pools.jsonl:1: unknown passage id \"nope\""), "{err}");
+    }
 }
