@@ -1,18 +1,24 @@
-//! `uae eval`: evaluation commands. `uae eval metrics` scores a TREC run
-//! against qrels with the metrics of `uae_index::metrics`.
+//! `uae eval`: evaluation commands. Without a subcommand it compares
+//! retrieval systems end to end and writes a report (`crate::compare`);
+//! `uae eval metrics` scores a TREC run against qrels with the metrics of
+//! `uae_index::metrics`.
 
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
+use burn::tensor::Device;
 use clap::{Args, Subcommand};
 use uae_index::metrics::{self, DEFAULT_KS};
 use uae_index::trec::{Qrels, Run};
 
 /// Arguments of `uae eval`.
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct EvalArgs {
     #[command(subcommand)]
-    command: EvalCommand,
+    command: Option<EvalCommand>,
+    #[command(flatten)]
+    compare: crate::compare::CompareArgs,
 }
 
 #[derive(Subcommand)]
@@ -36,10 +42,11 @@ struct MetricsArgs {
     json: bool,
 }
 
-/// Runs `uae eval`.
-pub fn run(args: EvalArgs) -> Result<()> {
+/// Runs `uae eval`; `device` is asked for only by the comparison.
+pub fn run(args: EvalArgs, device: impl FnOnce() -> Result<Device>) -> Result<()> {
     match args.command {
-        EvalCommand::Metrics(args) => run_metrics(args),
+        Some(EvalCommand::Metrics(args)) => run_metrics(args),
+        None => crate::compare::run(args.compare, &device()?),
     }
 }
 

@@ -1,6 +1,8 @@
 //! `uae`: utility-aligned embeddings from one binary. This file parses the
 //! command line and dispatches; the work is done in the library crates.
 
+mod compare;
+mod data;
 mod device;
 mod embed;
 mod eval;
@@ -11,6 +13,7 @@ mod label;
 mod logprob;
 mod mine;
 mod progress;
+mod quickstart;
 mod train;
 
 use anyhow::Result;
@@ -31,9 +34,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Convert data sets (QASPER) into the BEIR layout.
+    Data(data::DataArgs),
     /// Embed texts from a JSONL file with a bi-encoder.
     Embed(embed::EmbedArgs),
-    /// Evaluate retrieval runs against relevance judgements.
+    /// Compare retrieval systems end to end and write a report, or score a
+    /// TREC run against relevance judgements (`uae eval metrics`).
     Eval(eval::EvalArgs),
     /// Build or extend an on-disk vector index of a corpus.
     Index(index::IndexArgs),
@@ -51,6 +57,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Write a trained run as a Hugging Face model directory.
     Export(export::ExportArgs),
+    /// Run the whole pipeline (index, mine, label, train, evaluate) on the
+    /// embedded defaults and write a report; finished stages are reused.
+    Quickstart(quickstart::QuickstartArgs),
 }
 
 fn main() {
@@ -61,13 +70,20 @@ fn main() {
     }
 }
 
+/// Parses `argv` (program name first) as a `uae` command line and runs it;
+/// `uae quickstart` runs its stages this way.
+fn run_argv(argv: &[String]) -> Result<()> {
+    run(Cli::try_parse_from(argv)?)
+}
+
 fn run(cli: Cli) -> Result<()> {
     // Parsed only by the commands that run a model, so that `uae eval` works
     // whatever BURN_DEVICE says.
     let device = || device::parse_device(&cli.device);
     match cli.command {
+        Command::Data(args) => data::run(args),
         Command::Embed(args) => embed::run(args, &device()?),
-        Command::Eval(args) => eval::run(args),
+        Command::Eval(args) => eval::run(args, device),
         Command::Index(args) => index::run_index(args, &device()?),
         Command::Search(args) => index::run_search(args, &device()?),
         Command::Mine(args) => mine::run(args, &device()?),
@@ -76,5 +92,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate::run(args, &device()?),
         Command::Train(args) => train::run(args, &device()?),
         Command::Export(args) => export::run(args),
+        Command::Quickstart(args) => quickstart::run(args, &cli.device),
     }
 }

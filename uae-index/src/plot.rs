@@ -166,8 +166,10 @@ pub fn line_charts(path: &Path, panels: &[Panel], (w, h): (u32, u32)) -> Result<
             let (x_min, x_max) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (x, _)| (a.min(x), b.max(x)));
             let (y_min, y_max) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (_, y)| (a.min(y), b.max(y)));
             let (x_min, x_max) = if x_min.is_finite() { (x_min, x_max.max(x_min + 1.0)) } else { (0.0, 1.0) };
-            let (y_min, y_max) = if y_min.is_finite() { (y_min, y_max.max(y_min + 1e-6)) } else { (0.0, 1.0) };
-            let pad = (y_max - y_min) * 0.08;
+            let (y_min, y_max) = if y_min.is_finite() { (y_min, y_max) } else { (0.0, 1.0) };
+            // A flat line gets a band around it rather than a range of rounding noise.
+            let pad = ((y_max - y_min) * 0.08).max(0.05 * y_max.abs().max(y_min.abs()).max(0.2));
+            let integral_x = points().all(|(x, _)| x.fract() == 0.0);
             let mut chart = ChartBuilder::on(area)
                 .caption(&panel.title, (FONT, 20).into_font().style(FontStyle::Bold))
                 .margin(14)
@@ -175,8 +177,11 @@ pub fn line_charts(path: &Path, panels: &[Panel], (w, h): (u32, u32)) -> Result<
                 .y_label_area_size(60)
                 .build_cartesian_2d(x_min..x_max, (y_min - pad)..(y_max + pad))
                 .map_err(plot_error)?;
+            let x_format = |x: &f64| if integral_x { format!("{x:.0}") } else { format!("{x:.1}") };
             chart
                 .configure_mesh()
+                .x_labels(if integral_x { ((x_max - x_min) as usize + 1).min(10) } else { 10 })
+                .x_label_formatter(&x_format)
                 .x_desc(panel.x_label.as_str())
                 .y_desc(panel.y_label.as_str())
                 .label_style((FONT, 14))

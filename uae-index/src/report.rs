@@ -125,6 +125,11 @@ pub struct ComparisonReport {
     pub queries: usize,
     /// Passages searched.
     pub passages: usize,
+    /// Mean number of relevant passages per evaluated query.
+    pub mean_relevant: f64,
+    /// The best Recall@1 any ranking can reach, the mean of 1/|relevant|:
+    /// Recall@k divides by the number of relevant passages.
+    pub recall_at_1_ceiling: f64,
     /// One row per system, in table order.
     pub systems: Vec<SystemRow>,
     /// The paper's goals (student against base encoder and LLM re-ranking).
@@ -182,7 +187,7 @@ impl ComparisonReport {
             let _ = write!(md, " {title} |");
         }
         md.push_str(" token F1 | EM | p50 ms | p95 ms | speed-up vs LLM re-rank |\n|---|");
-        md.push_str(&"---:|".repeat(TABLE_METRICS.len() + 6));
+        md.push_str(&"---:|".repeat(TABLE_METRICS.len() + 5));
         md.push('\n');
         let opt = |v: Option<f64>, digits: usize| v.map_or("–".to_string(), |v| format!("{v:.digits$}"));
         for s in &self.systems {
@@ -200,6 +205,11 @@ impl ComparisonReport {
                 s.speedup_vs_rerank.map_or("–".into(), |x| format!("{x:.1}x"))
             );
         }
+        let _ = writeln!(
+            md,
+            "\nRecall@k divides by the number of relevant passages ({:.2} per query on average here), so the best reachable Recall@1 is {:.3}.",
+            self.mean_relevant, self.recall_at_1_ceiling
+        );
         md.push_str("\nSystems:\n");
         for s in &self.systems {
             let _ = writeln!(md, "- **{}**: {}", s.name, s.description);

@@ -1,0 +1,144 @@
+//! `uae quickstart` end to end on a tiny random BERT, a tiny random decoder
+//! and a tiny data set: every stage's files exist, the report parses with a
+//! row per system, the training split never sees a held-out query, a rerun
+//! reuses every stage, and a changed option reruns only what depends on it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use uae_model::tiny::{TinyBertSpec, write_tiny_bert};
+use uae_model::tiny_llama::{TinyLlamaSpec, write_tiny_llama};
+
+fn uae(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_uae")).args(args).output().expect("uae runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// 30 questions about 30 facts (one gold passage each, plus 30 distractor
+/// passages), split 18 / 6 / 6 into train, dev and test.
+fn write_data(dir: &Path) {
+    std::fs::create_dir_all(dir.join("qrels")).unwrap();
+    let mut corpus = String::new();
+    for i in 0..30 {
+        corpus += &format!("{{\"_id\":\"gold{i}\",\"title\":\"\",\"text\":\"fact {i}: the value of item {i} is {}\"}}\n", i * 7);
+        corpus += &format!("{{\"_id\":\"other{i}\",\"title\":\"\",\"text\":\"note {i}: nothing about item {} here\"}}\n", i + 40);
+    }
+    std::fs::write(dir.join("corpus.jsonl"), corpus).unwrap();
+    let mut queries = String::new();
+    let header = "query-id\tcorpus-id\tscore\n";
+    let mut qrels = [header.to_string(), header.to_string(), header.to_string()];
+    for q in 0..30 {
+        queries += &format!("{{\"_id\":\"q{q}\",\"text\":\"what is the value of item {q}?\",\"answers\":[\"{}\"]}}\n", q * 7);
+        let split = if q < 18 { 0 } else if q < 24 { 1 } else { 2 };
+        qrels[split] += &format!("q{q}\tgold{q}\t1\n");
+    }
+    std::fs::write(dir.join("queries.jsonl"), queries).unwrap();
+    for (name, text) in ["train", "dev", "test"].iter().zip(&qrels) {
+        std::fs::write(dir.join(format!("qrels/{name}.tsv")), text).unwrap();
+    }
+}
+
+fn quickstart(root: &Path, extra: &[&str]) -> Output {
+    let s = |p: &str| root.join(p).to_str().unwrap().to_string();
+    let (data, student, teacher, out) = (s("data"), s("student"), s("teacher"), s("work"));
+    let mut args = vec![
+        "quickstart", "--data", &data, "--student", &student, "--teacher", &teacher, "--out", &out,
+        "--candidates", "4", "--epochs", "1", "--batch-size", "6", "--max-length", "32", "--rerank-k", "3",
+    ];
+    args.extend(extra);
+    uae(&args)
+}
+
+fn stage_line<'a>(log: &'a str, stage: &str) -> &'a str {
+    log.lines().find(|l| l.starts_with(&format!("== {stage}"))).unwrap_or_else(|| panic!("no line for {stage} in\n{log}"))
+}
+
+#[test]
+fn quickstart_runs_every_stage_reuses_them_and_keeps_the_test_split_out() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path();
+    write_data(&root.join("data"));
+    write_tiny_bert(&root.join("student"), &TinyBertSpec::default()).unwrap();
+    write_tiny_llama(&root.join("teacher"), &TinyLlamaSpec { hidden: 64, layers: 2, max_positions: 256, ..Default::default() })
+        .unwrap();
+
+    let first = quickstart(root, &["--max-new-tokens", "4"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let w = root.join("work");
+    for file in [
+        "indexes/base/header.json", "candidates.jsonl", "labels.jsonl", "runs/infonce/model.safetensors",
+        "runs/uae/model.safetensors", "runs/uae/train/epoch-1/Loss.log", "models/infonce/config.json",
+        "models/uae/model.safetensors", "indexes/infonce/header.json", "indexes/uae/header.json", "report/report.md",
+        "report/metrics.png", "report/training.png", "report/answers.jsonl", "report/runs/BM25.trec",
+        "report/runs/LLM-re-rank.trec", "pipeline.json", "stages/eval.json",
+    ] {
+        assert!(w.join(file).is_file(), "{file} is missing");
+    }
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(w.join("report/report.json")).unwrap()).unwrap();
+    let names: Vec<&str> = report["systems"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["BM25", "base", "infonce", "uae", "LLM re-rank"]);
+    assert_eq!(report["queries"], 6);
+    for system in report["systems"].as_array().unwrap() {
+        for key in ["recall@1", "recall@5", "map", "mrr@10", "ndcg@10"] {
+            let v = system["metrics"][key].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+        }
+        assert!(system["token_f1"].as_f64().is_some() && system["latency"]["p50_ms"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(report["goals"].as_array().unwrap().len(), 5);
+    assert_eq!(report["teacher"]["queries"], 18);
+    assert_eq!(report["curves"].as_array().unwrap().len(), 2);
+    assert_eq!(std::fs::read_to_string(w.join("report/answers.jsonl")).unwrap().lines().count(), 5 * 6);
+    assert!(std::fs::read(w.join("report/metrics.png")).unwrap().starts_with(b"\x89PNG"));
+
+    // Split hygiene: only training queries were mined and labelled.
+    let train: Vec<String> = (0..18).map(|q| format!("q{q}")).collect();
+    for file in ["candidates.jsonl", "labels.jsonl"] {
+        let text = std::fs::read_to_string(w.join(file)).unwrap();
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["query_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids.len(), 18, "{file}");
+        assert!(ids.iter().all(|id| train.contains(id)), "{file} holds a held-out query: {ids:?}");
+    }
+
+    // A rerun reuses every stage.
+    let second = quickstart(root, &["--max-new-tokens", "4"]);
+    let log = stderr(&second);
+    assert!(second.status.success(), "{log}");
+    for stage in ["index-base", "mine", "label", "train-infonce", "export-infonce", "train-uae", "export-uae", "eval"] {
+        assert!(stage_line(&log, stage).contains("reused"), "{stage} was not reused:\n{log}");
+    }
+    assert!(String::from_utf8_lossy(&second.stdout).contains("| uae |"));
+
+    // A changed evaluation option reruns the evaluation only.
+    let third = quickstart(root, &["--max-new-tokens", "3"]);
+    let log = stderr(&third);
+    assert!(third.status.success(), "{log}");
+    assert!(stage_line(&log, "label").contains("reused") && stage_line(&log, "train-uae").contains("reused"), "{log}");
+    assert!(!stage_line(&log, "eval").contains("reused"), "{log}");
+}
+
+/// A candidates file that names a test query stops the pipeline before
+/// labelling, naming the file and line.
+#[test]
+fn held_out_queries_in_the_training_candidates_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path();
+    write_data(&root.join("data"));
+    // Judging a test query in train too puts it into the mined candidates.
+    let train = root.join("data/qrels/train.tsv");
+    let text = std::fs::read_to_string(&train).unwrap() + "q29\tgold29\t1\n";
+    std::fs::write(&train, text).unwrap();
+    write_tiny_bert(&root.join("student"), &TinyBertSpec::default()).unwrap();
+    // No teacher is written: the check must stop the run before it is needed.
+    let out = quickstart(root, &[]);
+    let log = stderr(&out);
+    assert!(!out.status.success());
+    assert!(log.contains("candidates.jsonl:19: query \"q29\" is also judged in the held-out test split"), "{log}");
+    assert!(!root.join("work/labels.jsonl").exists());
+}

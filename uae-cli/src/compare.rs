@@ -1,0 +1,468 @@
+//! `uae eval --data DIR --model ... --report DIR`: the end-to-end comparison
+//! of retrieval systems on one split, written as a report
+//! (`uae_index::report`). Rows: BM25, each `--model` (the first is the base
+//! encoder, the last the student the paper's goals are checked for), and,
+//! with `--rerank-teacher`, the teacher re-ranking the base encoder's top-k
+//! at query time. Every query is timed alone, as a user would send it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use clap::Args;
+use uae_index::bm25::Bm25Index;
+use uae_index::corpus_index;
+use uae_index::data::{DataSet, Query};
+use uae_index::exact;
+use uae_index::metrics::{self, DEFAULT_KS};
+use uae_index::report::{ComparisonReport, Latency, SystemRow};
+use uae_index::store::{VectorStore, normalize};
+use uae_index::trec::{Qrels, Run, write_run};
+use uae_model::encoder::{BiEncoder, EncoderOptions, TextRole};
+use uae_model::llm::CausalLm;
+use uae_teacher::answer::{AnswerOptions, answer};
+use uae_teacher::label::teacher_agreement;
+use uae_teacher::rerank::{RerankOptions, rerank};
+
+use crate::progress;
+
+/// The name of the LLM re-ranking row.
+pub const RERANK: &str = "LLM re-rank";
+
+/// Arguments of the comparison (`uae eval` without a subcommand).
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Data set directory in the BEIR layout; queries need "answers" for token F1.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The split evaluated (qrels/<split>.tsv).
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// A bi-encoder as NAME=PATH (or PATH, named after its folder); repeat
+    /// for more rows. The first is the base encoder LLM re-ranking starts
+    /// from; the last is the student the paper's goals are checked for.
+    #[arg(long = "model")]
+    models: Vec<String>,
+    /// Where each model's corpus index is kept (`<DIR>/<NAME>`), reused
+    /// when it matches the model and corpus [default: <report>/indexes].
+    #[arg(long)]
+    indexes: Option<PathBuf>,
+    /// Re-rank the base encoder's top passages with this LLM (GGUF file,
+    /// Hugging Face directory or hub id) at query time.
+    #[arg(long)]
+    rerank_teacher: Option<String>,
+    /// Passages the LLM re-ranks per query.
+    #[arg(long, default_value_t = 10)]
+    rerank_k: usize,
+    /// The LLM that answers from each system's top-1 passage, for token F1
+    /// and exact match [default: the --rerank-teacher].
+    #[arg(long)]
+    generator: Option<String>,
+    /// Most tokens per generated answer.
+    #[arg(long, default_value_t = 48)]
+    max_new_tokens: usize,
+    /// Teacher passages (re-ranking and answering) are cut to this many tokens.
+    #[arg(long, default_value_t = 256)]
+    max_passage_tokens: usize,
+    /// A labels file of `uae label`: reports how often the teacher's top
+    /// candidate is a gold passage (judged by --labels-split).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// The split whose qrels judge --labels.
+    #[arg(long, default_value = "train")]
+    labels_split: String,
+    /// A training run as NAME=DIR whose metric logs become training curves; repeatable.
+    #[arg(long = "run")]
+    runs: Vec<String>,
+    /// Passages ranked per query (the depth of MAP).
+    #[arg(long, default_value_t = 100)]
+    k: usize,
+    /// Padded tokens per forward pass when embedding the corpus.
+    #[arg(long, default_value_t = 1024)]
+    batch_tokens: usize,
+    /// A JSON file stored in the report's configuration as "pipeline" (the
+    /// quickstart records its stages there).
+    #[arg(long)]
+    pipeline_config: Option<PathBuf>,
+    /// The report directory (report.md, report.json, metrics.png,
+    /// training.png, answers.jsonl, runs/).
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+/// A system's rankings and per-query latencies.
+struct Ranked {
+    name: String,
+    description: String,
+    rankings: Vec<Vec<(String, f64)>>,
+    latencies_ms: Vec<f64>,
+}
+
+/// Splits `NAME=PATH`; a bare path is named after its last component.
+fn named(spec: &str) -> (String, String) {
+    match spec.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !name.contains('/') => (name.to_string(), path.to_string()),
+        _ => {
+            let name = Path::new(spec).file_name().and_then(|n| n.to_str()).unwrap_or(spec);
+            (name.to_string(), spec.to_string())
+        }
+    }
+}
+
+fn millis(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+/// Runs the comparison.
+pub fn run(args: CompareArgs, device: &Device) -> Result<()> {
+    let (Some(data_dir), Some(report_dir)) = (args.data.clone(), args.report.clone()) else {
+        bail!("`uae eval` needs --data and --report (or a subcommand such as `uae eval metrics`)");
+    };
+    if args.models.is_empty() {
+        bail!("give at least one --model (the base encoder)");
+    }
+    if args.k == 0 || args.rerank_k == 0 {
+        bail!("--k and --rerank-k must be at least 1");
+    }
+    let data = DataSet::load(&data_dir, &[args.split.as_str()])?;
+    let judged = &data.qrels[&args.split];
+    let queries: Vec<&Query> =
+        data.queries_of_split(&args.split)?.into_iter().filter(|q| judged[&q.id].values().any(|&g| g > 0)).collect();
+    if queries.is_empty() {
+        bail!("{}: split {:?} has no query with a relevant passage", data_dir.display(), args.split);
+    }
+    let qrels = Qrels::from_triples(judged.iter().flat_map(|(q, docs)| docs.iter().map(move |(d, &g)| (q.clone(), d.clone(), g))));
+    let over = if data.pools.is_some() { "their own documents' passages" } else { "the whole corpus" };
+    eprintln!("evaluating on {} {} queries, each ranked over {over} ({} passages)", queries.len(), args.split, data.corpus.len());
+
+    let mut systems = vec![bm25_system(&data, &queries, args.k)?];
+    let indexes = args.indexes.clone().unwrap_or_else(|| report_dir.join("indexes"));
+    for spec in &args.models {
+        let (name, path) = named(spec);
+        if systems.iter().any(|s| s.name == name) {
+            bail!("two systems are named {name:?}; name models as NAME=PATH");
+        }
+        systems.push(dense_system(&name, &path, &data, &queries, &indexes.join(&name), &args, device)?);
+    }
+    let mut generator_lm = None;
+    if let Some(teacher) = &args.rerank_teacher {
+        let lm = CausalLm::load(teacher, device)?;
+        let system = rerank_system(&lm, teacher, &systems[1], &data, &queries, &args)?;
+        systems.push(system);
+        if args.generator.as_deref().is_none_or(|g| g == teacher) {
+            generator_lm = Some(lm);
+        }
+    }
+    if generator_lm.is_none()
+        && let Some(g) = &args.generator
+    {
+        generator_lm = Some(CausalLm::load(g, device)?);
+    }
+
+    std::fs::create_dir_all(report_dir.join("runs"))
+        .with_context(|| format!("cannot create {}", report_dir.join("runs").display()))?;
+    let answers = match &generator_lm {
+        Some(lm) => Some(answer_all(lm, &systems, &data, &queries, &args, &report_dir)?),
+        None => None,
+    };
+
+    let rerank_p50 = systems.iter().find(|s| s.name == RERANK).map(|s| Latency::of(&s.latencies_ms).p50_ms);
+    let mut rows = Vec::new();
+    for (i, system) in systems.iter().enumerate() {
+        let run = Run::from_triples(
+            queries.iter().zip(&system.rankings).flat_map(|(q, r)| r.iter().map(move |(d, s)| (q.id.clone(), d.clone(), *s))),
+        );
+        let path = report_dir.join("runs").join(format!("{}.trec", file_name(&system.name)));
+        let mut file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        write_run(&run, &file_name(&system.name), &mut file).with_context(|| format!("cannot write {}", path.display()))?;
+        let latency = Latency::of(&system.latencies_ms);
+        let (token_f1, exact_match) = match &answers {
+            Some(a) => (Some(a[i].0), Some(a[i].1)),
+            None => (None, None),
+        };
+        rows.push(SystemRow {
+            name: system.name.clone(),
+            description: system.description.clone(),
+            metrics: metrics::evaluate(&qrels, &run, &DEFAULT_KS).mean,
+            token_f1,
+            exact_match,
+            latency,
+            speedup_vs_rerank: rerank_p50.map(|r| r / latency.p50_ms),
+        });
+    }
+    let base = &systems[1].name;
+    let student = &systems[args.models.len()].name;
+    let goals = ComparisonReport::paper_goals(&rows, base, student, RERANK);
+    let teacher = match &args.labels {
+        Some(labels) => {
+            let split = DataSet::load(&data_dir, &[args.labels_split.as_str()])?;
+            Some(teacher_agreement(labels, &split.qrels[&args.labels_split])?)
+        }
+        None => None,
+    };
+    let curves = args
+        .runs
+        .iter()
+        .map(|spec| {
+            let (name, dir) = named(spec);
+            uae_train::curves::read_curves(Path::new(&dir), &name)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let pipeline = match &args.pipeline_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Some(serde_json::from_str::<serde_json::Value>(&text).with_context(|| format!("{} is not JSON", path.display()))?)
+        }
+        None => None,
+    };
+    let config = serde_json::json!({
+        "command": std::env::args().collect::<Vec<_>>(),
+        "data": data_dir, "split": args.split, "models": args.models,
+        "rerank_teacher": args.rerank_teacher, "rerank_k": args.rerank_k,
+        "generator": args.generator.as_ref().or(args.rerank_teacher.as_ref()),
+        "max_new_tokens": args.max_new_tokens, "max_passage_tokens": args.max_passage_tokens,
+        "answer_prompt": AnswerOptions::default().prompt.with_passage,
+        "rerank_prompt": RerankOptions::default().prompt,
+        "k": args.k, "labels": args.labels, "runs": args.runs,
+        "device": format!("{device:?}"),
+        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "pipeline": pipeline,
+    });
+    let relevant: Vec<f64> = queries.iter().map(|q| judged[&q.id].values().filter(|&&g| g > 0).count() as f64).collect();
+    let report = ComparisonReport {
+        data: data_dir.display().to_string(),
+        split: args.split.clone(),
+        queries: queries.len(),
+        passages: data.corpus.len(),
+        mean_relevant: relevant.iter().sum::<f64>() / relevant.len() as f64,
+        recall_at_1_ceiling: relevant.iter().map(|n| 1.0 / n).sum::<f64>() / relevant.len() as f64,
+        systems: rows,
+        goals,
+        teacher,
+        curves,
+        config,
+    };
+    report.write(&report_dir)?;
+    print!("{}", report.markdown());
+    eprintln!("report written to {}", report_dir.display());
+    Ok(())
+}
+
+/// A system name as a file name and TREC tag: whitespace and slashes become `-`.
+fn file_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_whitespace() || c == '/' { '-' } else { c }).collect()
+}
+
+/// The corpus rows query `q` is ranked among: its pool when the data set has
+/// per-query pools (QASPER), else `None` for the whole corpus.
+fn pool_rows(data: &DataSet, q: &Query) -> Result<Option<Vec<usize>>> {
+    if data.pools.is_none() {
+        return Ok(None);
+    }
+    let pool = uae_index::mine::pool_of(data, q, true)?;
+    Ok(Some(pool.iter().map(|p| data.corpus.position(&p.id).expect("pool passages are in the corpus")).collect()))
+}
+
+fn bm25_system(data: &DataSet, queries: &[&Query], k: usize) -> Result<Ranked> {
+    let mut out = Ranked {
+        name: "BM25".into(),
+        description: "BM25 (tantivy, English stemming)".into(),
+        rankings: Vec::new(),
+        latencies_ms: Vec::new(),
+    };
+    // With pools, each query's own small index is built before its timing.
+    let whole = if data.pools.is_none() { Some(Bm25Index::build(data.corpus.as_slice(), None)?) } else { None };
+    if let Some(index) = &whole {
+        let _ = index.search(&queries[0].text, k)?;
+    }
+    for q in queries {
+        let own;
+        let index = match &whole {
+            Some(index) => index,
+            None => {
+                let pool: Vec<_> = uae_index::mine::pool_of(data, q, true)?.into_iter().cloned().collect();
+                own = Bm25Index::build(&pool, None)?;
+                &own
+            }
+        };
+        let start = Instant::now();
+        let hits = index.search(&q.text, k)?;
+        out.latencies_ms.push(millis(start));
+        out.rankings.push(hits.into_iter().map(|(d, s)| (d, f64::from(s))).collect());
+    }
+    Ok(out)
+}
+
+/// Embeds one query and searches the index exactly, over `rows` only when given.
+fn dense_search(
+    encoder: &BiEncoder,
+    store: &VectorStore,
+    text: &str,
+    rows: Option<&[usize]>,
+    k: usize,
+) -> Result<Vec<(String, f64)>> {
+    let mut v = encoder.embed(&[text.to_string()], TextRole::Query, 1024, |_| {})?.vectors.remove(0);
+    normalize(&mut v);
+    let dim = store.header().dim;
+    let Some(rows) = rows else {
+        let hits = exact::search(store.vectors(), store.ids(), dim, &v, k);
+        return Ok(hits[0].iter().map(|h| (store.ids()[h.row].clone(), f64::from(h.score))).collect());
+    };
+    let ids: Vec<String> = rows.iter().map(|&r| store.ids()[r].clone()).collect();
+    let mut vectors = Vec::with_capacity(rows.len() * dim);
+    for &r in rows {
+        vectors.extend_from_slice(&store.vectors()[r * dim..(r + 1) * dim]);
+    }
+    let hits = exact::search(&vectors, &ids, dim, &v, k);
+    Ok(hits[0].iter().map(|h| (ids[h.row].clone(), f64::from(h.score))).collect())
+}
+
+fn dense_system(
+    name: &str,
+    path: &str,
+    data: &DataSet,
+    queries: &[&Query],
+    index_dir: &Path,
+    args: &CompareArgs,
+    device: &Device,
+) -> Result<Ranked> {
+    let encoder = BiEncoder::load(path, device, &EncoderOptions::default())?;
+    let passages = data.corpus.as_slice();
+    let store = match corpus_index::open_matching(index_dir, &encoder, path, passages) {
+        Ok(store) => {
+            eprintln!("{name}: reusing the index in {}", index_dir.display());
+            store
+        }
+        Err(_) => {
+            eprintln!("{name}: embedding {} passages into {}", passages.len(), index_dir.display());
+            let bar = progress::bar(passages.len() as u64, "passages");
+            corpus_index::build(&encoder, path, passages, index_dir, args.batch_tokens, None, |n| bar.inc(n as u64))?;
+            bar.finish_and_clear();
+            corpus_index::open_matching(index_dir, &encoder, path, passages)?
+        }
+    };
+    let pools = queries.iter().map(|q| pool_rows(data, q)).collect::<Result<Vec<_>>>()?;
+    // One untimed pass warms caches and thread pools, so timings are steady.
+    for (q, rows) in queries.iter().zip(&pools) {
+        dense_search(&encoder, &store, &q.text, rows.as_deref(), args.k)?;
+    }
+    let mut out = Ranked {
+        name: name.to_string(),
+        description: format!("bi-encoder {path}, exact cosine search"),
+        rankings: Vec::new(),
+        latencies_ms: Vec::new(),
+    };
+    for (q, rows) in queries.iter().zip(&pools) {
+        let start = Instant::now();
+        let ranking = dense_search(&encoder, &store, &q.text, rows.as_deref(), args.k)?;
+        out.latencies_ms.push(millis(start));
+        out.rankings.push(ranking);
+    }
+    Ok(out)
+}
+
+/// The base encoder's rankings with their top `rerank_k` re-ordered by the
+/// teacher; a query's latency is the base search's plus the re-ranking's.
+fn rerank_system(
+    lm: &CausalLm,
+    teacher: &str,
+    base: &Ranked,
+    data: &DataSet,
+    queries: &[&Query],
+    args: &CompareArgs,
+) -> Result<Ranked> {
+    let options = RerankOptions { max_passage_tokens: args.max_passage_tokens, ..RerankOptions::default() };
+    let mut out = Ranked {
+        name: RERANK.into(),
+        description: format!(
+            "{teacher} re-ranks the top {} of {} by the likelihood of the question given each passage (UPR)",
+            args.rerank_k, base.name
+        ),
+        rankings: Vec::new(),
+        latencies_ms: Vec::new(),
+    };
+    eprintln!("{RERANK}: scoring the top {} passages of {} queries with the teacher", args.rerank_k, queries.len());
+    let bar = progress::bar(queries.len() as u64, "queries");
+    for (q, (ranking, base_ms)) in queries.iter().zip(base.rankings.iter().zip(&base.latencies_ms)) {
+        let head = ranking.len().min(args.rerank_k);
+        let candidates: Vec<(String, String)> = ranking[..head]
+            .iter()
+            .map(|(id, _)| (id.clone(), data.corpus.get(id).expect("ranked ids are in the corpus").embedding_text()))
+            .collect();
+        let start = Instant::now();
+        let reranked = rerank(lm, &q.text, &candidates, &options)?;
+        out.latencies_ms.push(base_ms + millis(start));
+        // Re-ranked passages first, in their new order (scores above the
+        // untouched tail's so the run file sorts the same way).
+        let mut rows: Vec<(String, f64)> =
+            reranked.into_iter().enumerate().map(|(i, (id, _))| (id, (2 * ranking.len() - i) as f64)).collect();
+        rows.extend(ranking[head..].iter().enumerate().map(|(i, (id, _))| (id.clone(), (ranking.len() - head - i) as f64)));
+        out.rankings.push(rows);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+/// Answers every query from each system's top-1 passage (each distinct
+/// passage-query pair once), writes `answers.jsonl`, and returns each
+/// system's mean token F1 and exact match.
+fn answer_all(
+    lm: &CausalLm,
+    systems: &[Ranked],
+    data: &DataSet,
+    queries: &[&Query],
+    args: &CompareArgs,
+    report_dir: &Path,
+) -> Result<Vec<(f64, f64)>> {
+    let options = AnswerOptions {
+        max_passage_tokens: args.max_passage_tokens,
+        max_new_tokens: args.max_new_tokens,
+        ..AnswerOptions::default()
+    };
+    let mut pairs: Vec<(usize, String)> = Vec::new();
+    for system in systems {
+        for (qi, ranking) in system.rankings.iter().enumerate() {
+            if let Some((doc, _)) = ranking.first()
+                && !pairs.contains(&(qi, doc.clone()))
+            {
+                pairs.push((qi, doc.clone()));
+            }
+        }
+    }
+    eprintln!("generating answers for {} distinct (query, top-1 passage) pairs", pairs.len());
+    let bar = progress::bar(pairs.len() as u64, "answers");
+    let mut cache: HashMap<(usize, String), String> = HashMap::new();
+    for (qi, doc) in pairs {
+        let passage = data.corpus.get(&doc).expect("ranked ids are in the corpus").embedding_text();
+        let text = answer(lm, &queries[qi].text, &passage, &options)?;
+        cache.insert((qi, doc), text);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let mut lines = uae_model::jsonl::JsonlWriter::create(&report_dir.join("answers.jsonl").display().to_string())?;
+    let mut means = Vec::new();
+    for system in systems {
+        let (mut f1, mut em, mut n) = (0.0, 0.0, 0usize);
+        for (qi, ranking) in system.rankings.iter().enumerate() {
+            let q = queries[qi];
+            let (doc, text) = match ranking.first() {
+                Some((doc, _)) => (Some(doc), cache[&(qi, doc.clone())].as_str()),
+                None => (None, ""),
+            };
+            let (f, e) = (metrics::token_f1(text, &q.answers), metrics::exact_match(text, &q.answers));
+            f1 += f;
+            em += e;
+            n += 1;
+            lines.write(&serde_json::json!({
+                "system": system.name, "query_id": q.id, "doc_id": doc, "answer": text,
+                "gold": q.answers, "token_f1": f, "exact_match": e,
+            }))?;
+        }
+        means.push((f1 / n.max(1) as f64, em / n.max(1) as f64));
+    }
+    lines.finish()?;
+    Ok(means)
+}
