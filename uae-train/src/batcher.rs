@@ -26,6 +26,8 @@ pub struct TokenisedQuery {
     pub utilities: Vec<f32>,
     /// Whether each candidate is judged relevant, `K`.
     pub relevant: Vec<bool>,
+    /// Each candidate's passage id, `K`.
+    pub doc_ids: Vec<String>,
 }
 
 /// Prefixes put before queries and passages (the model's own, from its
@@ -64,6 +66,7 @@ pub fn tokenise(
             passages,
             utilities: q.utilities.clone(),
             relevant: q.relevant.clone(),
+            doc_ids: q.doc_ids.clone(),
         });
     }
     Ok((out, truncated))
@@ -80,6 +83,25 @@ pub struct DistillBatch {
     pub utilities: Tensor<2>,
     /// Relevance flags, `B` rows of `K`.
     pub relevant: Vec<Vec<bool>>,
+    /// Passage ids of the candidates, `B` rows of `K`.
+    pub doc_ids: Vec<Vec<String>>,
+}
+
+/// For each query (row) of a batch and each other query's candidate, in
+/// the column order of the in-batch scores (`[B, (B - 1) * K]`, row-major),
+/// whether that passage is also one of the row's own candidates: as a
+/// negative it would contradict the row's own targets (its gold, for one).
+pub fn in_batch_duplicates(doc_ids: &[Vec<String>]) -> Vec<bool> {
+    let mut out = Vec::new();
+    for (row, own) in doc_ids.iter().enumerate() {
+        let own: std::collections::HashSet<&str> = own.iter().map(String::as_str).collect();
+        for (other, ids) in doc_ids.iter().enumerate() {
+            if other != row {
+                out.extend(ids.iter().map(|id| own.contains(id.as_str())));
+            }
+        }
+    }
+    out
 }
 
 /// Pads [`TokenisedQuery`] items into [`DistillBatch`]es.
@@ -103,6 +125,21 @@ impl Batcher<TokenisedQuery, DistillBatch> for DistillBatcher {
             passages: TokenBatch::pad(&passage_ids, &passage_types, self.pad_id, device),
             utilities: Tensor::from_data(TensorData::new(utilities, [items.len(), k]), device),
             relevant: items.iter().map(|i| i.relevant.clone()).collect(),
+            doc_ids: items.iter().map(|i| i.doc_ids.clone()).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_batch_duplicates_follow_the_score_columns() {
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let batch = [ids(&["a", "b"]), ids(&["c", "a"]), ids(&["d", "e"])];
+        // Row 0 sees q1's c, a then q2's d, e; row 1 sees a, b then d, e; row 2 sees a, b, c, a.
+        let want = [[false, true, false, false], [true, false, false, false], [false, false, false, false]];
+        assert_eq!(in_batch_duplicates(&batch), want.concat());
     }
 }
