@@ -46,7 +46,7 @@ fn quickstart(root: &Path, extra: &[&str]) -> Output {
     let (data, student, teacher, out) = (s("data"), s("student"), s("teacher"), s("work"));
     let mut args = vec![
         "quickstart", "--data", &data, "--student", &student, "--teacher", &teacher, "--out", &out,
-        "--candidates", "4", "--epochs", "1", "--batch-size", "6", "--max-length", "32", "--rerank-k", "3",
+        "--candidates", "4", "--train-candidates", "3", "--epochs", "1", "--batch-size", "6", "--max-length", "32", "--rerank-k", "3",
     ];
     args.extend(extra);
     uae(&args)

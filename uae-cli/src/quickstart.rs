@@ -39,8 +39,15 @@ pub struct QuickstartArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Candidates mined and labelled per training query.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 6)]
     candidates: usize,
+    /// Candidates each training query keeps per step (the best half by
+    /// utility, the rest drawn at random from its labelled pool).
+    #[arg(long, default_value_t = 4)]
+    train_candidates: usize,
+    /// Teacher temperature of UM-InfoNCE's target softmax(U / tau_u).
+    #[arg(long, default_value_t = 0.3)]
+    tau_u: f64,
     /// Training epochs of each fine-tuned encoder.
     #[arg(long, default_value_t = 2)]
     epochs: usize,
@@ -48,7 +55,7 @@ pub struct QuickstartArgs {
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 5e-5)]
+    #[arg(long, default_value_t = 1e-4)]
     lr: f64,
     /// Texts are cut to this many word pieces in training.
     #[arg(long, default_value_t = 128)]
@@ -57,7 +64,7 @@ pub struct QuickstartArgs {
     #[arg(long, default_value_t = 10)]
     rerank_k: usize,
     /// Most tokens per generated answer.
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, default_value_t = 24)]
     max_new_tokens: usize,
     /// The split evaluated.
     #[arg(long, default_value = "test")]
@@ -299,8 +306,9 @@ pub fn run(args: QuickstartArgs, device: &str) -> Result<()> {
     for (name, loss) in [("infonce", "infonce"), ("uae", "um-infonce")] {
         let config = out.join("configs").join(format!("{name}.toml"));
         let text = format!(
-            "# Written by `uae quickstart`.\nepochs = {}\nbatch_size = {}\nlr = {}\nmax_length = {}\nlog_every = 1\n\n[loss]\nkind = \"{loss}\"\n",
-            args.epochs, args.batch_size, args.lr, args.max_length
+            "# Written by `uae quickstart`.\nepochs = {}\nbatch_size = {}\nlr = {}\nmax_length = {}\nlog_every = 1\n\n\
+             [loss]\nkind = \"{loss}\"\ntau_u = {}\n\n[sampling]\ncandidates = {}\n",
+            args.epochs, args.batch_size, args.lr, args.max_length, args.tau_u, args.train_candidates
         );
         if std::fs::read_to_string(&config).ok().as_deref() != Some(text.as_str()) {
             std::fs::write(&config, &text).with_context(|| format!("cannot write {}", config.display()))?;
@@ -341,6 +349,7 @@ pub fn run(args: QuickstartArgs, device: &str) -> Result<()> {
         &pipeline,
         &serde_json::json!({
             "data": data_s, "student": student, "teacher": teacher, "candidates": args.candidates,
+            "train_candidates": args.train_candidates, "tau_u": args.tau_u,
             "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "max_length": args.max_length,
             "stages": summary,
         }),
