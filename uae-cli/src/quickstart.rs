@@ -107,24 +107,27 @@ struct Stage {
 /// (crc32fast, already used for index integrity) over each file, combined
 /// in one 64-bit FNV-1a; enough to notice a changed input.
 fn fingerprint(path: &Path) -> Result<u64> {
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    let mut mix = |bytes: &[u8]| {
-        for &b in bytes {
-            hash = (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
-    };
     let mut files = Vec::new();
     collect_files(path, path, &mut files)?;
     if files.is_empty() {
         bail!("input {} does not exist", path.display());
     }
+    let mut hash = FNV_OFFSET;
     for (relative, file) in files {
         let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-        mix(relative.as_bytes());
-        mix(&(bytes.len() as u64).to_le_bytes());
-        mix(&crc32fast::hash(&bytes).to_le_bytes());
+        hash = fnv1a(hash, relative.as_bytes());
+        hash = fnv1a(hash, &(bytes.len() as u64).to_le_bytes());
+        hash = fnv1a(hash, &crc32fast::hash(&bytes).to_le_bytes());
     }
     Ok(hash)
+}
+
+/// The 64-bit FNV-1a offset basis.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Folds `bytes` into the 64-bit FNV-1a `hash`.
+fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 fn collect_files(root: &Path, path: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<()> {
@@ -153,10 +156,9 @@ fn remove(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(value)?).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+/// Writes `value` as pretty JSON to `dir/name`, atomically.
+fn write_json(dir: &Path, name: &str, value: &impl Serialize) -> Result<()> {
+    uae_index::store::write_atomically(dir, name, serde_json::to_string_pretty(value)?.as_bytes())
 }
 
 /// Quotes an argument for the printed command line when the shell needs it.
@@ -168,56 +170,71 @@ fn shell_word(arg: &str) -> String {
     }
 }
 
-/// Runs `stage` unless its record says it finished with the same key.
-fn run_stage(stage: Stage, stages_dir: &Path, device: &str, force: bool) -> Result<StageSummary> {
-    let mut key_parts = vec![stage.argv.join("\u{1f}")];
-    for input in &stage.inputs {
-        key_parts.push(format!("{:016x}", fingerprint(input)?));
+/// Runs stages and keeps their records and summaries.
+struct Runner<'a> {
+    /// Where `<name>.json` records are kept.
+    stages_dir: PathBuf,
+    /// The `--device` spec passed to every stage.
+    device: &'a str,
+    /// Recompute every stage.
+    force: bool,
+    /// The stages so far, run or reused.
+    summary: Vec<StageSummary>,
+}
+
+impl Runner<'_> {
+    /// Runs `stage` unless its record says it finished with the same key.
+    fn run(&mut self, stage: Stage) -> Result<()> {
+        let summary = self.run_or_reuse(stage)?;
+        self.summary.push(summary);
+        Ok(())
     }
-    let key = format!("{:016x}", {
-        let mut h = 0xcbf2_9ce4_8422_2325u64;
-        for b in key_parts.join("\u{1e}").bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+
+    fn run_or_reuse(&self, stage: Stage) -> Result<StageSummary> {
+        let mut key_parts = vec![stage.argv.join("\u{1f}")];
+        for input in &stage.inputs {
+            key_parts.push(format!("{:016x}", fingerprint(input)?));
         }
-        h
-    });
-    let record_path = stages_dir.join(format!("{}.json", stage.name));
-    let previous: Option<StageRecord> =
-        std::fs::read_to_string(&record_path).ok().and_then(|t| serde_json::from_str(&t).ok());
-    let command = format!("uae {}", stage.argv.iter().map(|a| shell_word(a)).collect::<Vec<_>>().join(" "));
-    if !force
-        && let Some(p) = &previous
-        && p.finished
-        && p.key == key
-        && stage.outputs.iter().all(|o| o.exists())
-    {
-        eprintln!("== {}: reused (inputs unchanged, finished in {:.0} s)", stage.name, p.seconds);
-        return Ok(StageSummary { name: stage.name.into(), command, reused: true, seconds: p.seconds });
-    }
-    let resume = !force && stage.resumable && previous.as_ref().is_some_and(|p| !p.finished && p.key == key);
-    if !resume {
-        for output in &stage.outputs {
-            remove(output)?;
+        let key = format!("{:016x}", fnv1a(FNV_OFFSET, key_parts.join("\u{1e}").as_bytes()));
+        let record_name = format!("{}.json", stage.name);
+        let record_path = self.stages_dir.join(&record_name);
+        let previous: Option<StageRecord> =
+            std::fs::read_to_string(&record_path).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let command = format!("uae {}", stage.argv.iter().map(|a| shell_word(a)).collect::<Vec<_>>().join(" "));
+        if !self.force
+            && let Some(p) = &previous
+            && p.finished
+            && p.key == key
+            && stage.outputs.iter().all(|o| o.exists())
+        {
+            eprintln!("== {}: reused (inputs unchanged, finished in {:.0} s)", stage.name, p.seconds);
+            return Ok(StageSummary { name: stage.name.into(), command, reused: true, seconds: p.seconds });
         }
-    }
-    let mut argv = stage.argv.clone();
-    // Training continues from its last checkpoint when it has one.
-    if resume && argv[0] == "train" {
-        let out = argv.iter().position(|a| a == "--out").map(|i| PathBuf::from(&argv[i + 1]));
-        if out.is_some_and(|o| o.join("checkpoint").read_dir().is_ok_and(|mut d| d.next().is_some())) {
-            argv.push("--resume".into());
+        let resume = !self.force && stage.resumable && previous.as_ref().is_some_and(|p| !p.finished && p.key == key);
+        if !resume {
+            for output in &stage.outputs {
+                remove(output)?;
+            }
         }
+        let mut argv = stage.argv.clone();
+        // Training continues from its last checkpoint when it has one.
+        if resume && argv[0] == "train" {
+            let out = argv.iter().position(|a| a == "--out").map(|i| PathBuf::from(&argv[i + 1]));
+            if out.is_some_and(|o| o.join("checkpoint").read_dir().is_ok_and(|mut d| d.next().is_some())) {
+                argv.push("--resume".into());
+            }
+        }
+        eprintln!("== {}{}: {command}", stage.name, if resume { " (resuming)" } else { "" });
+        write_json(&self.stages_dir, &record_name, &StageRecord { key: key.clone(), command: stage.argv.clone(), finished: false, seconds: 0.0 })?;
+        let start = Instant::now();
+        let mut full = vec!["uae".to_string(), "--device".into(), self.device.into()];
+        full.extend(argv);
+        crate::run_argv(&full).with_context(|| format!("stage {} failed", stage.name))?;
+        let seconds = start.elapsed().as_secs_f64();
+        write_json(&self.stages_dir, &record_name, &StageRecord { key, command: stage.argv, finished: true, seconds })?;
+        eprintln!("== {}: done in {seconds:.0} s", stage.name);
+        Ok(StageSummary { name: stage.name.into(), command, reused: false, seconds })
     }
-    eprintln!("== {}{}: {command}", stage.name, if resume { " (resuming)" } else { "" });
-    write_json(&record_path, &StageRecord { key: key.clone(), command: stage.argv.clone(), finished: false, seconds: 0.0 })?;
-    let start = Instant::now();
-    let mut full = vec!["uae".to_string(), "--device".into(), device.into()];
-    full.extend(argv);
-    crate::run_argv(&full).with_context(|| format!("stage {} failed", stage.name))?;
-    let seconds = start.elapsed().as_secs_f64();
-    write_json(&record_path, &StageRecord { key, command: stage.argv, finished: true, seconds })?;
-    eprintln!("== {}: done in {seconds:.0} s", stage.name);
-    Ok(StageSummary { name: stage.name.into(), command, reused: false, seconds })
 }
 
 fn s(path: &Path) -> String {
@@ -257,52 +274,37 @@ pub fn run(args: QuickstartArgs, device: &str) -> Result<()> {
     let pool = if data.join(uae_index::data::beir::POOLS).is_file() { "document" } else { "corpus" };
     let labels = out.join("labels.jsonl");
     let started = Instant::now();
-    let mut summary = Vec::new();
+    let mut runner = Runner { stages_dir: stages_dir.clone(), device, force: args.force, summary: Vec::new() };
 
-    summary.push(run_stage(
-        Stage {
-            name: "index-base",
-            argv: vec!["index".into(), "build".into(), "--model".into(), student.clone(), "--corpus".into(), s(&data.join("corpus.jsonl")), "--out".into(), s(&base_index)],
-            inputs: [local(&student), vec![data.join("corpus.jsonl")]].concat(),
-            outputs: vec![base_index.clone()],
-            resumable: false,
-        },
-        &stages_dir,
-        device,
-        args.force,
-    )?);
-    summary.push(run_stage(
-        Stage {
-            name: "mine",
-            argv: vec![
-                "mine".into(), "--model".into(), student.clone(), "--index".into(), s(&base_index), "--data".into(), data_s.clone(),
-                "--split".into(), "train".into(), "--k".into(), args.candidates.to_string(), "--pool".into(), pool.into(),
-                "--out".into(), s(&candidates),
-            ],
-            inputs: [local(&student), vec![data.clone(), base_index.clone()]].concat(),
-            outputs: vec![candidates.clone()],
-            resumable: false,
-        },
-        &stages_dir,
-        device,
-        args.force,
-    )?);
+    runner.run(Stage {
+        name: "index-base",
+        argv: vec!["index".into(), "build".into(), "--model".into(), student.clone(), "--corpus".into(), s(&data.join("corpus.jsonl")), "--out".into(), s(&base_index)],
+        inputs: [local(&student), vec![data.join("corpus.jsonl")]].concat(),
+        outputs: vec![base_index.clone()],
+        resumable: false,
+    })?;
+    runner.run(Stage {
+        name: "mine",
+        argv: vec![
+            "mine".into(), "--model".into(), student.clone(), "--index".into(), s(&base_index), "--data".into(), data_s.clone(),
+            "--split".into(), "train".into(), "--k".into(), args.candidates.to_string(), "--pool".into(), pool.into(),
+            "--out".into(), s(&candidates),
+        ],
+        inputs: [local(&student), vec![data.clone(), base_index.clone()]].concat(),
+        outputs: vec![candidates.clone()],
+        resumable: false,
+    })?;
     check_hygiene(&data, &candidates, &args.split)?;
-    summary.push(run_stage(
-        Stage {
-            name: "label",
-            argv: vec![
-                "label".into(), "--teacher".into(), teacher.clone(), "--data".into(), data_s.clone(),
-                "--candidates".into(), s(&candidates), "--out".into(), s(&labels),
-            ],
-            inputs: [local(&teacher), vec![data.clone(), candidates.clone()]].concat(),
-            outputs: vec![labels.clone(), labels.with_extension("jsonl.meta.json")],
-            resumable: true,
-        },
-        &stages_dir,
-        device,
-        args.force,
-    )?);
+    runner.run(Stage {
+        name: "label",
+        argv: vec![
+            "label".into(), "--teacher".into(), teacher.clone(), "--data".into(), data_s.clone(),
+            "--candidates".into(), s(&candidates), "--out".into(), s(&labels),
+        ],
+        inputs: [local(&teacher), vec![data.clone(), candidates.clone()]].concat(),
+        outputs: vec![labels.clone(), labels.with_extension("jsonl.meta.json")],
+        resumable: true,
+    })?;
     for (name, loss) in [("infonce", "infonce"), ("uae", "um-infonce")] {
         let config = out.join("configs").join(format!("{name}.toml"));
         let text = format!(
@@ -315,43 +317,34 @@ pub fn run(args: QuickstartArgs, device: &str) -> Result<()> {
         }
         let run_dir = out.join("runs").join(name);
         let model_dir = out.join("models").join(name);
-        summary.push(run_stage(
-            Stage {
-                name: if name == "uae" { "train-uae" } else { "train-infonce" },
-                argv: vec![
-                    "train".into(), "--model".into(), student.clone(), "--data".into(), data_s.clone(), "--labels".into(), s(&labels),
-                    "--out".into(), s(&run_dir), "--config".into(), s(&config),
-                ],
-                inputs: [local(&student), vec![data.clone(), labels.clone(), config.clone()]].concat(),
-                outputs: vec![run_dir.clone()],
-                resumable: true,
-            },
-            &stages_dir,
-            device,
-            args.force,
-        )?);
-        summary.push(run_stage(
-            Stage {
-                name: if name == "uae" { "export-uae" } else { "export-infonce" },
-                argv: vec!["export".into(), "--run".into(), s(&run_dir), "--out".into(), s(&model_dir)],
-                inputs: vec![run_dir.join("model.safetensors"), run_dir.join("train_config.json")],
-                outputs: vec![model_dir.clone()],
-                resumable: false,
-            },
-            &stages_dir,
-            device,
-            args.force,
-        )?);
+        runner.run(Stage {
+            name: if name == "uae" { "train-uae" } else { "train-infonce" },
+            argv: vec![
+                "train".into(), "--model".into(), student.clone(), "--data".into(), data_s.clone(), "--labels".into(), s(&labels),
+                "--out".into(), s(&run_dir), "--config".into(), s(&config),
+            ],
+            inputs: [local(&student), vec![data.clone(), labels.clone(), config.clone()]].concat(),
+            outputs: vec![run_dir.clone()],
+            resumable: true,
+        })?;
+        runner.run(Stage {
+            name: if name == "uae" { "export-uae" } else { "export-infonce" },
+            argv: vec!["export".into(), "--run".into(), s(&run_dir), "--out".into(), s(&model_dir)],
+            inputs: vec![run_dir.join("model.safetensors"), run_dir.join("train_config.json")],
+            outputs: vec![model_dir.clone()],
+            resumable: false,
+        })?;
     }
     let report = out.join("report");
     let pipeline = out.join("pipeline.json");
     write_json(
-        &pipeline,
+        &out,
+        "pipeline.json",
         &serde_json::json!({
             "data": data_s, "student": student, "teacher": teacher, "candidates": args.candidates,
             "train_candidates": args.train_candidates, "tau_u": args.tau_u,
             "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "max_length": args.max_length,
-            "stages": summary,
+            "stages": runner.summary,
         }),
     )?;
     let models = [("base", PathBuf::from(&student)), ("infonce", out.join("models/infonce")), ("uae", out.join("models/uae"))];
@@ -367,20 +360,15 @@ pub fn run(args: QuickstartArgs, device: &str) -> Result<()> {
         "--run".into(), format!("uae={}", s(&out.join("runs/uae"))),
         "--pipeline-config".into(), s(&pipeline), "--report".into(), s(&report),
     ]);
-    summary.push(run_stage(
-        Stage {
-            name: "eval",
-            argv,
-            inputs: [local(&student), local(&teacher), vec![data.clone(), labels.clone(), out.join("models")]].concat(),
-            outputs: vec![report.join("report.json")],
-            resumable: false,
-        },
-        &stages_dir,
-        device,
-        args.force,
-    )?);
+    runner.run(Stage {
+        name: "eval",
+        argv,
+        inputs: [local(&student), local(&teacher), vec![data.clone(), labels.clone(), out.join("models")]].concat(),
+        outputs: vec![report.join("report.json")],
+        resumable: false,
+    })?;
     eprintln!("\nstage            seconds  reused");
-    for st in &summary {
+    for st in &runner.summary {
         eprintln!("{:<16} {:>7.0}  {}", st.name, st.seconds, if st.reused { "yes" } else { "no" });
     }
     eprintln!(
@@ -388,7 +376,7 @@ pub fn run(args: QuickstartArgs, device: &str) -> Result<()> {
         started.elapsed().as_secs_f64(),
         report.join("report.md").display()
     );
-    if summary.last().is_some_and(|s| s.reused) {
+    if runner.summary.last().is_some_and(|s| s.reused) {
         let text = std::fs::read_to_string(report.join("report.md"))
             .with_context(|| format!("cannot read {}", report.join("report.md").display()))?;
         print!("{text}");
@@ -405,12 +393,7 @@ fn check_hygiene(data: &Path, candidates: &Path, split: &str) -> Result<()> {
     }
     let splits: Vec<&str> = std::iter::once("train").chain(held_out.iter().map(String::as_str)).collect();
     let set = DataSet::load(data, &splits)?;
-    let text = std::fs::read_to_string(candidates).with_context(|| format!("cannot read {}", candidates.display()))?;
-    let lines = text
-        .lines()
-        .enumerate()
-        .map(|(n, l)| serde_json::from_str(l).with_context(|| format!("{}:{}: not a candidates line", candidates.display(), n + 1)))
-        .collect::<Result<Vec<CandidateLine>>>()?;
+    let lines: Vec<CandidateLine> = uae_model::jsonl::read(&candidates.display().to_string())?;
     let held: Vec<&str> = held_out.iter().map(String::as_str).collect();
     check_split_hygiene(&set, &lines, "train", &held, &candidates.display().to_string())
 }

@@ -14,6 +14,7 @@ use std::sync::Once;
 use anyhow::{Context, Result, anyhow};
 use flate2::Compression;
 use flate2::write::ZlibEncoder;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -49,6 +50,21 @@ fn register_fonts() {
 
 fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing the chart failed: {e:?}")
+}
+
+/// A chart over `f64` x and y axes drawn into a bitmap.
+type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Draws the series labels in the upper right corner of `chart`.
+fn draw_legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 14))
+        .background_style(WHITE.mix(0.9))
+        .border_style(RGBColor(180, 180, 180))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(plot_error)
 }
 
 /// One named row of bar heights, one per group.
@@ -117,14 +133,7 @@ pub fn bar_chart(path: &Path, title: &str, groups: &[String], series: &[BarSerie
             ))
             .map_err(plot_error)?;
         }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 14))
-            .background_style(WHITE.mix(0.9))
-            .border_style(RGBColor(180, 180, 180))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(plot_error)?;
+        draw_legend(&mut chart)?;
         root.present().map_err(plot_error)?;
     }
     write_png(path, &buf, w, h)
@@ -200,14 +209,7 @@ pub fn line_charts(path: &Path, panels: &[Panel], (w, h): (u32, u32)) -> Result<
                 chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled()))).map_err(plot_error)?;
             }
             if !panel.series.is_empty() {
-                chart
-                    .configure_series_labels()
-                    .label_font((FONT, 14))
-                    .background_style(WHITE.mix(0.9))
-                    .border_style(RGBColor(180, 180, 180))
-                    .position(SeriesLabelPosition::UpperRight)
-                    .draw()
-                    .map_err(plot_error)?;
+                draw_legend(&mut chart)?;
             }
         }
         root.present().map_err(plot_error)?;

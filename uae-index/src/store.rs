@@ -234,7 +234,7 @@ fn write_files(
 
 /// Writes `bytes` to `dir/name` through a synced temporary file, so that a
 /// reader sees the old file or the new one, never a torn one.
-pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let (tmp, name) = stage(dir, name, bytes)?;
     let target = dir.join(name);
     tmp.persist(&target).with_context(|| format!("cannot write {}", target.display()))?;

@@ -58,11 +58,9 @@ pub struct LabelLine {
 /// candidate (research.md section 1, FlagEmbedding #553). Ties go to the
 /// earlier candidate.
 pub fn teacher_agreement(labels: &Path, qrels: &Qrels) -> Result<TeacherAgreement> {
-    let text = std::fs::read_to_string(labels).with_context(|| format!("cannot read {}", labels.display()))?;
+    let lines: Vec<LabelLine> = uae_model::jsonl::read(&labels.display().to_string())?;
     let mut a = TeacherAgreement { queries: 0, top_is_gold: 0, mean_gold_rank: 0.0, mean_candidates: 0.0 };
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let line: LabelLine =
-            serde_json::from_str(line).with_context(|| format!("{}:{}: not a labels line", labels.display(), n + 1))?;
+    for line in lines {
         let gold = |d: &String| qrels.get(&line.query_id).and_then(|j| j.get(d)).is_some_and(|&g| g > 0);
         let mut order: Vec<usize> = (0..line.doc_ids.len()).collect();
         order.sort_by(|&x, &y| line.utilities[y].total_cmp(&line.utilities[x]));
