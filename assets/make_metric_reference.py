@@ -17,7 +17,7 @@ Files written (the judgements and the run are defined in this script, below):
                   equal (a tie), so compare parsed values, never the text.
   reference.json  reference values, see "reference.json" below.
 
-Conventions (uae's; research.md section 2):
+Conventions (uae's; docs/method.md, "Ranking order" and "Metrics"):
   * Ranking of a query's run: score descending, ties broken by document id
     ASCENDING, comparing the ids' UTF-8 bytes (so "K1" < "d10" < "d100" < "d9"
     < "k1" < "k10" < "k2": no natural/numeric sort).

@@ -20,6 +20,9 @@ fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
 assets/fetch.sh minilm smollm2 >/dev/null
+# The weights are fetched: a real-weight test that cannot find them fails
+# here instead of skipping as it does under a bare `cargo test`.
+export UAE_REQUIRE_WEIGHTS=1
 
 log="$(mktemp)"
 status=0

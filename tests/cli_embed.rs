@@ -2,17 +2,9 @@
 //! non-zero exit for each kind of bad input.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use uae_model::tiny::{TinyBertSpec, write_tiny_bert};
-
-fn uae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_uae")).args(args).output().expect("uae runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use uae_test_support::tiny_bert::{TinyBertSpec, write_tiny_bert};
+use uae_test_support::cli::{stderr, uae};
 
 fn tiny_model() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -47,7 +39,7 @@ fn embeds_in_input_order_with_ids() {
     }
 
     // Standard input and output, as queries.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_uae"))
+    let mut child = uae_test_support::cli::command()
         .args(["embed", "--model", model.path().to_str().unwrap(), "--input", "-", "--output", "-", "--query"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

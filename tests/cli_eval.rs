@@ -2,20 +2,13 @@
 //! by assets/make_metric_reference.py with pytrec_eval): every mean and every
 //! per-query value must match reference.json, with both qrels formats.
 
-use std::process::{Command, Output};
 
 use serde_json::Value;
-use uae_index::metrics::{DEFAULT_KS, evaluate};
-use uae_index::trec::{Qrels, Run};
+use uae_eval::metrics::{DEFAULT_KS, evaluate};
+use uae_data::{Qrels, Run};
+use uae_test_support::cli::uae;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/fixtures/metrics");
-
-fn uae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_uae"))
-        .args(args)
-        .output()
-        .expect("uae runs")
-}
 
 fn fixture(name: &str) -> String {
     format!("{FIXTURE}/{name}")

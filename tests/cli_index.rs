@@ -1,13 +1,9 @@
 //! `uae index build|add` and `uae search` end to end on a tiny model.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use uae_model::tiny::{TinyBertSpec, write_tiny_bert};
-
-fn uae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_uae")).args(args).output().expect("uae runs")
-}
+use uae_test_support::tiny_bert::{TinyBertSpec, write_tiny_bert};
+use uae_test_support::cli::uae;
 
 fn ok(args: &[&str]) -> String {
     let out = uae(args);

@@ -1,30 +1,24 @@
 //! `uae mine` end to end on a tiny model and a tiny BEIR data set.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use uae_model::tiny::{TinyBertSpec, write_tiny_bert};
-
-fn uae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_uae")).args(args).output().expect("uae runs")
-}
+use uae_test_support::tiny_bert::{TinyBertSpec, write_tiny_bert};
+use uae_test_support::beir::Fixture;
+use uae_test_support::cli::uae;
 
 fn write_data(dir: &Path) {
-    std::fs::create_dir_all(dir.join("qrels")).unwrap();
-    let corpus: String = (0..12)
-        .map(|i| format!("{{\"_id\":\"d{i}\",\"title\":\"\",\"text\":\"passage {i} about python list code number {i}\"}}\n"))
-        .collect::<String>()
-        + "{\"_id\":\"gold\",\"title\":\"\",\"text\":\"why is the dict slow\"}\n";
-    std::fs::write(dir.join("corpus.jsonl"), corpus).unwrap();
-    std::fs::write(
-        dir.join("queries.jsonl"),
-        "{\"_id\":\"q1\",\"text\":\"why is the dict slow\",\"answers\":[\"hashing\"]}\n\
-         {\"_id\":\"q2\",\"text\":\"passage 3 python\",\"answers\":[\"x\"]}\n\
-         {\"_id\":\"q3\",\"text\":\"held out\",\"answers\":[\"y\"]}\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("qrels/train.tsv"), "query-id\tcorpus-id\tscore\nq1\tgold\t1\nq2\td7\t1\n").unwrap();
-    std::fs::write(dir.join("qrels/test.tsv"), "query-id\tcorpus-id\tscore\nq3\td1\t1\n").unwrap();
+    let mut data = Fixture::new();
+    for i in 0..12 {
+        data.passage(&format!("d{i}"), &format!("passage {i} about python list code number {i}"));
+    }
+    data.passage("gold", "why is the dict slow")
+        .query("q1", "why is the dict slow", &["hashing"])
+        .query("q2", "passage 3 python", &["x"])
+        .query("q3", "held out", &["y"])
+        .judge("train", "q1", "gold", 1)
+        .judge("train", "q2", "d7", 1)
+        .judge("test", "q3", "d1", 1)
+        .write(dir);
 }
 
 fn mine(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> Vec<serde_json::Value> {

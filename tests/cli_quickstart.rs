@@ -4,41 +4,27 @@
 //! reuses every stage, and a changed option reruns only what depends on it.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use uae_model::tiny::{TinyBertSpec, write_tiny_bert};
-use uae_model::tiny_llama::{TinyLlamaSpec, write_tiny_llama};
-
-fn uae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_uae")).args(args).output().expect("uae runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use uae_test_support::tiny_bert::{TinyBertSpec, write_tiny_bert};
+use uae_test_support::tiny_llama::{TinyLlamaSpec, write_tiny_llama};
+use uae_test_support::beir::Fixture;
+use uae_test_support::cli::{stderr, uae};
 
 /// 30 questions about 30 facts (one gold passage each, plus 30 distractor
 /// passages), split 18 / 6 / 6 into train, dev and test.
 fn write_data(dir: &Path) {
-    std::fs::create_dir_all(dir.join("qrels")).unwrap();
-    let mut corpus = String::new();
+    let mut data = Fixture::new();
     for i in 0..30 {
-        corpus += &format!("{{\"_id\":\"gold{i}\",\"title\":\"\",\"text\":\"fact {i}: the value of item {i} is {}\"}}\n", i * 7);
-        corpus += &format!("{{\"_id\":\"other{i}\",\"title\":\"\",\"text\":\"note {i}: nothing about item {} here\"}}\n", i + 40);
+        data.passage(&format!("gold{i}"), &format!("fact {i}: the value of item {i} is {}", i * 7))
+            .passage(&format!("other{i}"), &format!("note {i}: nothing about item {} here", i + 40));
     }
-    std::fs::write(dir.join("corpus.jsonl"), corpus).unwrap();
-    let mut queries = String::new();
-    let header = "query-id\tcorpus-id\tscore\n";
-    let mut qrels = [header.to_string(), header.to_string(), header.to_string()];
     for q in 0..30 {
-        queries += &format!("{{\"_id\":\"q{q}\",\"text\":\"what is the value of item {q}?\",\"answers\":[\"{}\"]}}\n", q * 7);
-        let split = if q < 18 { 0 } else if q < 24 { 1 } else { 2 };
-        qrels[split] += &format!("q{q}\tgold{q}\t1\n");
+        let split = if q < 18 { "train" } else if q < 24 { "dev" } else { "test" };
+        data.query(&format!("q{q}"), &format!("what is the value of item {q}?"), &[&(q * 7).to_string()])
+            .judge(split, &format!("q{q}"), &format!("gold{q}"), 1);
     }
-    std::fs::write(dir.join("queries.jsonl"), queries).unwrap();
-    for (name, text) in ["train", "dev", "test"].iter().zip(&qrels) {
-        std::fs::write(dir.join(format!("qrels/{name}.tsv")), text).unwrap();
-    }
+    data.write(dir);
 }
 
 fn quickstart(root: &Path, extra: &[&str]) -> Output {

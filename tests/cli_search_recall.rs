@@ -11,14 +11,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn minilm_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("UAE_MINILM_DIR") {
-        return dir.into();
-    }
-    uae_model::source::fetched_model("all-MiniLM-L6-v2/model.safetensors", "minilm").unwrap().parent().unwrap().to_path_buf()
-}
 
 /// The `.rs` files under `dir`, recursively, in sorted order.
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -70,7 +62,7 @@ fn write_jsonl(path: &Path, texts: &[(String, &String)]) {
 }
 
 fn uae(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_uae")).args(args).output().expect("uae runs");
+    let out = uae_test_support::cli::uae(args);
     assert!(out.status.success(), "uae {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -95,7 +87,7 @@ fn hnsw_recall_at_10_on_real_embeddings() {
     let query_file = work.path().join("queries.jsonl");
     write_jsonl(&query_file, &queries.iter().map(|(i, t)| (format!("q{i}"), *t)).collect::<Vec<_>>());
 
-    let model = minilm_dir();
+    let Some(model) = uae_test_support::weights::minilm() else { return };
     let index = work.path().join("index");
     let p = |path: &Path| path.to_str().unwrap().to_string();
     uae(&["index", "build", "--model", &p(&model), "--corpus", &p(&corpus), "--out", &p(&index), "--hnsw"]);

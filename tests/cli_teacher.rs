@@ -3,45 +3,28 @@
 //! SIGKILL and resumed.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use uae_model::tiny_llama::{TinyLlamaSpec, write_tiny_llama};
-
-fn uae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_uae")).args(args).output().expect("uae runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use uae_test_support::tiny_llama::{TinyLlamaSpec, write_tiny_llama};
+use uae_test_support::beir::Fixture;
+use uae_test_support::cli::{stderr, uae};
 
 const QUERIES: usize = 40;
 
 /// A data set of `QUERIES` answered queries, one without an answer, 30
 /// passages (one empty, one far longer than the teacher's window).
 fn write_data(dir: &Path) {
-    std::fs::create_dir_all(dir.join("qrels")).unwrap();
-    let mut corpus = String::new();
+    let mut data = Fixture::new();
     for i in 0..28 {
-        corpus += &format!(
-            "{{\"_id\":\"d{i}\",\"title\":\"\",\"text\":\"passage {i}: the answer to question {} is on line {i} of the file\"}}\n",
-            i % 7
-        );
+        data.passage(&format!("d{i}"), &format!("passage {i}: the answer to question {} is on line {i} of the file", i % 7));
     }
-    corpus += "{\"_id\":\"empty\",\"title\":\"\",\"text\":\"\"}\n";
-    corpus += &format!("{{\"_id\":\"long\",\"title\":\"\",\"text\":\"{}\"}}\n", "the list is long. ".repeat(200));
-    std::fs::write(dir.join("corpus.jsonl"), corpus).unwrap();
-    let mut queries = String::new();
-    let mut qrels = String::from("query-id\tcorpus-id\tscore\n");
+    data.passage("empty", "").passage("long", &"the list is long. ".repeat(200));
     for q in 0..QUERIES {
-        queries += &format!("{{\"_id\":\"q{q}\",\"text\":\"where is the answer to question {q}?\",\"answers\":[\"on line {q}\"]}}\n");
-        qrels += &format!("q{q}\td{}\t1\n", q % 28);
+        data.query(&format!("q{q}"), &format!("where is the answer to question {q}?"), &[&format!("on line {q}")])
+            .judge("train", &format!("q{q}"), &format!("d{}", q % 28), 1);
     }
-    queries += "{\"_id\":\"noanswer\",\"text\":\"what?\",\"answers\":[]}\n";
-    queries += "{\"_id\":\"qx\",\"text\":\"is the list long?\",\"answers\":[\"yes\"]}\n";
-    std::fs::write(dir.join("queries.jsonl"), queries).unwrap();
-    std::fs::write(dir.join("qrels/train.tsv"), qrels).unwrap();
+    data.query("noanswer", "what?", &[]).query("qx", "is the list long?", &["yes"]).write(dir);
 }
 
 fn write_candidates(path: &Path) {
@@ -114,7 +97,7 @@ fn killed_labelling_resumes_to_the_uninterrupted_result() {
     }
 
     let killed = s.root.join("killed.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_uae"))
+    let mut child = uae_test_support::cli::command()
         .args(label_args(&s, killed.to_str().unwrap()))
         .stderr(Stdio::null())
         .spawn()

@@ -4,16 +4,14 @@
 //! the one holding the first word, then the rest.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use uae_model::tiny::{TinyBertSpec, write_tiny_bert};
+use uae_test_support::tiny_bert::{TinyBertSpec, write_tiny_bert};
+use uae_test_support::beir::Fixture;
+use uae_test_support::cli::uae;
 
 const TOPIC: [&str; 12] =
     ["python", "list", "dict", "code", "model", "file", "error", "line", "fast", "slow", "help", "answer"];
-
-fn uae(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_uae")).args(args).output().expect("uae runs")
-}
 
 fn check(out: &Output) {
     assert!(
@@ -70,20 +68,15 @@ fn pools(n: usize) -> Vec<Pool> {
 /// Writes the BEIR folder and labels.jsonl; the gold passage of each query
 /// is the teacher's best.
 fn write_data(dir: &Path, pools: &[Pool]) {
-    std::fs::create_dir_all(dir.join("qrels")).unwrap();
-    let mut corpus = String::new();
-    let mut queries = String::new();
-    let mut qrels = String::from("query-id\tcorpus-id\tscore\n");
+    let mut data = Fixture::new();
     let mut labels = String::new();
     for (i, pool) in pools.iter().enumerate() {
-        queries.push_str(&serde_json::json!({"_id": format!("q{i}"), "text": pool.query}).to_string());
-        queries.push('\n');
+        data.query(&format!("q{i}"), &pool.query, &[]);
         for (id, text) in &pool.docs {
-            corpus.push_str(&serde_json::json!({"_id": id, "title": "", "text": text}).to_string());
-            corpus.push('\n');
+            data.passage(id, text);
         }
         let best = (0..4).max_by(|&x, &y| pool.utilities[x].total_cmp(&pool.utilities[y])).unwrap();
-        qrels.push_str(&format!("q{i}\t{}\t1\n", pool.docs[best].0));
+        data.judge("train", &format!("q{i}"), &pool.docs[best].0, 1);
         let ids: Vec<&str> = pool.docs.iter().map(|(id, _)| id.as_str()).collect();
         labels.push_str(
             &serde_json::json!({"query_id": format!("q{i}"), "doc_ids": ids, "utilities": pool.utilities,
@@ -92,9 +85,7 @@ fn write_data(dir: &Path, pools: &[Pool]) {
         );
         labels.push('\n');
     }
-    std::fs::write(dir.join("corpus.jsonl"), corpus).unwrap();
-    std::fs::write(dir.join("queries.jsonl"), queries).unwrap();
-    std::fs::write(dir.join("qrels/train.tsv"), qrels).unwrap();
+    data.write(dir);
     std::fs::write(dir.join("labels.jsonl"), labels).unwrap();
 }
 
@@ -253,6 +244,34 @@ fn bad_labels_are_reported_not_fatal() {
     ));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("train.json"));
+}
+
+/// A run whose losses are not finite (here, from a model whose weights are
+/// NaN, as after a divergence) is stopped by the loss guard with an error
+/// naming the batch's queries, and no weights are saved.
+#[test]
+fn non_finite_loss_is_an_error_naming_the_queries() {
+    let work = tempfile::tempdir().unwrap();
+    let model = work.path().join("tiny");
+    write_tiny_bert(&model, &TinyBertSpec { nan_weights: true, ..Default::default() }).unwrap();
+    let data = work.path().join("data");
+    write_data(&data, &pools(16));
+    let config = work.path().join("train.json");
+    std::fs::write(&config, r#"{"epochs": 2, "batch_size": 4}"#).unwrap();
+    let run = work.path().join("run");
+    let labels = data.join("labels.jsonl");
+    let out = uae(&train_args(
+        model.to_str().unwrap(),
+        data.to_str().unwrap(),
+        labels.to_str().unwrap(),
+        run.to_str().unwrap(),
+        config.to_str().unwrap(),
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("training stopped: the batch of queries q"), "{stderr}");
+    assert!(stderr.contains("loss is NaN"), "{stderr}");
+    assert!(!run.join("model.safetensors").exists());
 }
 
 #[test]

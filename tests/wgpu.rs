@@ -10,7 +10,7 @@
 
 use burn::tensor::{Device, DeviceKind};
 use uae_model::encoder::{BiEncoder, EncoderOptions, TextRole};
-use uae_model::tiny::{TinyBertSpec, write_tiny_bert};
+use uae_test_support::tiny_bert::{TinyBertSpec, write_tiny_bert};
 
 #[test]
 fn tiny_encoder_on_wgpu_matches_cpu() {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
-use uae_index::data::DataSet;
+use uae_data::DataSet;
 
 /// Arguments of `uae data`.
 #[derive(Args)]

@@ -5,7 +5,7 @@ use burn::tensor::Device;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use uae_model::encoder::{BiEncoder, EncoderOptions, TextRole};
-use uae_model::jsonl::{self, JsonlWriter};
+use uae_data::jsonl::{self, JsonlWriter};
 
 use crate::progress;
 

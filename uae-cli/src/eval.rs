@@ -1,15 +1,18 @@
 //! `uae eval`: evaluation commands. Without a subcommand it compares
-//! retrieval systems end to end and writes a report (`crate::compare`);
-//! `uae eval metrics` scores a TREC run against qrels with the metrics of
-//! `uae_index::metrics`.
+//! retrieval systems end to end and writes a report
+//! (`uae_eval::compare`); `uae eval metrics` scores a TREC run against qrels
+//! with the metrics of `uae_eval::metrics`.
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::{Args, Subcommand};
-use uae_index::metrics::{self, DEFAULT_KS};
-use uae_index::trec::{Qrels, Run};
+use uae_data::{Qrels, Run};
+use uae_eval::compare::{CompareOptions, compare};
+use uae_eval::metrics::{self, DEFAULT_KS};
+
+use crate::progress::Bars;
 
 /// Arguments of `uae eval`.
 #[derive(Args)]
@@ -18,7 +21,7 @@ pub struct EvalArgs {
     #[command(subcommand)]
     command: Option<EvalCommand>,
     #[command(flatten)]
-    compare: crate::compare::CompareArgs,
+    compare: CompareArgs,
 }
 
 #[derive(Subcommand)]
@@ -46,8 +49,105 @@ struct MetricsArgs {
 pub fn run(args: EvalArgs, device: impl FnOnce() -> Result<Device>) -> Result<()> {
     match args.command {
         Some(EvalCommand::Metrics(args)) => run_metrics(args),
-        None => crate::compare::run(args.compare, &device()?),
+        None => run_compare(args.compare, &device()?),
     }
+}
+
+/// Arguments of the comparison (`uae eval` without a subcommand).
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Data set directory in the BEIR layout; queries need "answers" for token F1.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The split evaluated (qrels/<split>.tsv).
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// A bi-encoder as NAME=PATH (or PATH, named after its folder); repeat
+    /// for more rows. The first is the base encoder LLM re-ranking starts
+    /// from; the last is the student the paper's goals are checked for.
+    #[arg(long = "model")]
+    models: Vec<String>,
+    /// Where each model's corpus index is kept (`<DIR>/<NAME>`), reused
+    /// when it matches the model and corpus [default: <report>/indexes].
+    #[arg(long)]
+    indexes: Option<PathBuf>,
+    /// Re-rank the base encoder's top passages with this LLM (GGUF file,
+    /// Hugging Face directory or hub id) at query time.
+    #[arg(long)]
+    rerank_teacher: Option<String>,
+    /// Passages the LLM re-ranks per query.
+    #[arg(long, default_value_t = 10)]
+    rerank_k: usize,
+    /// The LLM that answers from each system's top-1 passage, for token F1
+    /// and exact match [default: the --rerank-teacher].
+    #[arg(long)]
+    generator: Option<String>,
+    /// Most tokens per generated answer.
+    #[arg(long, default_value_t = 48)]
+    max_new_tokens: usize,
+    /// Teacher passages (re-ranking and answering) are cut to this many tokens.
+    #[arg(long, default_value_t = 256)]
+    max_passage_tokens: usize,
+    /// A labels file of `uae label`: reports how often the teacher's top
+    /// candidate is a gold passage (judged by --labels-split).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// The split whose qrels judge --labels.
+    #[arg(long, default_value = "train")]
+    labels_split: String,
+    /// A training run as NAME=DIR whose metric logs become training curves; repeatable.
+    #[arg(long = "run")]
+    runs: Vec<String>,
+    /// Passages ranked per query (the depth of MAP).
+    #[arg(long, default_value_t = 100)]
+    k: usize,
+    /// Padded tokens per forward pass when embedding the corpus.
+    #[arg(long, default_value_t = 1024)]
+    batch_tokens: usize,
+    /// A JSON file stored in the report's configuration as "pipeline" (the
+    /// quickstart records its stages there).
+    #[arg(long)]
+    pipeline_config: Option<PathBuf>,
+    /// The report directory (report.md, report.json, metrics.png,
+    /// training.png, answers.jsonl, runs/).
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+fn run_compare(args: CompareArgs, device: &Device) -> Result<()> {
+    let (Some(data), Some(report)) = (args.data, args.report) else {
+        bail!("`uae eval` needs --data and --report (or a subcommand such as `uae eval metrics`)");
+    };
+    let pipeline = match &args.pipeline_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Some(serde_json::from_str::<serde_json::Value>(&text).with_context(|| format!("{} is not JSON", path.display()))?)
+        }
+        None => None,
+    };
+    let options = CompareOptions {
+        data,
+        split: args.split,
+        models: args.models,
+        indexes: args.indexes,
+        rerank_teacher: args.rerank_teacher,
+        rerank_k: args.rerank_k,
+        generator: args.generator,
+        max_new_tokens: args.max_new_tokens,
+        max_passage_tokens: args.max_passage_tokens,
+        labels: args.labels,
+        labels_split: args.labels_split,
+        runs: args.runs,
+        k: args.k,
+        batch_tokens: args.batch_tokens,
+        pipeline,
+        command: std::env::args().collect(),
+        report,
+    };
+    let report = compare(&options, device, &Bars::default())?;
+    print!("{}", report.markdown());
+    eprintln!("report written to {}", options.report.display());
+    Ok(())
 }
 
 fn run_metrics(args: MetricsArgs) -> Result<()> {

@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use burn::tensor::Device;
 use clap::{Args, Subcommand};
-use uae_index::corpus_index::{self, Scored, Searcher};
-use uae_index::data::beir::{read_corpus, read_queries};
+use uae_data::Hit;
+use uae_index::corpus_index::{self, Searcher};
+use uae_data::beir::{read_corpus, read_queries};
 use uae_index::hnsw::{HnswIndex, HnswParams};
 use uae_index::store::VectorStore;
-use uae_index::trec::{Run, write_run};
+use uae_data::Run;
+use uae_data::trec::write_run;
 use uae_model::encoder::{BiEncoder, EncoderOptions};
-use uae_model::jsonl::JsonlWriter;
+use uae_data::jsonl::JsonlWriter;
 
 use crate::progress;
 
@@ -240,7 +242,7 @@ pub fn run_search(args: SearchArgs, device: &Device) -> Result<()> {
     }
     let results = corpus_index::search_texts(&store, &searcher, &encoder, &texts, args.k, args.batch_tokens)?;
     if args.query.is_some() && args.run_out.is_none() {
-        for (rank, Scored { id, score }) in results[0].iter().enumerate() {
+        for (rank, Hit { id, score }) in results[0].iter().enumerate() {
             println!("{}\t{score:.6}\t{id}", rank + 1);
         }
         return Ok(());
@@ -248,7 +250,7 @@ pub fn run_search(args: SearchArgs, device: &Device) -> Result<()> {
     let mut run = Run::default();
     for (qid, hits) in ids.iter().zip(&results) {
         for hit in hits {
-            run.insert(qid.clone(), hit.id.clone(), hit.score as f64);
+            run.insert(qid.clone(), hit.id.clone(), hit.score);
         }
     }
     let target = args.run_out.as_deref().unwrap_or("-");

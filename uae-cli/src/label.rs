@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use burn::tensor::Device;
 use clap::Args;
-use uae_index::data::DataSet;
+use uae_data::DataSet;
 use uae_model::llm::CausalLm;
 use uae_teacher::label::{LabelOptions, Shard, label};
 use uae_teacher::prompt::{UtilityPrompt, WITH_PASSAGE, WITHOUT_PASSAGE};

@@ -5,7 +5,7 @@ use anyhow::{Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use uae_model::jsonl::{self, JsonlWriter};
+use uae_data::jsonl::{self, JsonlWriter};
 use uae_model::llm::CausalLm;
 use uae_teacher::score::{ScoreItem, score_all};
 

@@ -1,7 +1,6 @@
 //! `uae`: utility-aligned embeddings from one binary. This file parses the
 //! command line and dispatches; the work is done in the library crates.
 
-mod compare;
 mod data;
 mod device;
 mod embed;
@@ -70,12 +69,6 @@ fn main() {
     }
 }
 
-/// Parses `argv` (program name first) as a `uae` command line and runs it;
-/// `uae quickstart` runs its stages this way.
-fn run_argv(argv: &[String]) -> Result<()> {
-    run(Cli::try_parse_from(argv)?)
-}
-
 fn run(cli: Cli) -> Result<()> {
     // Parsed only by the commands that run a model, so that `uae eval` works
     // whatever BURN_DEVICE says.
@@ -92,6 +85,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate::run(args, &device()?),
         Command::Train(args) => train::run(args, &device()?),
         Command::Export(args) => export::run(args),
-        Command::Quickstart(args) => quickstart::run(args, &cli.device),
+        Command::Quickstart(args) => quickstart::run(args, &device()?),
     }
 }

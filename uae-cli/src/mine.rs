@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
+use uae_data::DataSet;
+use uae_data::jsonl::JsonlWriter;
 use uae_index::corpus_index;
-use uae_index::data::DataSet;
-use uae_index::mine::{self, Ranking};
+use uae_index::mine::{self, DenseSource, MineOptions, Retriever};
 use uae_model::encoder::{BiEncoder, EncoderOptions};
-use uae_model::jsonl::JsonlWriter;
 
-use crate::progress;
+use crate::progress::Bars;
 
 /// Where each query's candidates are searched.
 #[derive(Clone, Copy, ValueEnum)]
@@ -72,54 +72,42 @@ fn load_data(path: &Path, split: &str) -> Result<DataSet> {
 
 /// Runs `uae mine`.
 pub fn run(args: MineArgs, device: &Device) -> Result<()> {
-    if args.k == 0 {
-        bail!("--k must be at least 1");
-    }
     let data = load_data(Path::new(&args.data), &args.split)?;
-    let queries = mine::split_queries(&data, &args.split)?;
-    let query_refs: Vec<_> = queries.iter().map(|(q, _)| *q).collect();
-    let per_document = matches!(args.pool, Pool::Document);
-    // Fusion looks deeper than k so that a passage ranked just below the cut
-    // by one retriever can still win on agreement.
-    let depth = if args.hybrid { args.k * 4 } else { args.k };
-    let dense = match (&args.model, args.bm25) {
-        (Some(model), false) => {
-            let encoder = BiEncoder::load(model, device, &EncoderOptions::default())?;
-            if let Some(index) = &args.index {
-                let store = corpus_index::open_matching(index, &encoder, model, data.corpus.as_slice())?;
-                let vectors = store.vectors();
-                Some(mine::dense_rankings_over(&encoder, &data, vectors, &query_refs, per_document, depth, args.batch_tokens)?)
-            } else {
-                let bar = progress::bar(data.corpus.len() as u64, "passages");
-                let r = mine::dense_rankings(&encoder, &data, &query_refs, per_document, depth, args.batch_tokens, |n| {
-                    bar.inc(n as u64)
-                })?;
-                bar.finish_and_clear();
-                Some(r)
-            }
+    let retriever = match (args.bm25, args.hybrid, &args.model) {
+        (true, _, _) => Retriever::Bm25,
+        (_, true, _) => Retriever::Hybrid,
+        (_, _, Some(_)) => Retriever::Dense,
+        (_, _, None) => bail!("nothing to retrieve with: give --model, --bm25 or both with --hybrid"),
+    };
+    let options = MineOptions {
+        split: args.split.clone(),
+        k: args.k,
+        retriever,
+        per_document: matches!(args.pool, Pool::Document),
+        batch_tokens: args.batch_tokens,
+    };
+    let encoder = match (&args.model, retriever) {
+        (Some(model), Retriever::Dense | Retriever::Hybrid) => Some(BiEncoder::load(model, device, &EncoderOptions::default())?),
+        _ => None,
+    };
+    let store = match (&encoder, &args.index, &args.model) {
+        (Some(encoder), Some(index), Some(model)) => {
+            Some(corpus_index::open_matching(index, encoder, model, data.corpus.as_slice())?)
         }
         _ => None,
     };
-    let lexical =
-        if args.bm25 || args.hybrid { Some(mine::bm25_rankings(&data, &query_refs, per_document, depth)?) } else { None };
-    let rankings: Vec<Ranking> = match (dense, lexical) {
-        (Some(d), Some(l)) => d.iter().zip(&l).map(|(d, l)| mine::reciprocal_rank_fusion(&[d, l])).collect(),
-        (Some(d), None) => d,
-        (None, Some(l)) => l,
-        (None, None) => bail!("nothing to retrieve with: give --model, --bm25 or both with --hybrid"),
-    };
+    let dense = encoder.as_ref().map(|encoder| DenseSource { encoder, corpus: store.as_ref().map(|s| s.vectors()) });
+    let lines = mine::mine(&data, dense, &options, &Bars::default())?;
     let mut writer = JsonlWriter::create(&args.out)?;
-    let mut inserted = 0;
-    for ((query, relevant), ranking) in queries.iter().zip(&rankings) {
-        let line = mine::with_relevant(&query.id, ranking, relevant, args.k)?;
-        inserted += line.inserted.len();
-        writer.write(&line)?;
+    for line in &lines {
+        writer.write(line)?;
     }
     writer.finish()?;
+    let inserted: usize = lines.iter().map(|l| l.inserted.len()).sum();
     eprintln!(
         "mined {} candidates for each of {} {} queries into {}; {inserted} relevant passages were missed by retrieval and inserted",
         args.k,
-        queries.len(),
+        lines.len(),
         args.split,
         args.out
     );

@@ -81,7 +81,7 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
         config.seed = seed;
     }
     let paths = RunPaths { model: args.model, data: args.data, labels: args.labels, out: args.out };
-    let summary = train(&paths, &config, args.resume, device)?;
+    let summary = train(&paths, &config, args.resume, device, &mut |line| println!("{line}"))?;
     if let Some(epoch) = summary.resumed_from {
         eprintln!("resumed after epoch {epoch}");
     }

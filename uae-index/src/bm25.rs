@@ -15,24 +15,22 @@
 //!   token becomes a `SHOULD` term clause (a repeated token counts twice).
 //!   There is no query syntax, so no text is a syntax error: `what's a*b?`
 //!   searches `what`, `s`, `a` and `b`. A query with no tokens finds nothing.
-//! - **Ranking**: score descending, then passage id ascending (UTF-8 bytes),
-//!   as [`crate::exact::rank_order`]. tantivy breaks ties by its internal
+//! - **Ranking**: the one ranking order of `uae_data::ranking` (score
+//!   descending, then passage id ascending). tantivy breaks ties by its internal
 //!   document address instead, so [`Bm25Index::search`] fetches more than `k`
 //!   hits until the fetched list ends below the `k`-th score (every passage
 //!   tied with the `k`-th is then among them) and re-sorts.
 
-use std::cmp::Ordering;
-use std::path::Path;
-
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use rayon::prelude::*;
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query as TantivyQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions, Value};
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{DocAddress, Index, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
-use crate::data::Passage;
+use uae_data::ranking::{self, Hit, Ranking};
+use uae_data::{DataSet, Passage, Query};
 
 /// Name of the stored passage-id field.
 const ID_FIELD: &str = "id";
@@ -50,7 +48,7 @@ const WRITER_MEMORY: usize = 256 << 20;
 /// Hits fetched beyond `k` on the first try, to settle ties at the boundary.
 const TIE_MARGIN: usize = 16;
 
-/// A BM25 index of passages, in memory or in a directory.
+/// An in-memory BM25 index of passages.
 pub struct Bm25Index {
     searcher: Searcher,
     analyzer: TextAnalyzer,
@@ -59,11 +57,9 @@ pub struct Bm25Index {
 }
 
 impl Bm25Index {
-    /// Indexes `passages`: in memory when `dir` is `None`, otherwise in `dir`
-    /// (created if missing; holding an index already is an error), to be
-    /// reopened with [`Bm25Index::open`].
-    pub fn build(passages: &[Passage], dir: Option<&Path>) -> Result<Self> {
-        let index = create_index(dir)?;
+    /// Indexes `passages` in memory.
+    pub fn build(passages: &[Passage]) -> Result<Self> {
+        let index = Index::create_in_ram(schema());
         let (id, text) = fields(&index.schema())?;
         let mut writer: IndexWriter = index.writer(WRITER_MEMORY)?;
         for passage in passages {
@@ -74,11 +70,11 @@ impl Bm25Index {
         Self::from_index(index)
     }
 
-    /// Opens an index that [`Bm25Index::build`] wrote to `dir`.
-    pub fn open(dir: &Path) -> Result<Self> {
-        let index =
-            Index::open_in_dir(dir).with_context(|| format!("cannot open the BM25 index in {}", dir.display()))?;
-        Self::from_index(index).with_context(|| format!("{} does not hold a uae BM25 index", dir.display()))
+    /// An index over the pool of `query` (docs/method.md, "Mining and
+    /// candidate pools").
+    pub fn over_pool(data: &DataSet, query: &Query) -> Result<Self> {
+        let pool: Vec<Passage> = data.pool_of(query, true)?.into_iter().cloned().collect();
+        Self::build(&pool)
     }
 
     /// Number of indexed passages.
@@ -91,10 +87,10 @@ impl Bm25Index {
         self.len() == 0
     }
 
-    /// The `k` best passages for `query` as `(passage id, BM25 score)`, best
-    /// first, ties by id ascending. Only passages sharing a token with the
-    /// query are returned, so there may be fewer than `k`.
-    pub fn search(&self, query: &str, k: usize) -> Result<Vec<(String, f32)>> {
+    /// The `k` best passages for `query` with their BM25 scores, in ranking
+    /// order. Only passages sharing a token with the query are returned, so
+    /// there may be fewer than `k`.
+    pub fn search(&self, query: &str, k: usize) -> Result<Ranking> {
         let Some(query) = self.parse(query) else { return Ok(Vec::new()) };
         if k == 0 {
             return Ok(Vec::new());
@@ -104,15 +100,15 @@ impl Bm25Index {
         let mut ranked = hits
             .into_iter()
             .take_while(|(score, _)| *score >= cutoff)
-            .map(|(score, address)| Ok((self.passage_id(address)?, score)))
-            .collect::<Result<Vec<_>>>()?;
-        ranked.sort_by(rank_order);
+            .map(|(score, address)| Ok(Hit::new(self.passage_id(address)?, score)))
+            .collect::<Result<Ranking>>()?;
+        ranking::sort(&mut ranked);
         ranked.truncate(k);
         Ok(ranked)
     }
 
     /// [`Bm25Index::search`] for each of `queries`, in parallel, in order.
-    pub fn search_batch<Q: AsRef<str> + Sync>(&self, queries: &[Q], k: usize) -> Result<Vec<Vec<(String, f32)>>> {
+    pub fn search_batch<Q: AsRef<str> + Sync>(&self, queries: &[Q], k: usize) -> Result<Vec<Ranking>> {
         queries.par_iter().map(|q| self.search(q.as_ref(), k)).collect()
     }
 
@@ -128,7 +124,7 @@ impl Bm25Index {
     fn parse(&self, text: &str) -> Option<BooleanQuery> {
         let mut analyzer = self.analyzer.clone();
         let mut stream = analyzer.token_stream(text);
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let mut clauses: Vec<(Occur, Box<dyn TantivyQuery>)> = Vec::new();
         while let Some(token) = stream.next() {
             let term = Term::from_field_text(self.text, &token.text);
             clauses.push((Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs))));
@@ -139,7 +135,7 @@ impl Bm25Index {
     /// tantivy's best hits, score descending, including every hit tied with
     /// the `k`-th: the fetch limit doubles while the last fetched hit still
     /// ties with the `k`-th, since more tied hits may lie beyond it.
-    fn top_hits(&self, query: &dyn Query, k: usize) -> Result<Vec<(f32, DocAddress)>> {
+    fn top_hits(&self, query: &dyn TantivyQuery, k: usize) -> Result<Vec<(f32, DocAddress)>> {
         let mut limit = k + TIE_MARGIN;
         loop {
             let hits = self.searcher.search(query, &TopDocs::with_limit(limit).order_by_score())?;
@@ -159,10 +155,6 @@ impl Bm25Index {
 }
 
 /// Score descending, then id ascending (UTF-8 bytes).
-fn rank_order(a: &(String, f32), b: &(String, f32)) -> Ordering {
-    b.1.total_cmp(&a.1).then_with(|| a.0.as_bytes().cmp(b.0.as_bytes()))
-}
-
 /// The index schema: a stored id and an analysed, unstored text field with
 /// term frequencies (no positions: BM25 needs none).
 fn schema() -> Schema {
@@ -178,13 +170,6 @@ fn fields(schema: &Schema) -> Result<(Field, Field)> {
     Ok((schema.get_field(ID_FIELD)?, schema.get_field(TEXT_FIELD)?))
 }
 
-/// A new empty index in memory, or in `dir` (created if missing).
-fn create_index(dir: Option<&Path>) -> Result<Index> {
-    let Some(dir) = dir else { return Ok(Index::create_in_ram(schema())) };
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Index::create_in_dir(dir, schema()).with_context(|| format!("cannot create a BM25 index in {}", dir.display()))
-}
-
 /// The tantivy document of `passage`: its id, and its title (when not
 /// blank) and text as two values of the text field.
 fn document(passage: &Passage, id: Field, text: Field) -> TantivyDocument {
@@ -195,6 +180,18 @@ fn document(passage: &Passage, id: Field, text: Field) -> TantivyDocument {
     }
     doc.add_text(text, &passage.text);
     doc
+}
+
+/// BM25 rankings of the top `k` passages for each of `queries`: one index
+/// over the corpus, or with `per_document` a small in-memory index per
+/// query's pool.
+pub fn rankings(data: &DataSet, queries: &[&Query], per_document: bool, k: usize) -> Result<Vec<Ranking>> {
+    if !per_document {
+        let index = Bm25Index::build(data.corpus.as_slice())?;
+        let texts: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
+        return index.search_batch(&texts, k);
+    }
+    queries.iter().map(|query| Bm25Index::over_pool(data, query)?.search(&query.text, k)).collect()
 }
 
 #[cfg(test)]
@@ -214,13 +211,13 @@ mod tests {
         ]
     }
 
-    fn ids(hits: &[(String, f32)]) -> Vec<&str> {
-        hits.iter().map(|(id, _)| id.as_str()).collect()
+    fn ids(hits: &[Hit]) -> Vec<&str> {
+        hits.iter().map(|h| h.id.as_str()).collect()
     }
 
     #[test]
     fn passage_with_the_query_terms_ranks_first() {
-        let index = Bm25Index::build(&corpus(), None).unwrap();
+        let index = Bm25Index::build(&corpus()).unwrap();
         assert_eq!(index.len(), 4);
         let hits = index.search("rust compiler borrows", 10).unwrap();
         assert_eq!(ids(&hits)[0], "p1");
@@ -230,25 +227,25 @@ mod tests {
 
     #[test]
     fn scores_are_positive_and_decreasing() {
-        let index = Bm25Index::build(&corpus(), None).unwrap();
+        let index = Bm25Index::build(&corpus()).unwrap();
         let hits = index.search("rust compiler borrow checker", 10).unwrap();
         let mut found = ids(&hits);
         found.sort();
         assert_eq!(found, ["p1", "p3"]);
-        assert!(hits.iter().all(|(_, score)| *score > 0.0), "{hits:?}");
-        assert!(hits.windows(2).all(|w| w[0].1 > w[1].1), "{hits:?}");
+        assert!(hits.iter().all(|h| h.score > 0.0), "{hits:?}");
+        assert!(hits.windows(2).all(|w| w[0].score > w[1].score), "{hits:?}");
     }
 
     #[test]
     fn title_is_searched_and_words_are_stemmed() {
-        let index = Bm25Index::build(&corpus(), None).unwrap();
+        let index = Bm25Index::build(&corpus()).unwrap();
         assert_eq!(ids(&index.search("cooking", 10).unwrap()), ["p4"]);
         assert_eq!(ids(&index.search("BOILING", 10).unwrap()), ["p4"]);
     }
 
     #[test]
     fn query_syntax_is_plain_text() {
-        let index = Bm25Index::build(&corpus(), None).unwrap();
+        let index = Bm25Index::build(&corpus()).unwrap();
         let hits = index.search("what's `pasta*drain`? AND (OR \"rust:", 10).unwrap();
         assert_eq!(ids(&hits), ["p4", "p1"]);
         for empty in ["", "  ", "?!* () :"] {
@@ -264,7 +261,7 @@ mod tests {
         let names: Vec<String> = (0..40).map(|i| format!("d{}", (i * 17) % 40)).collect();
         let mut passages: Vec<Passage> = names.iter().map(|id| passage(id, "", "apple banana")).collect();
         passages.push(passage("best", "", "apple apple banana"));
-        let index = Bm25Index::build(&passages, None).unwrap();
+        let index = Bm25Index::build(&passages).unwrap();
         let mut sorted = names.clone();
         sorted.sort();
         for k in [1, 2, 3, 20, 41, 50] {
@@ -277,26 +274,10 @@ mod tests {
 
     #[test]
     fn batch_equals_single_searches() {
-        let index = Bm25Index::build(&corpus(), None).unwrap();
+        let index = Bm25Index::build(&corpus()).unwrap();
         let queries = ["rust", "garbage collector", "", "pasta"];
         let batch = index.search_batch(&queries, 2).unwrap();
         let single: Vec<_> = queries.iter().map(|q| index.search(q, 2).unwrap()).collect();
         assert_eq!(batch, single);
-    }
-
-    #[test]
-    fn disk_index_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bm25");
-        let built = Bm25Index::build(&corpus(), Some(&path)).unwrap();
-        let in_ram = Bm25Index::build(&corpus(), None).unwrap();
-        let opened = Bm25Index::open(&path).unwrap();
-        for query in ["rust compiler", "the", "interpreted language"] {
-            let expected = in_ram.search(query, 3).unwrap();
-            assert_eq!(built.search(query, 3).unwrap(), expected, "{query}");
-            assert_eq!(opened.search(query, 3).unwrap(), expected, "{query}");
-        }
-        assert!(Bm25Index::build(&corpus(), Some(&path)).is_err(), "overwrote an index");
-        assert!(Bm25Index::open(dir.path()).is_err());
     }
 }

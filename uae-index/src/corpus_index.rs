@@ -11,7 +11,8 @@ use std::path::Path;
 use anyhow::Result;
 use uae_model::encoder::{BiEncoder, TextRole};
 
-use crate::data::Passage;
+use uae_data::{Passage, Ranking};
+
 use crate::exact::{self, Hit};
 use crate::hnsw::{HnswIndex, HnswParams};
 use crate::store::{ModelStamp, VectorStore};
@@ -133,18 +134,8 @@ impl Searcher {
     }
 }
 
-/// A document id and its score.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Scored {
-    /// Document id.
-    pub id: String,
-    /// Cosine similarity.
-    pub score: f32,
-}
-
 /// Embeds `queries` as queries with `encoder` and returns the `k` best
-/// documents of `store` for each by `searcher`, best first (ties by
-/// document id).
+/// documents of `store` for each by `searcher`, in ranking order.
 pub fn search_texts(
     store: &VectorStore,
     searcher: &Searcher,
@@ -152,16 +143,12 @@ pub fn search_texts(
     queries: &[String],
     k: usize,
     batch_tokens: usize,
-) -> Result<Vec<Vec<Scored>>> {
+) -> Result<Vec<Ranking>> {
     let vectors = encoder.embed(queries, TextRole::Query, batch_tokens, |_| {})?.vectors;
     let mut flat = Vec::with_capacity(vectors.len() * encoder.dim());
     for mut v in vectors {
         crate::store::normalize(&mut v);
         flat.extend(v);
     }
-    let hits = searcher.search(store, &flat, k);
-    Ok(hits
-        .into_iter()
-        .map(|row| row.into_iter().map(|Hit { row, score }| Scored { id: store.ids()[row].clone(), score }).collect())
-        .collect())
+    Ok(searcher.search(store, &flat, k).iter().map(|hits| exact::ranking_of(hits, store.ids())).collect())
 }

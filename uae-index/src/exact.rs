@@ -3,14 +3,16 @@
 //! per query.
 //!
 //! Scores are inner products of normalised vectors (cosine similarity).
-//! Results are ordered by score descending, then by document id ascending
-//! (bytewise), the same order the metrics use, so ties are deterministic.
+//! Results are in the one ranking order of `uae_data::ranking` (score
+//! descending, then document id ascending, bytewise), the order the metrics
+//! use, so ties are deterministic.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
+use uae_data::ranking::{self, Ranking};
 
 use crate::dot::dot;
 
@@ -51,11 +53,10 @@ impl PartialEq for Worse<'_> {
 }
 impl Eq for Worse<'_> {}
 
-/// The ranking order: `Less` when `a` ranks before `b` (higher score, or the
-/// same score and a smaller id). NaN scores rank last.
+/// The ranking order of two rows (`uae_data::ranking::order` on their ids
+/// and scores): `Less` when `a` ranks before `b`.
 pub fn rank_order(a: Hit, b: Hit, ids: &[String]) -> Ordering {
-    let score = |h: Hit| if h.score.is_nan() { f32::NEG_INFINITY } else { h.score };
-    score(b).total_cmp(&score(a)).then_with(|| ids[a.row].as_bytes().cmp(ids[b.row].as_bytes()))
+    ranking::order((&ids[a.row], f64::from(a.score)), (&ids[b.row], f64::from(b.score)))
 }
 
 /// The `k` best hits offered so far. Scores below the k-th best are turned
@@ -115,6 +116,41 @@ impl<'a> TopK<'a> {
     fn into_sorted(self) -> Vec<Hit> {
         self.heap.into_sorted_vec().into_iter().map(|w| w.hit).collect()
     }
+}
+
+/// The hits of one query as a ranking of the ids of their rows.
+pub fn ranking_of(hits: &[Hit], ids: &[String]) -> Ranking {
+    hits.iter().map(|h| ranking::Hit::new(ids[h.row].clone(), h.score)).collect()
+}
+
+/// Exact search where each query may see only some rows: the whole of
+/// `vectors` when `pools` is `None` (all queries in one blocked product),
+/// else the rows `pools[i]` for query `i` (docs/method.md, "Mining and
+/// candidate pools"). Queries are row-major unit vectors; returns each
+/// query's `k` best documents in ranking order.
+pub fn search_pools(
+    vectors: &[f32],
+    ids: &[String],
+    dim: usize,
+    queries: &[f32],
+    pools: Option<&[Vec<usize>]>,
+    k: usize,
+) -> Vec<Ranking> {
+    let Some(pools) = pools else {
+        return search(vectors, ids, dim, queries, k).iter().map(|hits| ranking_of(hits, ids)).collect();
+    };
+    pools
+        .iter()
+        .zip(queries.chunks_exact(dim))
+        .map(|(rows, query)| {
+            let pool_ids: Vec<String> = rows.iter().map(|&r| ids[r].clone()).collect();
+            let mut pool_vectors = Vec::with_capacity(rows.len() * dim);
+            for &r in rows {
+                pool_vectors.extend_from_slice(&vectors[r * dim..(r + 1) * dim]);
+            }
+            ranking_of(&search(&pool_vectors, &pool_ids, dim, query, k)[0], &pool_ids)
+        })
+        .collect()
 }
 
 /// Searches `queries` (row-major `n x dim`, normalised) against `vectors`

@@ -1,17 +1,12 @@
-//! uae-index: corpus embedding, exact and approximate search, data-set
-//! loaders, ranking metrics, and the comparison report with its charts.
+//! uae-index: the on-disk vector store, exact, HNSW and BM25 search, and
+//! candidate mining.
 
 pub mod bench;
 pub mod bm25;
 pub mod corpus_index;
-pub mod data;
 pub mod dot;
 pub mod exact;
 pub mod hnsw;
-pub mod metrics;
-pub mod npy;
-pub mod plot;
-pub mod report;
-pub mod store;
-pub mod trec;
 pub mod mine;
+pub mod npy;
+pub mod store;

@@ -10,12 +10,12 @@
 use std::collections::{BTreeMap, HashSet};
 
 use anyhow::{Result, bail};
-use serde::{Deserialize, Serialize};
 
 use uae_model::encoder::{BiEncoder, TextRole};
 
-use crate::bm25::Bm25Index;
-use crate::data::{DataSet, Passage, Query};
+use uae_data::ranking::{self, Hit, Ranking};
+use uae_data::{CandidateLine, DataSet, Passage, Progress, Query};
+
 use crate::exact;
 use crate::store::normalize;
 
@@ -23,35 +23,18 @@ use crate::store::normalize;
 /// al. 2009 use 60).
 pub const RRF_K: f64 = 60.0;
 
-/// One line of `candidates.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CandidateLine {
-    /// The query.
-    pub query_id: String,
-    /// The candidate passages, best first by the retriever.
-    pub doc_ids: Vec<String>,
-    /// The candidates that are relevant according to the qrels.
-    pub relevant: Vec<String>,
-    /// Relevant passages the retriever missed, inserted into the pool.
-    pub inserted: Vec<String>,
-}
-
-/// A ranked list of (document id, score), best first.
-pub type Ranking = Vec<(String, f32)>;
-
 /// Fuses rankings by reciprocal rank: each document scores the sum over the
-/// rankings of `1 / (RRF_K + rank)`, ranks counted from 1. Ties are broken by
-/// document id.
+/// rankings of `1 / (RRF_K + rank)`, ranks counted from 1, and the result is
+/// in the one ranking order (ties by document id).
 pub fn reciprocal_rank_fusion(rankings: &[&Ranking]) -> Ranking {
     let mut fused: BTreeMap<&str, f64> = BTreeMap::new();
     for ranking in rankings {
-        for (rank, (id, _)) in ranking.iter().enumerate() {
-            *fused.entry(id).or_default() += 1.0 / (RRF_K + rank as f64 + 1.0);
+        for (rank, hit) in ranking.iter().enumerate() {
+            *fused.entry(&hit.id).or_default() += 1.0 / (RRF_K + rank as f64 + 1.0);
         }
     }
-    let mut out: Vec<(String, f32)> = fused.into_iter().map(|(id, s)| (id.to_string(), s as f32)).collect();
-    // The map iterates ids in order and the sort is stable: ties keep id order.
-    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut out: Ranking = fused.into_iter().map(|(id, s)| Hit::new(id, s)).collect();
+    ranking::sort(&mut out);
     out
 }
 
@@ -63,7 +46,7 @@ pub fn with_relevant(query_id: &str, ranking: &Ranking, relevant: &[&str], k: us
         bail!("query {query_id} has {} relevant passages, more than --k {k}: raise --k", relevant.len());
     }
     let rel: HashSet<&str> = relevant.iter().copied().collect();
-    let mut doc_ids: Vec<String> = ranking.iter().take(k).map(|(id, _)| id.clone()).collect();
+    let mut doc_ids: Vec<String> = ranking.iter().take(k).map(|h| h.id.clone()).collect();
     let present: HashSet<String> = doc_ids.iter().cloned().collect();
     let missing: Vec<String> = relevant.iter().filter(|id| !present.contains(**id)).map(|id| id.to_string()).collect();
     for id in &missing {
@@ -86,30 +69,10 @@ pub fn split_queries<'a>(data: &'a DataSet, split: &str) -> Result<Vec<(&'a Quer
         .queries_of_split(split)?
         .into_iter()
         .map(|q| {
-            let relevant = qrels
-                .and_then(|qr| qr.get(&q.id))
-                .map(|docs| docs.iter().filter(|(_, g)| **g >= 1).map(|(d, _)| d.as_str()).collect())
-                .unwrap_or_default();
+            let relevant = qrels.map(|qr| qr.relevant(&q.id).collect()).unwrap_or_default();
             (q, relevant)
         })
         .collect())
-}
-
-/// The passages a query may retrieve from: its document pool when the data
-/// set has pools and `per_document` is set, else the whole corpus.
-pub fn pool_of<'a>(data: &'a DataSet, query: &Query, per_document: bool) -> Result<Vec<&'a Passage>> {
-    if !per_document {
-        return Ok(data.corpus.as_slice().iter().collect());
-    }
-    let Some(pools) = &data.pools else {
-        bail!("--pool document needs per-document pools (QASPER-style data); this data set has none");
-    };
-    let Some(ids) = pools.get(&query.id) else {
-        bail!("query {} has no document pool", query.id);
-    };
-    ids.iter()
-        .map(|id| data.corpus.get(id).ok_or_else(|| anyhow::anyhow!("pool of query {} names unknown passage {id}", query.id)))
-        .collect()
 }
 
 /// Dense rankings of the top `k` passages for each of `queries`, from
@@ -152,44 +115,90 @@ pub fn dense_rankings_over(
     }
     let query_texts: Vec<String> = queries.iter().map(|q| q.text.clone()).collect();
     let query_rows = unit_rows(encoder.embed(&query_texts, TextRole::Query, batch_tokens, |_| {})?.vectors);
-    let dim = encoder.dim();
     let ids: Vec<String> = passages.iter().map(|p| p.id.clone()).collect();
-    if !per_document {
-        let hits = exact::search(&corpus, &ids, dim, &query_rows, k);
-        return Ok(hits.into_iter().map(|h| h.into_iter().map(|h| (ids[h.row].clone(), h.score)).collect()).collect());
-    }
-    queries
-        .iter()
-        .enumerate()
-        .map(|(qi, query)| {
-            let pool = pool_of(data, query, true)?;
-            let pool_ids: Vec<String> = pool.iter().map(|p| p.id.clone()).collect();
-            let mut pool_rows = Vec::with_capacity(pool.len() * dim);
-            for p in &pool {
-                let row = data.corpus.position(&p.id).expect("pool passages are in the corpus");
-                pool_rows.extend_from_slice(&corpus[row * dim..(row + 1) * dim]);
-            }
-            let hits = exact::search(&pool_rows, &pool_ids, dim, &query_rows[qi * dim..(qi + 1) * dim], k);
-            Ok(hits[0].iter().map(|h| (pool_ids[h.row].clone(), h.score)).collect())
-        })
-        .collect()
+    let pools = if per_document {
+        Some(queries.iter().map(|q| Ok(data.pool_rows(q, true)?.expect("per-document pools"))).collect::<Result<Vec<_>>>()?)
+    } else {
+        None
+    };
+    Ok(exact::search_pools(corpus, &ids, encoder.dim(), &query_rows, pools.as_deref(), k))
 }
 
-/// BM25 rankings of the top `k` passages for each of `queries`: one index
-/// over the corpus, or with `per_document` a small in-memory index per pool.
-pub fn bm25_rankings(data: &DataSet, queries: &[&Query], per_document: bool, k: usize) -> Result<Vec<Ranking>> {
-    if !per_document {
-        let index = Bm25Index::build(data.corpus.as_slice(), None)?;
-        let texts: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
-        return index.search_batch(&texts, k);
+/// The retriever that proposes a query's candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retriever {
+    /// Exact cosine search with the bi-encoder.
+    Dense,
+    /// BM25 (tantivy).
+    Bm25,
+    /// Both, fused by reciprocal rank, each list `4k` deep.
+    Hybrid,
+}
+
+/// What [`mine`] mines.
+#[derive(Debug, Clone)]
+pub struct MineOptions {
+    /// The split whose queries get candidates.
+    pub split: String,
+    /// Candidates per query.
+    pub k: usize,
+    /// How candidates are retrieved.
+    pub retriever: Retriever,
+    /// Search each query's own document pool instead of the whole corpus.
+    pub per_document: bool,
+    /// Padded tokens per forward pass of the encoder.
+    pub batch_tokens: usize,
+}
+
+/// The dense side of mining: the encoder, and the corpus vectors it made
+/// when they are reused from an index (else the corpus is embedded).
+pub struct DenseSource<'a> {
+    /// The bi-encoder.
+    pub encoder: &'a BiEncoder,
+    /// Unit-length corpus vectors, one row per passage in corpus order.
+    pub corpus: Option<&'a [f32]>,
+}
+
+/// Mines the candidates of every query of `options.split` (docs/method.md,
+/// "Mining and candidate pools"), one line per query in query-file order;
+/// `dense` is needed for the dense and hybrid retrievers. Embedding the
+/// corpus reports its progress in passages.
+pub fn mine(data: &DataSet, dense: Option<DenseSource>, options: &MineOptions, progress: &dyn Progress) -> Result<Vec<CandidateLine>> {
+    if options.k == 0 {
+        bail!("--k must be at least 1");
     }
-    queries
-        .iter()
-        .map(|query| {
-            let pool: Vec<Passage> = pool_of(data, query, true)?.into_iter().cloned().collect();
-            Bm25Index::build(&pool, None)?.search(&query.text, k)
-        })
-        .collect()
+    let queries = split_queries(data, &options.split)?;
+    let query_refs: Vec<&Query> = queries.iter().map(|(q, _)| *q).collect();
+    // Fusion looks deeper than k so that a passage ranked just below the cut
+    // by one retriever can still win on agreement.
+    let depth = if options.retriever == Retriever::Hybrid { options.k * 4 } else { options.k };
+    let dense_rankings = match (options.retriever, dense) {
+        (Retriever::Bm25, _) => None,
+        (_, None) => bail!("dense retrieval needs a bi-encoder (--model)"),
+        (_, Some(DenseSource { encoder, corpus: Some(vectors) })) => {
+            Some(dense_rankings_over(encoder, data, vectors, &query_refs, options.per_document, depth, options.batch_tokens)?)
+        }
+        (_, Some(DenseSource { encoder, corpus: None })) => {
+            progress.start(data.corpus.len() as u64, "passages");
+            let r = dense_rankings(encoder, data, &query_refs, options.per_document, depth, options.batch_tokens, |n| {
+                progress.advance(n as u64)
+            })?;
+            progress.finish();
+            Some(r)
+        }
+    };
+    let lexical = if options.retriever == Retriever::Dense {
+        None
+    } else {
+        Some(crate::bm25::rankings(data, &query_refs, options.per_document, depth)?)
+    };
+    let rankings: Vec<Ranking> = match (dense_rankings, lexical) {
+        (Some(d), Some(l)) => d.iter().zip(&l).map(|(d, l)| reciprocal_rank_fusion(&[d, l])).collect(),
+        (Some(d), None) => d,
+        (None, Some(l)) => l,
+        (None, None) => unreachable!("every retriever ranks with dense search, BM25 or both"),
+    };
+    queries.iter().zip(&rankings).map(|((query, relevant), ranking)| with_relevant(&query.id, ranking, relevant, options.k)).collect()
 }
 
 /// Split hygiene of candidates mined for training: every query must be
@@ -207,7 +216,7 @@ pub fn check_split_hygiene(
     let mut held_gold: BTreeMap<&str, &str> = BTreeMap::new();
     for split in held_out {
         let Some(qrels) = data.qrels.get(*split) else { bail!("split {split:?} is not loaded") };
-        for (query, judged) in qrels {
+        for (query, judged) in qrels.iter() {
             for (doc, &grade) in judged {
                 if grade > 0 {
                     held_gold.insert(doc, query);
@@ -217,14 +226,13 @@ pub fn check_split_hygiene(
     }
     for (n, line) in candidates.iter().enumerate() {
         let at = || format!("{source}:{}", n + 1);
-        if !train_qrels.contains_key(&line.query_id) {
+        if !train_qrels.contains(&line.query_id) {
             bail!("{}: query {:?} is not a {train} query", at(), line.query_id);
         }
-        if let Some(split) = held_out.iter().find(|s| data.qrels[**s].contains_key(&line.query_id)) {
+        if let Some(split) = held_out.iter().find(|s| data.qrels[**s].contains(&line.query_id)) {
             bail!("{}: query {:?} is also judged in the held-out {split} split", at(), line.query_id);
         }
-        let gold = train_qrels[&line.query_id].iter().filter(|(_, g)| **g > 0).map(|(d, _)| d.as_str());
-        for doc in gold {
+        for doc in train_qrels.relevant(&line.query_id) {
             if let Some(query) = held_gold.get(doc) {
                 bail!("{}: passage {doc:?} is gold for training query {:?} and for held-out query {query:?}", at(), line.query_id);
             }
@@ -249,7 +257,7 @@ mod tests {
     use super::*;
 
     fn ranking(ids: &[&str]) -> Ranking {
-        ids.iter().enumerate().map(|(i, id)| (id.to_string(), 1.0 - i as f32 * 0.1)).collect()
+        ids.iter().enumerate().map(|(i, id)| Hit::new(*id, 1.0 - i as f64 * 0.1)).collect()
     }
 
     #[test]
@@ -269,20 +277,14 @@ mod tests {
         let lexical = ranking(&["c", "b", "a"]);
         let fused = reciprocal_rank_fusion(&[&dense, &lexical]);
         // b is second in both; a and c tie (first once, third once) and sort by id.
-        assert_eq!(fused.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), vec!["a", "c", "b"]);
-        assert!(fused[0].1 > fused[2].1);
-        assert_eq!(fused[0].1, fused[1].1);
+        assert_eq!(fused.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), vec!["a", "c", "b"]);
+        assert!(fused[0].score > fused[2].score);
+        assert_eq!(fused[0].score, fused[1].score);
     }
 
     #[test]
     fn split_hygiene_rejects_held_out_queries_and_shared_gold() {
-        let qrels = |pairs: &[(&str, &str)]| -> crate::data::Qrels {
-            let mut q = crate::data::Qrels::new();
-            for (query, doc) in pairs {
-                q.entry(query.to_string()).or_default().insert(doc.to_string(), 1);
-            }
-            q
-        };
+        let qrels = |pairs: &[(&str, &str)]| uae_data::Qrels::from_triples(pairs.iter().map(|&(q, d)| (q, d, 1)));
         let mut data = DataSet::default();
         data.qrels.insert("train".into(), qrels(&[("t1", "a"), ("t2", "b")]));
         data.qrels.insert("test".into(), qrels(&[("x1", "c")]));
@@ -290,10 +292,10 @@ mod tests {
         let check = |data: &DataSet, lines: &[CandidateLine]| check_split_hygiene(data, lines, "train", &["test"], "c.jsonl");
         check(&data, &[line("t1"), line("t2")]).unwrap();
         assert!(check(&data, &[line("t1"), line("x1")]).unwrap_err().to_string().contains("c.jsonl:2: query \"x1\" is not a train query"));
-        data.qrels.get_mut("test").unwrap().insert("t2".into(), [("z".to_string(), 1)].into());
+        data.qrels.get_mut("test").unwrap().insert_query("t2", [("z".to_string(), 1)].into());
         assert!(check(&data, &[line("t2")]).unwrap_err().to_string().contains("also judged in the held-out test split"));
-        data.qrels.get_mut("test").unwrap().remove("t2");
-        data.qrels.get_mut("test").unwrap().insert("x2".into(), [("b".to_string(), 1)].into());
+        data.qrels.get_mut("test").unwrap().remove_query("t2");
+        data.qrels.get_mut("test").unwrap().insert_query("x2", [("b".to_string(), 1)].into());
         assert!(check(&data, &[line("t2")]).unwrap_err().to_string().contains("gold for training query"));
     }
 }

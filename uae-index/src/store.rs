@@ -13,12 +13,13 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
+use uae_data::atomic::{publish, stage};
 
 /// The index format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -220,36 +221,9 @@ fn write_files(
         vectors_crc32: crc32fast::hash(&vectors),
         ids_crc32: crc32fast::hash(&id_lines),
     };
-    let staged = [
-        stage(dir, VECTORS, &vectors)?,
-        stage(dir, IDS, &id_lines)?,
-        stage(dir, HEADER, serde_json::to_string_pretty(&header)?.as_bytes())?,
-    ];
-    for (tmp, name) in staged {
-        let target = dir.join(name);
-        tmp.persist(&target).with_context(|| format!("cannot write {}", target.display()))?;
-    }
-    Ok(())
-}
-
-/// Writes `bytes` to `dir/name` through a synced temporary file, so that a
-/// reader sees the old file or the new one, never a torn one.
-pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let (tmp, name) = stage(dir, name, bytes)?;
-    let target = dir.join(name);
-    tmp.persist(&target).with_context(|| format!("cannot write {}", target.display()))?;
-    Ok(())
-}
-
-/// Writes `bytes` to a synced temporary file in `dir`, to be renamed to `name`.
-pub(crate) fn stage<'a>(dir: &Path, name: &'a str, bytes: &[u8]) -> Result<(tempfile::NamedTempFile, &'a str)> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    Ok((tmp, name))
+    let header = serde_json::to_string_pretty(&header)?;
+    let staged = [stage(dir, VECTORS, &vectors)?, stage(dir, IDS, &id_lines)?, stage(dir, HEADER, header.as_bytes())?];
+    publish(dir, staged)
 }
 
 fn read_ids(bytes: &[u8], path: &Path) -> Result<Vec<String>> {

@@ -11,6 +11,54 @@ use crate::sentence::{Pooling, SentenceConfig};
 use crate::source::ModelDir;
 use crate::tokenize::TextTokenizer;
 
+/// What `fingerprints/<key>.json` in uae's cache records of a file.
+#[derive(serde::Serialize, serde::Deserialize, PartialEq)]
+struct FileStamp {
+    path: String,
+    len: u64,
+    modified_ns: u128,
+    crc32: u32,
+}
+
+/// Files below this size are checksummed every time: reading them costs
+/// less than the cache.
+const STAMP_MIN_BYTES: u64 = 16 << 20;
+
+/// The CRC-32 of a file's contents and its length, from uae's cache when the
+/// file's path, size and modification time are those recorded; computed (and
+/// recorded, when the cache is writable) otherwise.
+fn file_crc32(path: &std::path::Path) -> Result<(u32, u64)> {
+    let read_err = |e: std::io::Error| anyhow::anyhow!("cannot read {}: {e}", path.display());
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    let modified_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .filter(|_| meta.len() >= STAMP_MIN_BYTES);
+    let full = std::fs::canonicalize(path).map_err(read_err)?.display().to_string();
+    let key = format!("{:08x}.json", crc32fast::hash(full.as_bytes()));
+    let dir = uae_data::cache::uae_cache().join("fingerprints");
+    if let Some(modified_ns) = modified_ns
+        && let Ok(stamp) = uae_data::json::read_json::<FileStamp>(&dir.join(&key))
+        && stamp.path == full
+        && stamp.len == meta.len()
+        && stamp.modified_ns == modified_ns
+    {
+        return Ok((stamp.crc32, stamp.len));
+    }
+    let crc32 = crc32fast::hash(&std::fs::read(path).map_err(read_err)?);
+    if let Some(modified_ns) = modified_ns {
+        let stamp = FileStamp { path: full, len: meta.len(), modified_ns, crc32 };
+        // A cache that cannot be written only costs the next search a re-read.
+        let _ = std::fs::create_dir_all(&dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| Ok(serde_json::to_vec(&stamp)?))
+            .and_then(|bytes| uae_data::atomic::write_atomically(&dir, &key, &bytes));
+    }
+    Ok((crc32, meta.len()))
+}
+
 /// Whether a text is a query or a passage; they may get different prefixes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextRole {
@@ -118,13 +166,18 @@ impl BiEncoder {
     /// A fingerprint of everything that decides the embeddings: the weights,
     /// `config.json`, pooling, normalisation, prefixes and maximum length.
     /// Indexes store it so that queries are never embedded by another model.
+    ///
+    /// The weights' checksum is kept in uae's cache (`fingerprints/`), keyed
+    /// by the file's path, size and modification time, so a search does not
+    /// read the whole weights file again; any change of the file recomputes it.
     pub fn fingerprint(&self) -> Result<String> {
         let mut hasher = crc32fast::Hasher::new();
-        for name in ["config.json", "model.safetensors"] {
-            let path = self.dir.file(name);
-            let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-            hasher.update(&bytes);
-        }
+        let config = self.dir.file("config.json");
+        let bytes = std::fs::read(&config).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", config.display()))?;
+        hasher.update(&bytes);
+        // The same value as hashing the weights' bytes after the config's.
+        let (crc, len) = file_crc32(&self.dir.file("model.safetensors"))?;
+        hasher.combine(&crc32fast::Hasher::new_with_initial_len(crc, len));
         hasher.update(format!("{:?}|{}", self.sentence, self.max_length()).as_bytes());
         Ok(format!("crc32:{:08x}", hasher.finalize()))
     }

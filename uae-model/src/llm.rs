@@ -286,7 +286,7 @@ impl TokenizerConfig {
         let mut out = Self::default();
         let path = dir.join("tokenizer_config.json");
         if path.is_file() {
-            let json: serde_json::Value = crate::sentence::read_json(&path)?;
+            let json: serde_json::Value = uae_data::json::read_json(&path)?;
             let token = |key: &str| match json.get(key) {
                 Some(serde_json::Value::String(s)) => Some(s.clone()),
                 Some(serde_json::Value::Object(o)) => o.get("content").and_then(|c| c.as_str()).map(str::to_string),

@@ -9,10 +9,11 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Deserialize;
 
 use crate::source::ModelDir;
+use uae_data::json::read_json;
 
 /// How token vectors become one sentence vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,12 +144,6 @@ fn parse_pooling(file: &PoolingFile, path: &Path) -> Result<Pooling> {
             path.display()
         ),
     }
-}
-
-/// Reads and parses a JSON file, naming the file in any error.
-pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ impl ModelDir {
         )?;
         let index = dir.file("model.safetensors.index.json");
         let weights: Vec<String> = if index.is_file() {
-            let json: serde_json::Value = crate::sentence::read_json(&index)?;
+            let json: serde_json::Value = uae_data::json::read_json(&index)?;
             let mut shards: Vec<String> = json
                 .get("weight_map")
                 .and_then(|m| m.as_object())
@@ -151,24 +151,6 @@ impl ModelDir {
     pub fn file(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
-}
-
-/// uae's cache folder: `$UAE_CACHE`, or `~/.cache/uae`.
-pub fn uae_cache() -> PathBuf {
-    match std::env::var_os("UAE_CACHE") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/uae"),
-    }
-}
-
-/// `path` under the cache's `models/` folder, where `assets/fetch.sh NAME`
-/// puts model files; an error names the fetch command when it is missing.
-pub fn fetched_model(path: &str, fetch_name: &str) -> Result<PathBuf> {
-    let full = uae_cache().join("models").join(path);
-    if !full.exists() {
-        bail!("{} is missing: run assets/fetch.sh {fetch_name}", full.display());
-    }
-    Ok(full)
 }
 
 /// `org/name` or `name`, made of the characters the hub allows.

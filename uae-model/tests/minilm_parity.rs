@@ -5,7 +5,6 @@
 //! `assets/fixtures/minilm_reference.json`; the weights are fetched by
 //! `assets/fetch.sh` into `$UAE_CACHE/models/all-MiniLM-L6-v2`.
 
-use std::path::PathBuf;
 
 use burn::tensor::Device;
 use serde::Deserialize;
@@ -17,13 +16,6 @@ struct Reference {
     texts: Vec<String>,
     input_ids: Vec<Vec<u32>>,
     embeddings: Vec<Vec<f32>>,
-}
-
-fn model_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("UAE_MINILM_DIR") {
-        return dir.into();
-    }
-    uae_model::source::fetched_model("all-MiniLM-L6-v2/model.safetensors", "minilm").unwrap().parent().unwrap().to_path_buf()
 }
 
 fn reference() -> Reference {
@@ -40,9 +32,10 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn minilm_matches_sentence_transformers() {
+    let Some(model_dir) = uae_test_support::weights::minilm() else { return };
     let reference = reference();
     let device = Device::flex();
-    let encoder = BiEncoder::load(model_dir().to_str().unwrap(), &device, &EncoderOptions::default()).unwrap();
+    let encoder = BiEncoder::load(model_dir.to_str().unwrap(), &device, &EncoderOptions::default()).unwrap();
     assert_eq!(encoder.max_length(), reference.max_seq_length);
 
     let encoded = encoder.tokenizer.encode(&reference.texts).unwrap();

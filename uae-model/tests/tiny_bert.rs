@@ -4,7 +4,7 @@
 use burn::prelude::*;
 use uae_model::bert::{BertConfig, BertModel, TokenBatch};
 use uae_model::encoder::{BiEncoder, EncoderOptions, TextRole};
-use uae_model::tiny::{TinyBertSpec, write_tiny_bert};
+use uae_test_support::tiny_bert::{TinyBertSpec, write_tiny_bert};
 
 fn tiny(spec: &TinyBertSpec) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

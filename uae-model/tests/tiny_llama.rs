@@ -4,7 +4,7 @@
 
 use burn::prelude::*;
 use uae_model::llm::CausalLm;
-use uae_model::tiny_llama::{TinyLlamaSpec, write_tiny_llama, write_tiny_llama_gguf};
+use uae_test_support::tiny_llama::{TinyLlamaSpec, write_tiny_llama, write_tiny_llama_gguf};
 
 fn device() -> Device {
     Device::flex()

@@ -1,7 +1,7 @@
 //! Answer generation for the end-to-end comparison: the generator reads the
 //! top-1 passage a retriever found and answers the question greedily; token
 //! F1 and exact match against the gold answers then tell how much the
-//! retrieved passage helped (`uae_index::metrics::{token_f1, exact_match}`).
+//! retrieved passage helped (`uae_eval::metrics::{token_f1, exact_match}`).
 
 use anyhow::Result;
 use uae_model::llm::CausalLm;

@@ -1,6 +1,6 @@
 //! Utility labelling: for each query and each of its candidate passages, the
-//! perplexity reduction the passage brings to the gold answer (research.md
-//! section 1):
+//! perplexity reduction the passage brings to the gold answer
+//! (docs/method.md, "Utility"):
 //!
 //! `U(q, d) = mean log p(answer | prompt(q, d)) - mean log p(answer | prompt(q))`
 //!
@@ -8,74 +8,26 @@
 //! computed once per query. The answer is the query's first gold answer.
 //!
 //! Output is append-only JSON lines, one per query, each written, flushed and
-//! synced before the next is started. A restarted run reads the file, drops a
-//! torn last line (a kill in the middle of a write) and skips the queries
-//! already there, so a kill loses at most the queries in flight. A sidecar
+//! synced before the next is started. A restarted run reads the file, cuts a
+//! torn last line (a kill in the middle of a write; the rule of
+//! `uae_data::jsonl::read_appended`) and skips the queries already there, so a kill loses at most the queries in flight. A sidecar
 //! `<out>.meta.json` records the teacher and prompt, and a resume with other
 //! settings is refused rather than mixing two labellings in one file.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::fs::OpenOptions;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use uae_index::data::{DataSet, Qrels};
-use uae_index::report::TeacherAgreement;
+use uae_data::jsonl::{read_appended, repair_tail};
+use uae_data::records::read_candidates;
+use uae_data::{CandidateLine, DataSet, LabelLine};
 use uae_model::llm::CausalLm;
 
 use crate::prompt::{UtilityPrompt, fit_passage};
 use crate::score::{ScoreItem, score_all};
-
-/// One line of the candidates file (other fields, such as `relevant`, are
-/// ignored).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct CandidateInput {
-    /// The query.
-    pub query_id: String,
-    /// Its candidate passages.
-    pub doc_ids: Vec<String>,
-}
-
-/// One line of `labels.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LabelLine {
-    /// The query.
-    pub query_id: String,
-    /// Its candidates, in the candidates file's order.
-    pub doc_ids: Vec<String>,
-    /// `logp_with[i] - logp_without`, per candidate.
-    pub utilities: Vec<f64>,
-    /// Mean answer log-likelihood with each candidate in the prompt.
-    pub logp_with: Vec<f64>,
-    /// Mean answer log-likelihood without a passage.
-    pub logp_without: f64,
-}
-
-/// How often the highest-utility candidate of each labelled query in
-/// `labels` is relevant in `qrels`, over the queries with a relevant
-/// candidate (research.md section 1, FlagEmbedding #553). Ties go to the
-/// earlier candidate.
-pub fn teacher_agreement(labels: &Path, qrels: &Qrels) -> Result<TeacherAgreement> {
-    let lines: Vec<LabelLine> = uae_model::jsonl::read(&labels.display().to_string())?;
-    let mut a = TeacherAgreement { queries: 0, top_is_gold: 0, mean_gold_rank: 0.0, mean_candidates: 0.0 };
-    for line in lines {
-        let gold = |d: &String| qrels.get(&line.query_id).and_then(|j| j.get(d)).is_some_and(|&g| g > 0);
-        let mut order: Vec<usize> = (0..line.doc_ids.len()).collect();
-        order.sort_by(|&x, &y| line.utilities[y].total_cmp(&line.utilities[x]));
-        let Some(rank) = order.iter().position(|&i| gold(&line.doc_ids[i])) else { continue };
-        a.queries += 1;
-        a.top_is_gold += usize::from(rank == 0);
-        a.mean_gold_rank += (rank + 1) as f64;
-        a.mean_candidates += line.doc_ids.len() as f64;
-    }
-    if a.queries > 0 {
-        a.mean_gold_rank /= a.queries as f64;
-        a.mean_candidates /= a.queries as f64;
-    }
-    Ok(a)
-}
 
 /// Which part of the queries this process labels: those whose position in
 /// the candidates file is `index` modulo `count`.
@@ -160,22 +112,6 @@ pub struct LabelProgress {
     pub tokens: usize,
 }
 
-/// Reads a candidates file, naming the file and line of a malformed line.
-pub fn read_candidates(path: &Path) -> Result<Vec<(usize, CandidateInput)>> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("{}:{}: cannot read the line", path.display(), i + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let record: CandidateInput = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: invalid candidates line", path.display(), i + 1))?;
-        out.push((i + 1, record));
-    }
-    Ok(out)
-}
-
 /// The settings that decide the numbers; a resume must use the same ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct LabelMeta {
@@ -199,12 +135,8 @@ pub fn label(
 ) -> Result<LabelReport> {
     options.prompt.validate()?;
     let candidates = read_candidates(candidates_path)?;
-    let mut seen = std::collections::HashMap::new();
     for (line, c) in &candidates {
         let at = || format!("{}:{line}", candidates_path.display());
-        if let Some(first) = seen.insert(c.query_id.as_str(), *line) {
-            bail!("{}: query {:?} already appears on line {first}", at(), c.query_id);
-        }
         if data.queries.get(&c.query_id).is_none() {
             bail!("{}: unknown query id {:?} (not in the data set's queries)", at(), c.query_id);
         }
@@ -280,7 +212,7 @@ pub fn label(
 fn build_items(
     lm: &CausalLm,
     data: &DataSet,
-    step: &[&CandidateInput],
+    step: &[&CandidateLine],
     options: &LabelOptions,
     report: &mut LabelReport,
 ) -> Result<(Vec<ScoreItem>, Vec<(usize, usize)>)> {
@@ -339,39 +271,18 @@ fn check_meta(out: &Path, meta: &LabelMeta) -> Result<()> {
         }
         return Ok(());
     }
-    let text = serde_json::to_string_pretty(meta)?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    uae_data::atomic::write_file_atomically(&path, serde_json::to_string_pretty(meta)?.as_bytes())
 }
 
-/// The query ids already in `out`. A last line without its newline is the
-/// trace of a killed write: it is cut off the file (returned flag). Any other
-/// malformed line is an error naming it.
+/// The query ids already in `out`, after cutting a torn last line off the
+/// file (returned flag). Any other malformed line is an error naming it.
 fn finished_queries(out: &Path) -> Result<(HashSet<String>, bool)> {
-    let mut done = HashSet::new();
-    let Ok(mut file) = OpenOptions::new().read(true).write(true).open(out) else {
-        return Ok((done, false));
-    };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).with_context(|| format!("cannot read {}", out.display()))?;
-    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let repaired = complete < bytes.len();
-    if repaired {
-        file.set_len(complete as u64).with_context(|| format!("cannot repair {}", out.display()))?;
-        file.seek(SeekFrom::End(0))?;
-        file.sync_data()?;
+    if !out.exists() {
+        return Ok((HashSet::new(), false));
     }
-    for (i, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let record: LabelLine = serde_json::from_slice(line)
-            .with_context(|| format!("{}:{}: not a label line; is this a labels file?", out.display(), i + 1))?;
-        done.insert(record.query_id);
-    }
-    Ok((done, repaired))
+    let repaired = repair_tail::<LabelLine>(out)?;
+    let labels = read_appended::<LabelLine>(out, "label line; is this a labels file?")?;
+    Ok((labels.records.into_iter().map(|(_, l)| l.query_id).collect(), repaired))
 }
 
 #[cfg(test)]
@@ -408,35 +319,6 @@ mod tests {
         std::fs::write(&out, "not json\n").unwrap();
         let err = finished_queries(&out).unwrap_err().to_string();
         assert!(err.contains("labels.jsonl:1"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn teacher_agreement_counts_top_gold_candidates() {
-        let dir = std::env::temp_dir().join(format!("uae-agreement-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("labels.jsonl");
-        let line = |q: &str, docs: &[&str], u: &[f64]| {
-            serde_json::to_string(&LabelLine {
-                query_id: q.into(),
-                doc_ids: docs.iter().map(|d| d.to_string()).collect(),
-                utilities: u.to_vec(),
-                logp_with: u.to_vec(),
-                logp_without: 0.0,
-            })
-            .unwrap()
-        };
-        let text = [
-            line("q1", &["a", "g1"], &[0.1, 0.5]),
-            line("q2", &["g2", "b", "c"], &[0.0, 0.3, 0.2]),
-            line("q3", &["x"], &[1.0]),
-        ]
-        .join("\n");
-        std::fs::write(&path, text).unwrap();
-        let qrels: Qrels =
-            [("q1", "g1"), ("q2", "g2"), ("q3", "y")].iter().map(|(q, d)| (q.to_string(), [(d.to_string(), 1)].into())).collect();
-        let a = teacher_agreement(&path, &qrels).unwrap();
-        assert_eq!((a.queries, a.top_is_gold, a.mean_gold_rank, a.mean_candidates), (2, 1, 2.0, 2.5));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

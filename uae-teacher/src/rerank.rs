@@ -6,6 +6,7 @@
 //! answer; every candidate costs one teacher pass.
 
 use anyhow::{Result, bail};
+use uae_data::ranking::{self, Hit, Ranking};
 use uae_model::llm::{CausalLm, ChatMessage};
 
 use crate::prompt::fit_passage;
@@ -61,16 +62,12 @@ pub fn question_likelihoods(lm: &CausalLm, question: &str, passages: &[&str], op
 }
 
 /// Orders `candidates` (document id, passage text) by
-/// [`question_likelihoods`], best first; ties keep the first-stage order.
-pub fn rerank(
-    lm: &CausalLm,
-    question: &str,
-    candidates: &[(String, String)],
-    options: &RerankOptions,
-) -> Result<Vec<(String, f64)>> {
+/// [`question_likelihoods`], in the one ranking order (docs/method.md,
+/// "Ranking order": score descending, then document id).
+pub fn rerank(lm: &CausalLm, question: &str, candidates: &[(String, String)], options: &RerankOptions) -> Result<Ranking> {
     let texts: Vec<&str> = candidates.iter().map(|(_, t)| t.as_str()).collect();
     let scores = question_likelihoods(lm, question, &texts, options)?;
-    let mut ranked: Vec<(String, f64)> = candidates.iter().map(|(id, _)| id.clone()).zip(scores).collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut ranked: Ranking = candidates.iter().zip(scores).map(|((id, _), score)| Hit::new(id.clone(), score)).collect();
+    ranking::sort(&mut ranked);
     Ok(ranked)
 }

@@ -18,6 +18,8 @@ use crate::data::LabelledQuery;
 /// One query and its candidates as token ids.
 #[derive(Debug, Clone)]
 pub struct TokenisedQuery {
+    /// The query's id in `labels.jsonl`.
+    pub query_id: String,
     /// The query's ids (with its prefix).
     pub query: Encoded,
     /// Each candidate's ids (with the passage prefix), `K` of them.
@@ -62,6 +64,7 @@ pub fn tokenise(
             bail!("query {}: the tokenizer returned no encoding", q.query_id);
         };
         out.push(TokenisedQuery {
+            query_id: q.query_id.clone(),
             query,
             passages,
             utilities: q.utilities.clone(),
@@ -85,6 +88,8 @@ pub struct DistillBatch {
     pub relevant: Vec<Vec<bool>>,
     /// Passage ids of the candidates, `B` rows of `K`.
     pub doc_ids: Vec<Vec<String>>,
+    /// The queries' ids, `B`, for errors.
+    pub query_ids: Vec<String>,
 }
 
 /// For each query (row) of a batch and each other query's candidate, in
@@ -126,6 +131,7 @@ impl Batcher<TokenisedQuery, DistillBatch> for DistillBatcher {
             utilities: Tensor::from_data(TensorData::new(utilities, [items.len(), k]), device),
             relevant: items.iter().map(|i| i.relevant.clone()).collect(),
             doc_ids: items.iter().map(|i| i.doc_ids.clone()).collect(),
+            query_ids: items.iter().map(|i| i.query_id.clone()).collect(),
         }
     }
 }

@@ -31,12 +31,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
-use uae_index::data::DataSet;
+use uae_data::DataSet;
+use uae_data::jsonl::Appended;
+use uae_data::records::{by_utility, read_labels};
 
 /// One query with its candidate pool, ready for tokenisation.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,54 +129,6 @@ impl fmt::Display for LoadReport {
     }
 }
 
-/// One line of `labels.jsonl`; the fields uae-teacher's `LabelLine` writes
-/// that training does not need are ignored. Utilities are optional because
-/// serde_json writes a NaN as `null`.
-#[derive(Deserialize)]
-struct RawLabel {
-    query_id: String,
-    doc_ids: Vec<String>,
-    utilities: Vec<Option<f64>>,
-}
-
-/// A parsed line with its 1-based line number.
-struct NumberedLabel {
-    line: usize,
-    label: RawLabel,
-}
-
-/// Reads `labels.jsonl`: a malformed line is an error naming the file and
-/// line, except a malformed last line, which is reported as torn.
-fn read_label_lines(path: &Path) -> Result<(Vec<NumberedLabel>, bool)> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    let last = lines.len().saturating_sub(1);
-    let mut out = Vec::new();
-    let mut torn = false;
-    for (i, line) in lines.iter().enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match serde_json::from_slice::<RawLabel>(line) {
-            Ok(label) => {
-                if label.doc_ids.len() != label.utilities.len() {
-                    bail!(
-                        "{}:{}: {} doc_ids but {} utilities",
-                        path.display(),
-                        i + 1,
-                        label.doc_ids.len(),
-                        label.utilities.len()
-                    );
-                }
-                out.push(NumberedLabel { line: i + 1, label });
-            }
-            Err(_) if i == last => torn = true,
-            Err(e) => bail!("{}:{}: invalid label line: {e}", path.display(), i + 1),
-        }
-    }
-    Ok((out, torn))
-}
-
 /// Loads the labelled queries of `labels` against the data set `data`, with
 /// relevance flags from its qrels split `split` (none when `split` is
 /// `None` or the split is not loaded).
@@ -187,20 +141,19 @@ pub fn load_labelled(
     if !(0.0..=1.0).contains(&sampling.top_share) {
         bail!("top_share must lie in [0, 1], got {}", sampling.top_share);
     }
-    let (lines, torn) = read_label_lines(labels)?;
+    let Appended { records: lines, torn } = read_labels(labels)?;
     let mut report = LoadReport { lines: lines.len(), torn_last_line: torn, ..Default::default() };
     let qrels = split.and_then(|s| data.qrels.get(s));
     let mut pools = Vec::new();
-    for NumberedLabel { line, label } in lines {
+    for (line, label) in lines {
         let Some(query) = data.queries.get(&label.query_id) else {
             report.unknown_queries += 1;
             continue;
         };
-        if label.utilities.iter().any(|u| !u.is_some_and(f64::is_finite)) {
+        if label.utilities.iter().any(|u| !u.is_finite()) {
             report.non_finite_utilities += 1;
             continue;
         }
-        let judged = qrels.and_then(|q| q.get(&label.query_id));
         let mut pool = LabelledQuery {
             query_id: label.query_id.clone(),
             query: query.text.clone(),
@@ -216,8 +169,8 @@ pub fn load_labelled(
             };
             pool.doc_ids.push(doc_id.clone());
             pool.passages.push(passage.embedding_text());
-            pool.utilities.push(utility.unwrap_or_default() as f32);
-            pool.relevant.push(judged.and_then(|j| j.get(doc_id)).is_some_and(|&g| g > 0));
+            pool.utilities.push(*utility as f32);
+            pool.relevant.push(qrels.is_some_and(|q| q.is_relevant(&label.query_id, doc_id)));
         }
         pools.push((line, pool));
     }
@@ -296,8 +249,8 @@ pub fn split_train_valid(
 }
 
 /// Counts of candidates by relevance, for a summary line: how often the
-/// teacher's best candidate is a judged-relevant one (research.md, issue
-/// #553 of FlagEmbedding: measure it rather than assume it).
+/// teacher's best candidate is a judged-relevant one (docs/method.md,
+/// "Teacher agreement"; FlagEmbedding #553: measure it rather than assume it).
 pub fn teacher_top_is_gold(queries: &[LabelledQuery]) -> BTreeMap<&'static str, usize> {
     let mut counts = BTreeMap::new();
     for q in queries {
@@ -305,7 +258,7 @@ pub fn teacher_top_is_gold(queries: &[LabelledQuery]) -> BTreeMap<&'static str, 
             *counts.entry("no gold in pool").or_insert(0) += 1;
             continue;
         }
-        let best = (0..q.utilities.len()).max_by(|&a, &b| q.utilities[a].total_cmp(&q.utilities[b]).then(b.cmp(&a)));
+        let best = by_utility(&q.utilities).first().copied();
         let key = if best.is_some_and(|b| q.relevant[b]) { "top is gold" } else { "top is not gold" };
         *counts.entry(key).or_insert(0) += 1;
     }
@@ -315,7 +268,7 @@ pub fn teacher_top_is_gold(queries: &[LabelledQuery]) -> BTreeMap<&'static str, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uae_index::data::{Passage, Query};
+    use uae_data::{Passage, Query};
 
     fn data() -> DataSet {
         let mut data = DataSet::default();
@@ -326,8 +279,7 @@ mod tests {
         }
         data.queries.push(Query { id: "q1".into(), text: "query one".into(), answers: vec![] }).unwrap();
         data.queries.push(Query { id: "q2".into(), text: "query two".into(), answers: vec![] }).unwrap();
-        let mut qrels = uae_index::data::Qrels::new();
-        qrels.entry("q1".into()).or_default().insert("b".into(), 1);
+        let qrels = uae_data::Qrels::from_triples([("q1", "b", 1)]);
         data.qrels.insert("train".into(), qrels);
         data
     }

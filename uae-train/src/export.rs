@@ -70,5 +70,5 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 }
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
-    std::fs::write(path, serde_json::to_string_pretty(value)?).with_context(|| format!("cannot write {}", path.display()))
+    uae_data::atomic::write_file_atomically(path, serde_json::to_string_pretty(value)?.as_bytes())
 }

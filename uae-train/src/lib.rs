@@ -8,11 +8,10 @@
 //! [`batcher`] turns labelled queries into padded token batches, [`model`]
 //! wraps the bi-encoder for Burn's Learner, [`metrics`] and [`renderer`]
 //! report progress, [`shuffle`] orders each epoch reproducibly, [`train`]
-//! runs the Learner, [`export`] writes the trained model in the Hugging
-//! Face layout and [`curves`] reads a run's metric logs back for reports.
+//! runs the Learner and [`export`] writes the trained model in the Hugging
+//! Face layout.
 
 pub mod batcher;
-pub mod curves;
 pub mod data;
 pub mod export;
 pub mod loss;

@@ -3,15 +3,18 @@
 //! and takes a [`crate::loss`] objective of those scores. It implements
 //! Burn's [`TrainStep`] and [`InferenceStep`] for the Learner.
 
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
 use burn::prelude::*;
 use burn::train::metric::{Adaptor, ItemLazy, LossInput as LossMetricInput};
-use burn::train::{InferenceStep, TrainOutput, TrainStep};
+use burn::train::{InferenceStep, Interrupter, TrainOutput, TrainStep};
 use burn::tensor::ExecutionError;
 use uae_model::encoder::SentenceEmbedder;
 use uae_model::pooling::l2_normalize;
 
 use crate::batcher::{DistillBatch, in_batch_duplicates};
-use crate::loss::{LossConfig, LossInput};
+use crate::loss::{LossConfig, LossError, LossInput, LossOutput};
 use crate::metrics::PoolInput;
 
 /// The bi-encoder under training with its loss.
@@ -22,6 +25,50 @@ pub struct DistillModel {
     /// The objective and temperatures.
     #[module(skip)]
     pub loss: LossConfig,
+    /// Where a step records a batch it could not train on.
+    #[module(skip)]
+    pub failure: StepFailure,
+}
+
+/// The first batch a training or validation step could not compute a loss
+/// for. Burn's Learner takes no error from a step, so the step records the
+/// failure here (shared by the model's clones), asks the Learner to stop
+/// through its interrupter, and trains that batch on a zero loss;
+/// `uae_train::train::train` then returns the failure as an error naming
+/// the batch's queries instead of saving weights.
+#[derive(Clone, Default)]
+pub struct StepFailure {
+    first: Arc<Mutex<Option<String>>>,
+    interrupter: Interrupter,
+}
+
+impl fmt::Debug for StepFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StepFailure").field("first", &self.first).finish_non_exhaustive()
+    }
+}
+
+impl StepFailure {
+    /// Failures stop training through `interrupter`.
+    pub fn new(interrupter: Interrupter) -> Self {
+        Self { first: Arc::default(), interrupter }
+    }
+
+    /// Records the failure of the batch of `queries` (the first one is kept)
+    /// and stops training.
+    fn record(&self, queries: &[String], error: &LossError) {
+        let mut first = self.first.lock().expect("failure lock");
+        if first.is_none() {
+            let message = format!("the batch of queries {} failed: {error}", queries.join(", "));
+            self.interrupter.stop(Some(&message));
+            *first = Some(message);
+        }
+    }
+
+    /// The first recorded failure, if any.
+    pub fn first(&self) -> Option<String> {
+        self.first.lock().expect("failure lock").clone()
+    }
 }
 
 /// The score a masked in-batch passage gets: finite, so that a zero target
@@ -94,12 +141,10 @@ impl DistillModel {
         Scores { own, in_batch }
     }
 
-    /// Scores and loss of a batch.
-    ///
-    /// The loss configuration is validated before training starts and every
-    /// batch has `K >= 2` candidates per query with matching utilities, so
-    /// [`LossConfig::loss`] cannot fail on batches built by
-    /// [`crate::batcher::DistillBatcher`].
+    /// Scores and loss of a batch, checked by [`LossConfig::guard`]: a loss
+    /// that cannot be computed, a non-finite utility or a non-finite loss
+    /// (training diverged) is recorded in [`DistillModel::failure`], which
+    /// stops training, and the batch gets a zero loss.
     pub fn forward_loss(&self, batch: DistillBatch) -> DistillOutput {
         let scores = self.scores(&batch);
         // A last batch of one query has no in-batch negatives.
@@ -110,9 +155,13 @@ impl DistillModel {
             utilities: Some(batch.utilities.clone()),
             positive: if config.kind.needs_positive() { positives(&batch.relevant, &batch.utilities) } else { None },
         };
-        let output = config
-            .loss(&input)
-            .unwrap_or_else(|e| panic!("invariant: batches are built to fit the validated loss: {e}"));
+        let checked = config.loss(&input).and_then(|output| config.guard(&input, &output).map(|_| output));
+        let output = checked.unwrap_or_else(|error| {
+            self.failure.record(&batch.query_ids, &error);
+            // Zero, but part of the graph, so that backward still runs.
+            let zero = scores.own.clone().sum() * 0.0;
+            LossOutput { per_query: zero.clone().repeat_dim(0, scores.own.dims()[0]), loss: zero }
+        });
         DistillOutput {
             loss: output.loss,
             per_query: output.per_query,

@@ -40,16 +40,16 @@ use burn::optim::AdamWConfig;
 use burn::prelude::*;
 use burn::train::metric::store::{Aggregate, Direction, Split};
 use burn::train::metric::{LearningRateMetric, LossMetric};
-use burn::train::{Learner, MetricEarlyStoppingStrategy, StoppingCondition, SupervisedTraining};
+use burn::train::{Interrupter, Learner, MetricEarlyStoppingStrategy, StoppingCondition, SupervisedTraining};
 use serde::{Deserialize, Serialize};
-use uae_index::data::DataSet;
+use uae_data::DataSet;
 use uae_model::encoder::{BiEncoder, EncoderOptions};
 
 use crate::batcher::{DistillBatcher, Prefixes, tokenise};
 use crate::data::{LoadReport, Sampling, load_labelled, split_train_valid, teacher_top_is_gold};
 use crate::loss::LossConfig;
 use crate::metrics::{ExamplesPerSecond, PoolMetric, PoolStat};
-use crate::model::DistillModel;
+use crate::model::{DistillModel, StepFailure};
 use crate::renderer::LineRenderer;
 use crate::shuffle::EpochShuffled;
 
@@ -236,15 +236,9 @@ fn keep_base_files(model_root: &Path, out: &Path) -> Result<()> {
 }
 
 /// How many queries' targets `softmax(U / tau_u)` have collapsed onto one
-/// candidate (see [`crate::loss::TargetReport`]).
+/// candidate (the guard's rule, see [`crate::loss::TargetReport`]).
 fn one_hot_targets(queries: &[crate::data::LabelledQuery], tau_u: f64) -> usize {
-    queries
-        .iter()
-        .filter(|q| {
-            let target = crate::loss::metrics::softmax(&q.utilities, tau_u);
-            target.iter().copied().fold(0.0, f64::max) > 1.0 - crate::loss::ONE_HOT_MARGIN
-        })
-        .count()
+    queries.iter().filter(|q| crate::loss::is_one_hot(&q.utilities, tau_u)).count()
 }
 
 /// The warm-up then decay schedule over `total` optimiser steps.
@@ -267,8 +261,16 @@ fn schedule(config: &TrainConfig, total: usize) -> Result<burn::lr_scheduler::mo
 }
 
 /// Runs (or, with `resume`, continues) a distillation run and writes the
-/// final weights to `<out>/model.safetensors`.
-pub fn train(paths: &RunPaths, config: &TrainConfig, resume: bool, device: &Device) -> Result<TrainSummary> {
+/// final weights to `<out>/model.safetensors`. What loading the labels found
+/// (skips, the teacher's agreement with the judgements, one-hot targets)
+/// goes to `note`, one line each, before training starts.
+pub fn train(
+    paths: &RunPaths,
+    config: &TrainConfig,
+    resume: bool,
+    device: &Device,
+    note: &mut dyn FnMut(&str),
+) -> Result<TrainSummary> {
     config.validate()?;
     let out = &paths.out;
     let resumed_from = if resume {
@@ -287,8 +289,7 @@ pub fn train(paths: &RunPaths, config: &TrainConfig, resume: bool, device: &Devi
         None
     };
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    std::fs::write(config_path(out), serde_json::to_string_pretty(config)?)
-        .with_context(|| format!("cannot write {}", config_path(out).display()))?;
+    uae_data::atomic::write_file_atomically(&config_path(out), serde_json::to_string_pretty(config)?.as_bytes())?;
     device.seed(config.seed);
 
     let options = EncoderOptions { max_length: config.max_length, ..Default::default() };
@@ -300,19 +301,19 @@ pub fn train(paths: &RunPaths, config: &TrainConfig, resume: bool, device: &Devi
     let splits: Vec<&str> = config.split.iter().map(String::as_str).collect();
     let data = DataSet::load(&paths.data, &splits)?;
     let (queries, load) = load_labelled(&paths.labels, &data, config.split.as_deref(), &config.sampling)?;
-    println!("{load}");
+    note(&load.to_string());
     let gold = teacher_top_is_gold(&queries);
     if config.split.is_some() {
-        println!("teacher's best candidate vs the judgements: {gold:?}");
+        note(&format!("teacher's best candidate vs the judgements: {gold:?}"));
     }
     let one_hot = one_hot_targets(&queries, config.loss.tau_u);
     if one_hot > 0 && config.loss.kind.needs_utilities() {
-        println!(
+        note(&format!(
             "warning: {one_hot} of {} queries have a one-hot teacher target at tau_u = {}; \
              the order of their other candidates is lost (raise tau_u to keep it)",
             queries.len(),
             config.loss.tau_u
-        );
+        ));
     }
     let (train_set, valid_set) = split_train_valid(queries, config.valid_share, config.seed)?;
     let prefixes = Prefixes { query: encoder.sentence.query_prefix.clone(), passage: encoder.sentence.passage_prefix.clone() };
@@ -337,7 +338,9 @@ pub fn train(paths: &RunPaths, config: &TrainConfig, resume: bool, device: &Devi
         .with_epsilon(1e-8)
         .with_grad_clipping(config.max_grad_norm.map(GradientClippingConfig::Norm))
         .init();
-    let model = DistillModel { embedder: encoder.embedder, loss: config.loss };
+    let interrupter = Interrupter::new();
+    let failure = StepFailure::new(interrupter.clone());
+    let model = DistillModel { embedder: encoder.embedder, loss: config.loss, failure: failure.clone() };
     let learner = Learner::new(model, optimizer, schedule(config, steps)?);
 
     let mut training = SupervisedTraining::new(out, train_loader, valid_loader)
@@ -351,6 +354,7 @@ pub fn train(paths: &RunPaths, config: &TrainConfig, resume: bool, device: &Devi
         .metric_valid_numeric(PoolMetric::new(PoolStat::TeacherRecallAt1))
         .metric_valid_numeric(PoolMetric::new(PoolStat::Kl))
         .grads_accumulation(config.grad_accumulation)
+        .with_interrupter(interrupter)
         .with_default_checkpointers();
     if let Some(n_epochs) = config.early_stopping_patience {
         training = training.early_stopping(MetricEarlyStoppingStrategy::new(
@@ -368,6 +372,9 @@ pub fn train(paths: &RunPaths, config: &TrainConfig, resume: bool, device: &Devi
         training = training.checkpoint(epoch);
     }
     let result = training.launch(learner);
+    if let Some(failure) = failure.first() {
+        bail!("{}: training stopped: {failure}", paths.labels.display());
+    }
     let weights = out.join("model.safetensors");
     result.model.embedder.bert.valid().save(&weights)?;
     Ok(TrainSummary {

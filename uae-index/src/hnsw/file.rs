@@ -64,8 +64,8 @@ impl HnswIndex {
             graph_crc32: crc32fast::hash(&graph),
             vectors_crc32: header.vectors_crc32,
         };
-        crate::store::write_atomically(dir, GRAPH, &graph)?;
-        crate::store::write_atomically(dir, META, serde_json::to_string_pretty(&meta)?.as_bytes())
+        uae_data::atomic::write_atomically(dir, GRAPH, &graph)?;
+        uae_data::atomic::write_atomically(dir, META, serde_json::to_string_pretty(&meta)?.as_bytes())
     }
 
     /// Whether the index directory `dir` has a graph (its `hnsw.json`).

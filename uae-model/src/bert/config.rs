@@ -73,7 +73,7 @@ fn default_model_type() -> String {
 impl BertConfig {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let config: Self = crate::sentence::read_json(path)?;
+        let config: Self = uae_data::json::read_json(path)?;
         config.validate(path)?;
         Ok(config)
     }

@@ -1,6 +1,6 @@
 //! GGUF support: a memory-mapped reader for llama.cpp's model container
 //! (versions 2 and 3), dequantisation of ggml blocks to f32, the tokenizer
-//! described by the file's vocabulary, and a small writer for tests.
+//! described by the file's vocabulary.
 //!
 //! The container parser is written here rather than taken from a crate: it
 //! is small, and keeping uae-model's dependency tree unchanged keeps Burn's
@@ -21,12 +21,11 @@ mod file;
 mod ggml_type;
 mod header;
 mod metadata;
-pub mod quantize;
 mod tensor;
 pub mod tokenizer;
-pub mod write;
 
 pub use file::GgufFile;
 pub use ggml_type::{GgmlType, QK_K};
+pub use header::{ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAGIC};
 pub use metadata::{FromMetadata, Metadata, MetadataValue, ValueType};
 pub use tensor::{TensorF32, TensorInfo};

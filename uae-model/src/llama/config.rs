@@ -139,7 +139,7 @@ fn default_act() -> String {
 impl LlamaConfig {
     /// Reads and validates a transformers `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let mut config: Self = crate::sentence::read_json(path)?;
+        let mut config: Self = uae_data::json::read_json(path)?;
         if config.model_type == "qwen2" {
             // Qwen2 always has q/k/v biases; its config does not say so.
             config.attention_bias = true;

@@ -46,7 +46,7 @@ impl WeightReader {
     pub fn safetensors_dir(dir: &Path) -> Result<Self> {
         let index_path = dir.join("model.safetensors.index.json");
         let files: Vec<PathBuf> = if index_path.is_file() {
-            let index: serde_json::Value = crate::sentence::read_json(&index_path)?;
+            let index: serde_json::Value = uae_data::json::read_json(&index_path)?;
             let map = index
                 .get("weight_map")
                 .and_then(|m| m.as_object())

@@ -89,8 +89,9 @@ pub(super) fn check_losses(per_query: &Tensor<1>) -> Result<(), LossError> {
     }
 }
 
-/// Whether `softmax(u / tau_u)` puts more than `1 - ONE_HOT_MARGIN` on one candidate.
-fn is_one_hot(u: &[f32], tau_u: f64) -> bool {
+/// Whether `softmax(u / tau_u)` puts more than `1 - ONE_HOT_MARGIN` on one
+/// candidate: the teacher target has collapsed to a hard label.
+pub fn is_one_hot(u: &[f32], tau_u: f64) -> bool {
     softmax(u, tau_u).into_iter().fold(0.0, f64::max) > 1.0 - ONE_HOT_MARGIN
 }
 

@@ -44,7 +44,7 @@ pub mod metrics;
 mod objectives;
 
 pub use error::LossError;
-pub use guard::{ONE_HOT_MARGIN, TargetReport, UNIFORM_SPREAD};
+pub use guard::{ONE_HOT_MARGIN, TargetReport, UNIFORM_SPREAD, is_one_hot};
 
 use std::fmt;
 use std::str::FromStr;

@@ -3,9 +3,8 @@
 //! Qrels are read from TREC qrels (`qid 0 docid rel`, whitespace separated)
 //! or BEIR TSV (`query-id\tcorpus-id\tscore`, with or without that header).
 //! Runs are standard TREC run files (`qid Q0 docid rank score tag`); the rank
-//! column is ignored and a query's documents are ranked by [`Run::ranking`]:
-//! score descending, then document id ascending comparing UTF-8 bytes, so
-//! `"K1" < "d10" < "d9"`. trec_eval breaks ties by id descending instead.
+//! column is ignored and a query's documents are ranked by [`Run::ranking`]
+//! in the one ranking order of [`crate::ranking`].
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -36,14 +35,29 @@ impl Qrels {
         self.queries.entry(query.into()).or_default().insert(doc.into(), grade)
     }
 
-    /// The judgements of one query (document id -> grade).
-    pub fn get(&self, query: &str) -> Option<&BTreeMap<String, i32>> {
-        self.queries.get(query)
+    /// Sets every judgement of `query` at once, returning the previous ones.
+    pub fn insert_query(&mut self, query: impl Into<String>, judged: BTreeMap<String, i32>) -> Option<BTreeMap<String, i32>> {
+        self.queries.insert(query.into(), judged)
     }
 
-    /// All queries and their judgements, in query id order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &BTreeMap<String, i32>)> {
-        self.queries.iter().map(|(q, docs)| (q.as_str(), docs))
+    /// Removes every judgement of `query`.
+    pub fn remove_query(&mut self, query: &str) -> Option<BTreeMap<String, i32>> {
+        self.queries.remove(query)
+    }
+
+    /// Whether `query` has a judgement (relevant or not).
+    pub fn contains(&self, query: &str) -> bool {
+        self.queries.contains_key(query)
+    }
+
+    /// The documents judged relevant (grade >= 1) for `query`, in id order.
+    pub fn relevant<'a>(&'a self, query: &str) -> impl Iterator<Item = &'a str> + 'a {
+        self.queries.get(query).into_iter().flatten().filter(|(_, g)| **g >= 1).map(|(d, _)| d.as_str())
+    }
+
+    /// Whether `doc` is judged relevant (grade >= 1) for `query`.
+    pub fn is_relevant(&self, query: &str, doc: &str) -> bool {
+        self.queries.get(query).and_then(|j| j.get(doc)).is_some_and(|&g| g >= 1)
     }
 
     /// Reads a TREC qrels file or a BEIR qrels TSV, telling them apart by the
@@ -102,6 +116,31 @@ impl Qrels {
     }
 }
 
+/// Read-only access to the judgements as a map: query id -> document id ->
+/// grade, in id order.
+impl std::ops::Deref for Qrels {
+    type Target = BTreeMap<String, BTreeMap<String, i32>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.queries
+    }
+}
+
+impl FromIterator<(String, BTreeMap<String, i32>)> for Qrels {
+    fn from_iter<I: IntoIterator<Item = (String, BTreeMap<String, i32>)>>(iter: I) -> Self {
+        Self { queries: iter.into_iter().collect() }
+    }
+}
+
+impl<'a> IntoIterator for &'a Qrels {
+    type Item = (&'a String, &'a BTreeMap<String, i32>);
+    type IntoIter = std::collections::btree_map::Iter<'a, String, BTreeMap<String, i32>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.queries.iter()
+    }
+}
+
 /// A run: query id -> document id -> retrieval score.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Run {
@@ -140,8 +179,7 @@ impl Run {
             .flatten()
             .map(|(d, &s)| (d.as_str(), s))
             .collect();
-        let key = |s: f64| if s.is_nan() { f64::NEG_INFINITY } else { s };
-        ranked.sort_by(|a, b| key(b.1).total_cmp(&key(a.1)).then_with(|| a.0.cmp(b.0)));
+        ranked.sort_by(|a, b| crate::ranking::order(*a, *b));
         ranked
     }
 

@@ -34,11 +34,13 @@ pub struct TinyBertSpec {
     pub seed: u64,
     /// Store the weights as bf16 instead of f32.
     pub bf16: bool,
+    /// Make every weight NaN, as in a run that diverged.
+    pub nan_weights: bool,
 }
 
 impl Default for TinyBertSpec {
     fn default() -> Self {
-        Self { hidden: 32, layers: 2, heads: 4, intermediate: 64, max_positions: 64, seed: 7, bf16: false }
+        Self { hidden: 32, layers: 2, heads: 4, intermediate: 64, max_positions: 64, seed: 7, bf16: false, nan_weights: false }
     }
 }
 
@@ -162,7 +164,9 @@ fn write_weights(path: &Path, spec: &TinyBertSpec, vocab: usize) -> Result<()> {
         .into_iter()
         .map(|(name, shape)| {
             let n: usize = shape.iter().product();
-            let values: Vec<f32> = if name.ends_with("LayerNorm.weight") {
+            let values: Vec<f32> = if spec.nan_weights {
+                vec![f32::NAN; n]
+            } else if name.ends_with("LayerNorm.weight") {
                 (0..n).map(|_| 1.0 + rng.random_range(-0.1..0.1)).collect()
             } else {
                 (0..n).map(|_| rng.random_range(-0.2..0.2)).collect()

@@ -29,7 +29,7 @@ use anyhow::{Context, Result, anyhow};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{DataSet, Passage, Pools, Query};
+use crate::{DataSet, Passage, Pools, Query};
 
 /// How evidence strings that quote a figure or table caption begin.
 const FLOAT_EVIDENCE: &str = "FLOAT SELECTED";
@@ -222,7 +222,7 @@ impl Builder {
         }
         let query = Query { id: qa.question_id.clone(), text: qa.question.clone(), answers };
         self.data.queries.push(query).map_err(|e| anyhow!("question_id: {e}"))?;
-        self.data.qrels.entry(split.to_owned()).or_default().insert(qa.question_id.clone(), relevant);
+        self.data.qrels.entry(split.to_owned()).or_default().insert_query(qa.question_id.clone(), relevant);
         self.pools.insert(qa.question_id.clone(), pool.to_vec());
         self.report.kept += 1;
         Ok(())

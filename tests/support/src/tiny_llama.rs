@@ -121,8 +121,8 @@ pub fn write_tiny_llama(dir: &Path, spec: &TinyLlamaSpec) -> Result<()> {
 /// vocabulary, merges and token types as `tokenizer.ggml.*` metadata, and
 /// weights as f32 or Q8_0 (2-D tensors whose rows allow it).
 pub fn write_tiny_llama_gguf(path: &Path, spec: &TinyLlamaSpec, quantize: bool) -> Result<()> {
-    use crate::gguf::GgmlType;
-    use crate::gguf::write::GgufWriter;
+    use crate::gguf_write::GgufWriter;
+    use uae_model::gguf::GgmlType;
     let vocab = vocab();
     let arch = if spec.qwen2 { "qwen2" } else { "llama" };
     let key = |k: &str| format!("{arch}.{k}");
@@ -157,7 +157,7 @@ pub fn write_tiny_llama_gguf(path: &Path, spec: &TinyLlamaSpec, quantize: bool) 
                 values = llama_cpp_permute(&values, &shape, spec.kv_heads, d);
             }
         }
-        let gname = crate::llama::weights::gguf_name(&name).context("tensor without a GGUF name")?;
+        let gname = uae_model::llama::weights::gguf_name(&name).context("tensor without a GGUF name")?;
         let ty = if quantize && shape.len() == 2 && shape[1] % 32 == 0 { GgmlType::Q8_0 } else { GgmlType::F32 };
         w.add_tensor(&gname, &shape, &values, ty)?;
     }

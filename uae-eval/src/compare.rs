@@ -1,9 +1,9 @@
-//! `uae eval --data DIR --model ... --report DIR`: the end-to-end comparison
-//! of retrieval systems on one split, written as a report
-//! (`uae_index::report`). Rows: BM25, each `--model` (the first is the base
+//! The end-to-end comparison of retrieval systems on one split, written as a
+//! report ([`crate::report`]). Rows: BM25, each model (the first is the base
 //! encoder, the last the student the paper's goals are checked for), and,
-//! with `--rerank-teacher`, the teacher re-ranking the base encoder's top-k
-//! at query time. Every query is timed alone, as a user would send it.
+//! with a re-ranking teacher, the teacher re-ranking the base encoder's
+//! top-k at query time (docs/method.md, "Query-likelihood re-ranking").
+//! Every query is timed alone, as a user would send it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,92 +11,77 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
-use clap::Args;
+use uae_data::atomic::write_atomically;
+use uae_data::jsonl::JsonlWriter;
+use uae_data::trec::write_run;
+use uae_data::{DataSet, Hit, Progress, Query, Ranking, Run, TeacherAgreement};
 use uae_index::bm25::Bm25Index;
 use uae_index::corpus_index;
-use uae_index::data::{DataSet, Query};
 use uae_index::exact;
-use uae_index::metrics::{self, DEFAULT_KS};
-use uae_index::report::{ComparisonReport, Latency, SystemRow};
 use uae_index::store::{VectorStore, normalize};
-use uae_index::trec::{Qrels, Run, write_run};
 use uae_model::encoder::{BiEncoder, EncoderOptions, TextRole};
 use uae_model::llm::CausalLm;
 use uae_teacher::answer::{AnswerOptions, answer};
-use uae_teacher::label::teacher_agreement;
 use uae_teacher::rerank::{RerankOptions, rerank};
 
-use crate::progress;
+use crate::metrics::{self, DEFAULT_KS};
+use crate::report::{ComparisonReport, Latency, SystemRow};
 
 /// The name of the LLM re-ranking row.
 pub const RERANK: &str = "LLM re-rank";
 
-/// Arguments of the comparison (`uae eval` without a subcommand).
-#[derive(Args)]
-pub struct CompareArgs {
+/// What to compare and where to write the report.
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
     /// Data set directory in the BEIR layout; queries need "answers" for token F1.
-    #[arg(long)]
-    data: Option<PathBuf>,
+    pub data: PathBuf,
     /// The split evaluated (qrels/<split>.tsv).
-    #[arg(long, default_value = "test")]
-    split: String,
-    /// A bi-encoder as NAME=PATH (or PATH, named after its folder); repeat
-    /// for more rows. The first is the base encoder LLM re-ranking starts
-    /// from; the last is the student the paper's goals are checked for.
-    #[arg(long = "model")]
-    models: Vec<String>,
-    /// Where each model's corpus index is kept (`<DIR>/<NAME>`), reused
-    /// when it matches the model and corpus [default: <report>/indexes].
-    #[arg(long)]
-    indexes: Option<PathBuf>,
+    pub split: String,
+    /// Bi-encoders as NAME=PATH (or PATH, named after its folder), one row
+    /// each. The first is the base encoder LLM re-ranking starts from; the
+    /// last is the student the paper's goals are checked for.
+    pub models: Vec<String>,
+    /// Where each model's corpus index is kept (`<DIR>/<NAME>`), reused when
+    /// it matches the model and corpus; `None` is `<report>/indexes`.
+    pub indexes: Option<PathBuf>,
     /// Re-rank the base encoder's top passages with this LLM (GGUF file,
     /// Hugging Face directory or hub id) at query time.
-    #[arg(long)]
-    rerank_teacher: Option<String>,
+    pub rerank_teacher: Option<String>,
     /// Passages the LLM re-ranks per query.
-    #[arg(long, default_value_t = 10)]
-    rerank_k: usize,
+    pub rerank_k: usize,
     /// The LLM that answers from each system's top-1 passage, for token F1
-    /// and exact match [default: the --rerank-teacher].
-    #[arg(long)]
-    generator: Option<String>,
+    /// and exact match; `None` is the re-ranking teacher.
+    pub generator: Option<String>,
     /// Most tokens per generated answer.
-    #[arg(long, default_value_t = 48)]
-    max_new_tokens: usize,
+    pub max_new_tokens: usize,
     /// Teacher passages (re-ranking and answering) are cut to this many tokens.
-    #[arg(long, default_value_t = 256)]
-    max_passage_tokens: usize,
-    /// A labels file of `uae label`: reports how often the teacher's top
-    /// candidate is a gold passage (judged by --labels-split).
-    #[arg(long)]
-    labels: Option<PathBuf>,
-    /// The split whose qrels judge --labels.
-    #[arg(long, default_value = "train")]
-    labels_split: String,
-    /// A training run as NAME=DIR whose metric logs become training curves; repeatable.
-    #[arg(long = "run")]
-    runs: Vec<String>,
+    pub max_passage_tokens: usize,
+    /// A labels file of `uae label`: the report says how often the teacher's
+    /// top candidate is a gold passage (judged by `labels_split`).
+    pub labels: Option<PathBuf>,
+    /// The split whose qrels judge `labels`.
+    pub labels_split: String,
+    /// Training runs as NAME=DIR whose metric logs become training curves.
+    pub runs: Vec<String>,
     /// Passages ranked per query (the depth of MAP).
-    #[arg(long, default_value_t = 100)]
-    k: usize,
+    pub k: usize,
     /// Padded tokens per forward pass when embedding the corpus.
-    #[arg(long, default_value_t = 1024)]
-    batch_tokens: usize,
-    /// A JSON file stored in the report's configuration as "pipeline" (the
-    /// quickstart records its stages there).
-    #[arg(long)]
-    pipeline_config: Option<PathBuf>,
+    pub batch_tokens: usize,
+    /// Stored in the report's configuration as "pipeline" (the quickstart
+    /// records its stages there).
+    pub pipeline: Option<serde_json::Value>,
+    /// The command line that asked for the report, stored in its configuration.
+    pub command: Vec<String>,
     /// The report directory (report.md, report.json, metrics.png,
     /// training.png, answers.jsonl, runs/).
-    #[arg(long)]
-    report: Option<PathBuf>,
+    pub report: PathBuf,
 }
 
 /// A system's rankings and per-query latencies.
 struct Ranked {
     name: String,
     description: String,
-    rankings: Vec<Vec<(String, f64)>>,
+    rankings: Vec<Ranking>,
     latencies_ms: Vec<f64>,
 }
 
@@ -115,11 +100,9 @@ fn millis(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1e3
 }
 
-/// Runs the comparison.
-pub fn run(args: CompareArgs, device: &Device) -> Result<()> {
-    let (Some(data_dir), Some(report_dir)) = (args.data.clone(), args.report.clone()) else {
-        bail!("`uae eval` needs --data and --report (or a subcommand such as `uae eval metrics`)");
-    };
+/// Runs the comparison and writes its report into `args.report`.
+pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) -> Result<ComparisonReport> {
+    let (data_dir, report_dir) = (args.data.clone(), args.report.clone());
     if args.models.is_empty() {
         bail!("give at least one --model (the base encoder)");
     }
@@ -127,15 +110,19 @@ pub fn run(args: CompareArgs, device: &Device) -> Result<()> {
         bail!("--k and --rerank-k must be at least 1");
     }
     let data = DataSet::load(&data_dir, &[args.split.as_str()])?;
-    let judged = &data.qrels[&args.split];
+    let qrels = &data.qrels[&args.split];
     let queries: Vec<&Query> =
-        data.queries_of_split(&args.split)?.into_iter().filter(|q| judged[&q.id].values().any(|&g| g > 0)).collect();
+        data.queries_of_split(&args.split)?.into_iter().filter(|q| qrels.relevant(&q.id).next().is_some()).collect();
     if queries.is_empty() {
         bail!("{}: split {:?} has no query with a relevant passage", data_dir.display(), args.split);
     }
-    let qrels = Qrels::from_triples(judged.iter().flat_map(|(q, docs)| docs.iter().map(move |(d, &g)| (q.clone(), d.clone(), g))));
     let over = if data.pools.is_some() { "their own documents' passages" } else { "the whole corpus" };
-    eprintln!("evaluating on {} {} queries, each ranked over {over} ({} passages)", queries.len(), args.split, data.corpus.len());
+    progress.message(&format!(
+        "evaluating on {} {} queries, each ranked over {over} ({} passages)",
+        queries.len(),
+        args.split,
+        data.corpus.len()
+    ));
 
     let mut systems = vec![bm25_system(&data, &queries, args.k)?];
     let indexes = args.indexes.clone().unwrap_or_else(|| report_dir.join("indexes"));
@@ -144,12 +131,12 @@ pub fn run(args: CompareArgs, device: &Device) -> Result<()> {
         if systems.iter().any(|s| s.name == name) {
             bail!("two systems are named {name:?}; name models as NAME=PATH");
         }
-        systems.push(dense_system(&name, &path, &data, &queries, &indexes.join(&name), &args, device)?);
+        systems.push(dense_system(&name, &path, &data, &queries, &indexes.join(&name), args, device, progress)?);
     }
     let mut generator_lm = None;
     if let Some(teacher) = &args.rerank_teacher {
         let lm = CausalLm::load(teacher, device)?;
-        let system = rerank_system(&lm, teacher, &systems[1], &data, &queries, &args)?;
+        let system = rerank_system(&lm, teacher, &systems[1], &data, &queries, args, progress)?;
         systems.push(system);
         if args.generator.as_deref().is_none_or(|g| g == teacher) {
             generator_lm = Some(lm);
@@ -164,7 +151,7 @@ pub fn run(args: CompareArgs, device: &Device) -> Result<()> {
     std::fs::create_dir_all(report_dir.join("runs"))
         .with_context(|| format!("cannot create {}", report_dir.join("runs").display()))?;
     let answers = match &generator_lm {
-        Some(lm) => Some(answer_all(lm, &systems, &data, &queries, &args, &report_dir)?),
+        Some(lm) => Some(answer_all(lm, &systems, &data, &queries, args, &report_dir, progress)?),
         None => None,
     };
 
@@ -172,11 +159,12 @@ pub fn run(args: CompareArgs, device: &Device) -> Result<()> {
     let mut rows = Vec::new();
     for (i, system) in systems.iter().enumerate() {
         let run = Run::from_triples(
-            queries.iter().zip(&system.rankings).flat_map(|(q, r)| r.iter().map(move |(d, s)| (q.id.clone(), d.clone(), *s))),
+            queries.iter().zip(&system.rankings).flat_map(|(q, r)| r.iter().map(move |h| (q.id.clone(), h.id.clone(), h.score))),
         );
-        let path = report_dir.join("runs").join(format!("{}.trec", file_name(&system.name)));
-        let mut file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        write_run(&run, &file_name(&system.name), &mut file).with_context(|| format!("cannot write {}", path.display()))?;
+        let name = format!("{}.trec", file_name(&system.name));
+        let mut text = Vec::new();
+        write_run(&run, &file_name(&system.name), &mut text).with_context(|| format!("cannot write runs/{name}"))?;
+        write_atomically(&report_dir.join("runs"), &name, &text)?;
         let latency = Latency::of(&system.latencies_ms);
         let (token_f1, exact_match) = match &answers {
             Some(a) => (Some(a[i].0), Some(a[i].1)),
@@ -185,7 +173,7 @@ pub fn run(args: CompareArgs, device: &Device) -> Result<()> {
         rows.push(SystemRow {
             name: system.name.clone(),
             description: system.description.clone(),
-            metrics: metrics::evaluate(&qrels, &run, &DEFAULT_KS).mean,
+            metrics: metrics::evaluate(qrels, &run, &DEFAULT_KS).mean,
             token_f1,
             exact_match,
             latency,
@@ -198,7 +186,7 @@ pub fn run(args: CompareArgs, device: &Device) -> Result<()> {
     let teacher = match &args.labels {
         Some(labels) => {
             let split = DataSet::load(&data_dir, &[args.labels_split.as_str()])?;
-            Some(teacher_agreement(labels, &split.qrels[&args.labels_split])?)
+            Some(TeacherAgreement::of_labels(labels, &split.qrels[&args.labels_split])?)
         }
         None => None,
     };
@@ -207,18 +195,11 @@ pub fn run(args: CompareArgs, device: &Device) -> Result<()> {
         .iter()
         .map(|spec| {
             let (name, dir) = named(spec);
-            uae_train::curves::read_curves(Path::new(&dir), &name)
+            crate::curves::read_curves(Path::new(&dir), &name)
         })
         .collect::<Result<Vec<_>>>()?;
-    let pipeline = match &args.pipeline_config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            Some(serde_json::from_str::<serde_json::Value>(&text).with_context(|| format!("{} is not JSON", path.display()))?)
-        }
-        None => None,
-    };
     let config = serde_json::json!({
-        "command": std::env::args().collect::<Vec<_>>(),
+        "command": args.command,
         "data": data_dir, "split": args.split, "models": args.models,
         "rerank_teacher": args.rerank_teacher, "rerank_k": args.rerank_k,
         "generator": args.generator.as_ref().or(args.rerank_teacher.as_ref()),
@@ -228,9 +209,9 @@ pub fn run(args: CompareArgs, device: &Device) -> Result<()> {
         "k": args.k, "labels": args.labels, "runs": args.runs,
         "device": format!("{device:?}"),
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "pipeline": pipeline,
+        "pipeline": args.pipeline,
     });
-    let relevant: Vec<f64> = queries.iter().map(|q| judged[&q.id].values().filter(|&&g| g > 0).count() as f64).collect();
+    let relevant: Vec<f64> = queries.iter().map(|q| qrels.relevant(&q.id).count() as f64).collect();
     let report = ComparisonReport {
         data: data_dir.display().to_string(),
         split: args.split.clone(),
@@ -245,24 +226,12 @@ pub fn run(args: CompareArgs, device: &Device) -> Result<()> {
         config,
     };
     report.write(&report_dir)?;
-    print!("{}", report.markdown());
-    eprintln!("report written to {}", report_dir.display());
-    Ok(())
+    Ok(report)
 }
 
 /// A system name as a file name and TREC tag: whitespace and slashes become `-`.
 fn file_name(name: &str) -> String {
     name.chars().map(|c| if c.is_whitespace() || c == '/' { '-' } else { c }).collect()
-}
-
-/// The corpus rows query `q` is ranked among: its pool when the data set has
-/// per-query pools (QASPER), else `None` for the whole corpus.
-fn pool_rows(data: &DataSet, q: &Query) -> Result<Option<Vec<usize>>> {
-    if data.pools.is_none() {
-        return Ok(None);
-    }
-    let pool = uae_index::mine::pool_of(data, q, true)?;
-    Ok(Some(pool.iter().map(|p| data.corpus.position(&p.id).expect("pool passages are in the corpus")).collect()))
 }
 
 fn bm25_system(data: &DataSet, queries: &[&Query], k: usize) -> Result<Ranked> {
@@ -273,7 +242,7 @@ fn bm25_system(data: &DataSet, queries: &[&Query], k: usize) -> Result<Ranked> {
         latencies_ms: Vec::new(),
     };
     // With pools, each query's own small index is built before its timing.
-    let whole = if data.pools.is_none() { Some(Bm25Index::build(data.corpus.as_slice(), None)?) } else { None };
+    let whole = if data.pools.is_none() { Some(Bm25Index::build(data.corpus.as_slice())?) } else { None };
     if let Some(index) = &whole {
         let _ = index.search(&queries[0].text, k)?;
     }
@@ -282,41 +251,24 @@ fn bm25_system(data: &DataSet, queries: &[&Query], k: usize) -> Result<Ranked> {
         let index = match &whole {
             Some(index) => index,
             None => {
-                let pool: Vec<_> = uae_index::mine::pool_of(data, q, true)?.into_iter().cloned().collect();
-                own = Bm25Index::build(&pool, None)?;
+                own = Bm25Index::over_pool(data, q)?;
                 &own
             }
         };
         let start = Instant::now();
         let hits = index.search(&q.text, k)?;
         out.latencies_ms.push(millis(start));
-        out.rankings.push(hits.into_iter().map(|(d, s)| (d, f64::from(s))).collect());
+        out.rankings.push(hits);
     }
     Ok(out)
 }
 
 /// Embeds one query and searches the index exactly, over `rows` only when given.
-fn dense_search(
-    encoder: &BiEncoder,
-    store: &VectorStore,
-    text: &str,
-    rows: Option<&[usize]>,
-    k: usize,
-) -> Result<Vec<(String, f64)>> {
+fn dense_search(encoder: &BiEncoder, store: &VectorStore, text: &str, rows: Option<&[usize]>, k: usize) -> Result<Ranking> {
     let mut v = encoder.embed(&[text.to_string()], TextRole::Query, 1024, |_| {})?.vectors.remove(0);
     normalize(&mut v);
-    let dim = store.header().dim;
-    let Some(rows) = rows else {
-        let hits = exact::search(store.vectors(), store.ids(), dim, &v, k);
-        return Ok(hits[0].iter().map(|h| (store.ids()[h.row].clone(), f64::from(h.score))).collect());
-    };
-    let ids: Vec<String> = rows.iter().map(|&r| store.ids()[r].clone()).collect();
-    let mut vectors = Vec::with_capacity(rows.len() * dim);
-    for &r in rows {
-        vectors.extend_from_slice(&store.vectors()[r * dim..(r + 1) * dim]);
-    }
-    let hits = exact::search(&vectors, &ids, dim, &v, k);
-    Ok(hits[0].iter().map(|h| (ids[h.row].clone(), f64::from(h.score))).collect())
+    let pools = rows.map(|r| vec![r.to_vec()]);
+    Ok(exact::search_pools(store.vectors(), store.ids(), store.header().dim, &v, pools.as_deref(), k).remove(0))
 }
 
 fn dense_system(
@@ -325,25 +277,26 @@ fn dense_system(
     data: &DataSet,
     queries: &[&Query],
     index_dir: &Path,
-    args: &CompareArgs,
+    args: &CompareOptions,
     device: &Device,
+    progress: &dyn Progress,
 ) -> Result<Ranked> {
     let encoder = BiEncoder::load(path, device, &EncoderOptions::default())?;
     let passages = data.corpus.as_slice();
     let store = match corpus_index::open_matching(index_dir, &encoder, path, passages) {
         Ok(store) => {
-            eprintln!("{name}: reusing the index in {}", index_dir.display());
+            progress.message(&format!("{name}: reusing the index in {}", index_dir.display()));
             store
         }
         Err(_) => {
-            eprintln!("{name}: embedding {} passages into {}", passages.len(), index_dir.display());
-            let bar = progress::bar(passages.len() as u64, "passages");
-            corpus_index::build(&encoder, path, passages, index_dir, args.batch_tokens, None, |n| bar.inc(n as u64))?;
-            bar.finish_and_clear();
+            progress.message(&format!("{name}: embedding {} passages into {}", passages.len(), index_dir.display()));
+            progress.start(passages.len() as u64, "passages");
+            corpus_index::build(&encoder, path, passages, index_dir, args.batch_tokens, None, |n| progress.advance(n as u64))?;
+            progress.finish();
             corpus_index::open_matching(index_dir, &encoder, path, passages)?
         }
     };
-    let pools = queries.iter().map(|q| pool_rows(data, q)).collect::<Result<Vec<_>>>()?;
+    let pools = queries.iter().map(|q| data.pool_rows(q, data.pools.is_some())).collect::<Result<Vec<_>>>()?;
     // One untimed pass warms caches and thread pools, so timings are steady.
     for (q, rows) in queries.iter().zip(&pools) {
         dense_search(&encoder, &store, &q.text, rows.as_deref(), args.k)?;
@@ -371,7 +324,8 @@ fn rerank_system(
     base: &Ranked,
     data: &DataSet,
     queries: &[&Query],
-    args: &CompareArgs,
+    args: &CompareOptions,
+    progress: &dyn Progress,
 ) -> Result<Ranked> {
     let options = RerankOptions { max_passage_tokens: args.max_passage_tokens, ..RerankOptions::default() };
     let mut out = Ranked {
@@ -383,26 +337,26 @@ fn rerank_system(
         rankings: Vec::new(),
         latencies_ms: Vec::new(),
     };
-    eprintln!("{RERANK}: scoring the top {} passages of {} queries with the teacher", args.rerank_k, queries.len());
-    let bar = progress::bar(queries.len() as u64, "queries");
+    progress.message(&format!("{RERANK}: scoring the top {} passages of {} queries with the teacher", args.rerank_k, queries.len()));
+    progress.start(queries.len() as u64, "queries");
     for (q, (ranking, base_ms)) in queries.iter().zip(base.rankings.iter().zip(&base.latencies_ms)) {
         let head = ranking.len().min(args.rerank_k);
         let candidates: Vec<(String, String)> = ranking[..head]
             .iter()
-            .map(|(id, _)| (id.clone(), data.corpus.get(id).expect("ranked ids are in the corpus").embedding_text()))
+            .map(|h| (h.id.clone(), data.corpus.get(&h.id).expect("ranked ids are in the corpus").embedding_text()))
             .collect();
         let start = Instant::now();
         let reranked = rerank(lm, &q.text, &candidates, &options)?;
         out.latencies_ms.push(base_ms + millis(start));
         // Re-ranked passages first, in their new order (scores above the
         // untouched tail's so the run file sorts the same way).
-        let mut rows: Vec<(String, f64)> =
-            reranked.into_iter().enumerate().map(|(i, (id, _))| (id, (2 * ranking.len() - i) as f64)).collect();
-        rows.extend(ranking[head..].iter().enumerate().map(|(i, (id, _))| (id.clone(), (ranking.len() - head - i) as f64)));
+        let mut rows: Ranking =
+            reranked.into_iter().enumerate().map(|(i, hit)| Hit::new(hit.id, (2 * ranking.len() - i) as f64)).collect();
+        rows.extend(ranking[head..].iter().enumerate().map(|(i, h)| Hit::new(h.id.clone(), (ranking.len() - head - i) as f64)));
         out.rankings.push(rows);
-        bar.inc(1);
+        progress.advance(1);
     }
-    bar.finish_and_clear();
+    progress.finish();
     Ok(out)
 }
 
@@ -414,8 +368,9 @@ fn answer_all(
     systems: &[Ranked],
     data: &DataSet,
     queries: &[&Query],
-    args: &CompareArgs,
+    args: &CompareOptions,
     report_dir: &Path,
+    progress: &dyn Progress,
 ) -> Result<Vec<(f64, f64)>> {
     let options = AnswerOptions {
         max_passage_tokens: args.max_passage_tokens,
@@ -425,31 +380,31 @@ fn answer_all(
     let mut pairs: Vec<(usize, String)> = Vec::new();
     for system in systems {
         for (qi, ranking) in system.rankings.iter().enumerate() {
-            if let Some((doc, _)) = ranking.first()
-                && !pairs.contains(&(qi, doc.clone()))
+            if let Some(top) = ranking.first()
+                && !pairs.contains(&(qi, top.id.clone()))
             {
-                pairs.push((qi, doc.clone()));
+                pairs.push((qi, top.id.clone()));
             }
         }
     }
-    eprintln!("generating answers for {} distinct (query, top-1 passage) pairs", pairs.len());
-    let bar = progress::bar(pairs.len() as u64, "answers");
+    progress.message(&format!("generating answers for {} distinct (query, top-1 passage) pairs", pairs.len()));
+    progress.start(pairs.len() as u64, "answers");
     let mut cache: HashMap<(usize, String), String> = HashMap::new();
     for (qi, doc) in pairs {
         let passage = data.corpus.get(&doc).expect("ranked ids are in the corpus").embedding_text();
         let text = answer(lm, &queries[qi].text, &passage, &options)?;
         cache.insert((qi, doc), text);
-        bar.inc(1);
+        progress.advance(1);
     }
-    bar.finish_and_clear();
-    let mut lines = uae_model::jsonl::JsonlWriter::create(&report_dir.join("answers.jsonl").display().to_string())?;
+    progress.finish();
+    let mut lines = JsonlWriter::create(&report_dir.join("answers.jsonl").display().to_string())?;
     let mut means = Vec::new();
     for system in systems {
         let (mut f1, mut em, mut n) = (0.0, 0.0, 0usize);
         for (qi, ranking) in system.rankings.iter().enumerate() {
             let q = queries[qi];
             let (doc, text) = match ranking.first() {
-                Some((doc, _)) => (Some(doc), cache[&(qi, doc.clone())].as_str()),
+                Some(top) => (Some(&top.id), cache[&(qi, top.id.clone())].as_str()),
                 None => (None, ""),
             };
             let (f, e) = (metrics::token_f1(text, &q.answers), metrics::exact_match(text, &q.answers));

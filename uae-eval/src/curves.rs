@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use uae_index::report::RunCurves;
+use crate::report::RunCurves;
 
 /// One metric's per-epoch lines: `(epoch, values of the steps, final value)`.
 type EpochLines = Vec<(usize, Vec<(f64, f64)>, Option<f64>)>;

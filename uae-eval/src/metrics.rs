@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::trec::{Qrels, Run};
+use uae_data::{Qrels, Run};
 
 /// The cut-offs evaluated by default.
 pub const DEFAULT_KS: [usize; 5] = [1, 3, 5, 10, 100];

@@ -1,17 +1,13 @@
-//! Data-set loaders: a folder in the BEIR layout ([`beir`]) and QASPER's
-//! JSON files ([`qasper`]), both read into one in-memory [`DataSet`].
-
-pub mod beir;
-pub mod qasper;
+//! The in-memory data set every stage works on: passages, queries, the
+//! judgements of each split and optional per-query pools. [`crate::beir`]
+//! and [`crate::qasper`] read files into it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use anyhow::{Result, bail};
 
-/// Relevance judgements of one split: query id -> passage id -> grade
-/// (a grade above 0 means relevant; 0 means judged not relevant).
-pub type Qrels = BTreeMap<String, BTreeMap<String, i32>>;
+use crate::Qrels;
 
 /// Per-query candidate pools: query id -> the passage ids it is ranked among.
 pub type Pools = BTreeMap<String, Vec<String>>;
@@ -169,6 +165,33 @@ impl DataSet {
             let loaded: Vec<&str> = self.qrels.keys().map(String::as_str).collect();
             bail!("split {split:?} is not loaded (loaded: {})", loaded.join(", "));
         };
-        Ok(self.queries.as_slice().iter().filter(|q| qrels.contains_key(&q.id)).collect())
+        Ok(self.queries.as_slice().iter().filter(|q| qrels.contains(&q.id)).collect())
+    }
+
+    /// The passages `query` is ranked among: its pool when the data set has
+    /// per-query pools and `per_document` is set, else the whole corpus.
+    pub fn pool_of(&self, query: &Query, per_document: bool) -> Result<Vec<&Passage>> {
+        if !per_document {
+            return Ok(self.corpus.as_slice().iter().collect());
+        }
+        let Some(pools) = &self.pools else {
+            bail!("--pool document needs per-document pools (QASPER-style data); this data set has none");
+        };
+        let Some(ids) = pools.get(&query.id) else {
+            bail!("query {} has no document pool", query.id);
+        };
+        ids.iter()
+            .map(|id| self.corpus.get(id).ok_or_else(|| anyhow::anyhow!("pool of query {} names unknown passage {id}", query.id)))
+            .collect()
+    }
+
+    /// The corpus positions of `query`'s pool when `per_document` is set
+    /// (see [`DataSet::pool_of`]), or `None` for the whole corpus.
+    pub fn pool_rows(&self, query: &Query, per_document: bool) -> Result<Option<Vec<usize>>> {
+        if !per_document {
+            return Ok(None);
+        }
+        let pool = self.pool_of(query, true)?;
+        Ok(Some(pool.iter().map(|p| self.corpus.position(&p.id).expect("pool passages are in the corpus")).collect()))
     }
 }

@@ -16,7 +16,6 @@
 //! without three columns or with a non-integer score, and conflicting
 //! judgements of one pair (an exact repeat is accepted).
 
-use std::collections::btree_map::Entry;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -25,7 +24,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use serde::de::{Deserializer, Error as _};
 
-use super::{Corpus, DataSet, DuplicateId, Keyed, Passage, Qrels, Queries, Query, Records};
+use crate::atomic::write_atomically;
+use crate::{Corpus, DataSet, DuplicateId, Keyed, Passage, Pools, Qrels, Queries, Query, Records};
 
 /// What a BEIR data-set folder must hold, for error messages.
 const LAYOUT: &str = "a BEIR data set is a folder holding corpus.jsonl ({\"_id\", \"title\", \"text\"} lines), \
@@ -71,9 +71,9 @@ struct PoolLine {
 }
 
 /// Reads `pools.jsonl`, checking that every id is a known query or passage.
-fn read_pools(path: &Path, data: &DataSet) -> Result<super::Pools> {
+fn read_pools(path: &Path, data: &DataSet) -> Result<Pools> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut pools = super::Pools::new();
+    let mut pools = Pools::new();
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let at = || format!("{}:{}", path.display(), n + 1);
         let line: PoolLine = serde_json::from_str(line).with_context(|| format!("{}: expected {{\"query_id\", \"doc_ids\"}}", at()))?;
@@ -105,22 +105,22 @@ impl DataSet {
             Ok(out)
         };
         let corpus = self.corpus.as_slice().iter().map(|p| serde_json::json!({"_id": p.id, "title": p.title, "text": p.text}));
-        crate::store::write_atomically(dir, "corpus.jsonl", &lines(corpus.collect())?)?;
+        write_atomically(dir, "corpus.jsonl", &lines(corpus.collect())?)?;
         let queries = self.queries.as_slice().iter().map(|q| serde_json::json!({"_id": q.id, "text": q.text, "answers": q.answers}));
-        crate::store::write_atomically(dir, "queries.jsonl", &lines(queries.collect())?)?;
+        write_atomically(dir, "queries.jsonl", &lines(queries.collect())?)?;
         for (split, qrels) in &self.qrels {
             let mut text = String::from(QRELS_HEADER);
             text.push('\n');
-            for (query, judged) in qrels {
+            for (query, judged) in qrels.iter() {
                 for (doc, grade) in judged {
                     text.push_str(&format!("{query}\t{doc}\t{grade}\n"));
                 }
             }
-            crate::store::write_atomically(&qrels_dir, &format!("{split}.tsv"), text.as_bytes())?;
+            write_atomically(&qrels_dir, &format!("{split}.tsv"), text.as_bytes())?;
         }
         if let Some(pools) = &self.pools {
             let pools = pools.iter().map(|(q, docs)| serde_json::json!(PoolLine { query_id: q.clone(), doc_ids: docs.clone() }));
-            crate::store::write_atomically(dir, POOLS, &lines(pools.collect())?)?;
+            write_atomically(dir, POOLS, &lines(pools.collect())?)?;
         }
         Ok(())
     }
@@ -215,7 +215,7 @@ where
     let name = path.display().to_string();
     let file = File::open(path).with_context(|| format!("cannot open {name}"))?;
     let mut records = Records::default();
-    for (position, line) in uae_model::jsonl::read_from::<L>(BufReader::new(file), &name)?.into_iter().enumerate() {
+    for (position, line) in crate::jsonl::read_from::<L>(BufReader::new(file), &name)?.into_iter().enumerate() {
         if let Err(DuplicateId { id, first }) = records.push(convert(line)) {
             bail!(
                 "{name}:{}: duplicate _id {id:?} (first at line {})",
@@ -253,7 +253,7 @@ fn read_qrels(path: &Path, data: &DataSet) -> Result<Qrels> {
     if header.as_deref().map(str::trim_end) != Some(QRELS_HEADER) {
         bail!("{name}:1: expected the header {QRELS_HEADER:?}, found {:?}", header.unwrap_or_default());
     }
-    let mut qrels = Qrels::new();
+    let mut qrels = Qrels::default();
     for (i, line) in lines.enumerate() {
         let line_no = i + 2;
         let line = line.with_context(|| format!("{name}:{line_no}: cannot read the line"))?;
@@ -278,16 +278,12 @@ fn add_judgement(qrels: &mut Qrels, line: &str, data: &DataSet) -> Result<()> {
     if !data.corpus.contains(docid) {
         bail!("unknown corpus id {docid:?} (not in corpus.jsonl)");
     }
-    match qrels.entry(qid.to_owned()).or_default().entry(docid.to_owned()) {
-        Entry::Vacant(slot) => {
-            slot.insert(score);
+    match qrels.insert(qid, docid, score) {
+        Some(old) if old != score => {
+            bail!("query {qid:?} and passage {docid:?} were already judged {old}, now {score}");
         }
-        Entry::Occupied(slot) if *slot.get() != score => {
-            bail!("query {qid:?} and passage {docid:?} were already judged {}, now {score}", slot.get());
-        }
-        Entry::Occupied(_) => {}
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]

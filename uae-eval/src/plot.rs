@@ -246,7 +246,7 @@ pub fn write_png(path: &Path, rgb: &[u8], w: u32, h: u32) -> Result<()> {
     }
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).with_context(|| format!("{} is not a file path", path.display()))?;
-    crate::store::write_atomically(dir, name, &out)
+    uae_data::atomic::write_atomically(dir, name, &out)
 }
 
 #[cfg(test)]

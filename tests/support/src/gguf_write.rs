@@ -7,10 +7,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use super::ggml_type::GgmlType;
-use super::header::{ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAGIC};
-use super::metadata::{MetadataValue, ValueType};
-use super::quantize::{quantize_q8_0, to_f16_bytes};
+use uae_model::gguf::{ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GgmlType, MAGIC, MetadataValue, ValueType};
+
+use crate::quantize::{quantize_q8_0, to_f16_bytes};
 
 /// A tensor waiting to be written.
 struct PendingTensor {

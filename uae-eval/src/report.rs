@@ -12,6 +12,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use uae_data::TeacherAgreement;
+
 use crate::plot::{self, BarSeries, LineSeries, Panel};
 
 /// The ranking metrics of the table, as `metrics::evaluate` names them, and
@@ -62,28 +64,6 @@ pub struct SystemRow {
     pub latency: Latency,
     /// LLM re-ranking's median latency divided by this system's.
     pub speedup_vs_rerank: Option<f64>,
-}
-
-/// How often the teacher's highest-utility candidate is a gold passage
-/// (FlagEmbedding #553: when answers are copied from the gold passage, the
-/// utility collapses towards the hard label).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TeacherAgreement {
-    /// Labelled queries with at least one gold candidate.
-    pub queries: usize,
-    /// Of those, queries whose top-utility candidate is gold.
-    pub top_is_gold: usize,
-    /// Mean rank (1 = best) of the best gold candidate by utility.
-    pub mean_gold_rank: f64,
-    /// Mean number of candidates per query.
-    pub mean_candidates: f64,
-}
-
-impl TeacherAgreement {
-    /// `top_is_gold / queries`.
-    pub fn share(&self) -> f64 {
-        self.top_is_gold as f64 / self.queries.max(1) as f64
-    }
 }
 
 /// One of the paper's goals, measured.
@@ -250,8 +230,8 @@ impl ComparisonReport {
     /// curves, `training.png` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        crate::store::write_atomically(dir, "report.json", serde_json::to_string_pretty(self)?.as_bytes())?;
-        crate::store::write_atomically(dir, "report.md", self.markdown().as_bytes())?;
+        uae_data::atomic::write_atomically(dir, "report.json", serde_json::to_string_pretty(self)?.as_bytes())?;
+        uae_data::atomic::write_atomically(dir, "report.md", self.markdown().as_bytes())?;
         let mut groups: Vec<String> = TABLE_METRICS.iter().map(|(_, t)| t.to_string()).collect();
         groups.push("token F1".into());
         let series: Vec<BarSeries> = self

@@ -1,0 +1,32 @@
+//! uae-data: the data every uae stage reads and writes, at the bottom of the
+//! workspace.
+//!
+//! - [`DataSet`]: passages, queries, the judgements ([`Qrels`]) of each split
+//!   and optional per-query pools, read from a BEIR folder ([`beir`]) or
+//!   QASPER's JSON ([`qasper`]);
+//! - TREC qrels and run files ([`trec`]), and the one ranking order
+//!   ([`ranking`]) used by search, mining, re-ranking, runs and metrics;
+//! - the files passed between stages ([`records`]: `candidates.jsonl`,
+//!   `labels.jsonl`);
+//! - JSON files read with the file named in errors ([`json`]), JSON Lines
+//!   with one torn-tail rule ([`jsonl`]), atomic writes that
+//!   always sync ([`atomic`]), uae's cache folder ([`cache`]), and progress
+//!   reporting for long stages ([`progress`]).
+
+pub mod atomic;
+pub mod beir;
+pub mod cache;
+mod dataset;
+pub mod json;
+pub mod jsonl;
+pub mod progress;
+pub mod qasper;
+pub mod ranking;
+pub mod records;
+pub mod trec;
+
+pub use dataset::{Corpus, DataSet, DuplicateId, Keyed, Passage, Pools, Queries, Query, Records};
+pub use progress::Progress;
+pub use ranking::{Hit, Ranking};
+pub use records::{CandidateLine, LabelLine, TeacherAgreement};
+pub use trec::{Qrels, Run};
