@@ -20,11 +20,12 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde::de::{Deserializer, Error as _};
 
 use crate::atomic::write_atomically;
+use crate::trec::BEIR_HEADER;
 use crate::{Corpus, DataSet, DuplicateId, Keyed, Passage, Pools, Qrels, Queries, Query, Records};
 
 /// What a BEIR data-set folder must hold, for error messages.
@@ -32,8 +33,6 @@ const LAYOUT: &str = "a BEIR data set is a folder holding corpus.jsonl ({\"_id\"
                       queries.jsonl ({\"_id\", \"text\"} lines) and qrels/<split>.tsv \
                       (header \"query-id\\tcorpus-id\\tscore\")";
 
-/// The first line of every qrels file.
-const QRELS_HEADER: &str = "query-id\tcorpus-id\tscore";
 
 impl DataSet {
     /// Reads the BEIR folder `dir` with the judgements of each of `splits`
@@ -109,7 +108,7 @@ impl DataSet {
         let queries = self.queries.as_slice().iter().map(|q| serde_json::json!({"_id": q.id, "text": q.text, "answers": q.answers}));
         write_atomically(dir, "queries.jsonl", &lines(queries.collect())?)?;
         for (split, qrels) in &self.qrels {
-            let mut text = String::from(QRELS_HEADER);
+            let mut text = String::from(BEIR_HEADER);
             text.push('\n');
             for (query, judged) in qrels.iter() {
                 for (doc, grade) in judged {
@@ -244,46 +243,19 @@ fn record_line(path: &Path, position: usize) -> Result<usize> {
     bail!("{} changed while it was read", path.display())
 }
 
-/// Reads the judgements of `path`, checking every id against `data`.
+/// Reads the judgements of `path` with the one qrels parser
+/// ([`Qrels::parse_checked`]), checking every id against `data`.
 fn read_qrels(path: &Path, data: &DataSet) -> Result<Qrels> {
-    let name = path.display().to_string();
-    let file = File::open(path).with_context(|| format!("cannot open {name}"))?;
-    let mut lines = BufReader::new(file).lines();
-    let header = lines.next().transpose().with_context(|| format!("cannot read {name}"))?;
-    if header.as_deref().map(str::trim_end) != Some(QRELS_HEADER) {
-        bail!("{name}:1: expected the header {QRELS_HEADER:?}, found {:?}", header.unwrap_or_default());
-    }
-    let mut qrels = Qrels::default();
-    for (i, line) in lines.enumerate() {
-        let line_no = i + 2;
-        let line = line.with_context(|| format!("{name}:{line_no}: cannot read the line"))?;
-        if line.trim().is_empty() {
-            continue;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Qrels::parse_checked(&text, &path.display().to_string(), true, |qid, docid| {
+        if !data.queries.contains(qid) {
+            bail!("unknown query id {qid:?} (not in queries.jsonl)");
         }
-        add_judgement(&mut qrels, &line, data).map_err(|e| anyhow!("{name}:{line_no}: {e}"))?;
-    }
-    Ok(qrels)
-}
-
-/// Parses one qrels line into `qrels`.
-fn add_judgement(qrels: &mut Qrels, line: &str, data: &DataSet) -> Result<()> {
-    let columns: Vec<&str> = line.trim_end().split('\t').collect();
-    let [qid, docid, score] = columns[..] else {
-        bail!("expected 3 tab-separated columns (query-id, corpus-id, score), found {}", columns.len());
-    };
-    let score: i32 = score.trim().parse().map_err(|_| anyhow!("score {score:?} is not an integer"))?;
-    if !data.queries.contains(qid) {
-        bail!("unknown query id {qid:?} (not in queries.jsonl)");
-    }
-    if !data.corpus.contains(docid) {
-        bail!("unknown corpus id {docid:?} (not in corpus.jsonl)");
-    }
-    match qrels.insert(qid, docid, score) {
-        Some(old) if old != score => {
-            bail!("query {qid:?} and passage {docid:?} were already judged {old}, now {score}");
+        if !data.corpus.contains(docid) {
+            bail!("unknown corpus id {docid:?} (not in corpus.jsonl)");
         }
-        _ => Ok(()),
-    }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -402,7 +374,7 @@ mod tests {
             ),
         ];
         for (body, expected) in cases {
-            let qrels = format!("{QRELS_HEADER}\n{body}");
+            let qrels = format!("{BEIR_HEADER}\n{body}");
             let dir = valid(&[("qrels/test.tsv", &qrels)]);
             let err = load_err(&dir, &["test"]);
             assert!(err.ends_with(expected), "{err}");

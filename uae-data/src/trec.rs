@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 /// Relevance judgements: query id -> document id -> grade. A document is
 /// relevant when its grade is at least 1; unjudged documents are not.
@@ -71,6 +71,26 @@ impl Qrels {
     }
 
     fn parse(text: &str, source: &str) -> Result<Self> {
+        Self::parse_checked(text, source, false, |_, _| Ok(()))
+    }
+
+    /// The one qrels parser: TREC qrels or BEIR TSV (told apart as in
+    /// [`Qrels::read`]). With `beir_header` the file must start with the
+    /// BEIR header line (as `qrels/<split>.tsv` in a BEIR folder does), and
+    /// `check` vets each judgement's (query, document) ids. Errors name
+    /// `source` and the line.
+    pub(crate) fn parse_checked(
+        text: &str,
+        source: &str,
+        beir_header: bool,
+        check: impl Fn(&str, &str) -> Result<()>,
+    ) -> Result<Self> {
+        if beir_header {
+            let first = text.lines().next().unwrap_or_default();
+            if first.trim_end() != BEIR_HEADER {
+                bail!("{source}:1: expected the header {BEIR_HEADER:?}, found {first:?}");
+            }
+        }
         let mut lines = text
             .lines()
             .enumerate()
@@ -101,11 +121,18 @@ impl Qrels {
                 }
             };
             let Ok(grade) = grade.parse::<i32>() else {
+                if tsv {
+                    bail!("{}: score {grade:?} is not an integer", at());
+                }
                 bail!("{}: relevance grade {grade:?} is not an integer", at());
             };
+            check(query, doc).map_err(|e| anyhow!("{}: {e}", at()))?;
             if let Some(old) = qrels.insert(query, doc, grade)
                 && old != grade
             {
+                if tsv {
+                    bail!("{}: query {query:?} and passage {doc:?} were already judged {old}, now {grade}", at());
+                }
                 bail!(
                     "{}: document {doc:?} of query {query:?} judged twice ({old} and {grade})",
                     at()
@@ -115,6 +142,9 @@ impl Qrels {
         Ok(qrels)
     }
 }
+
+/// The first line of a BEIR qrels file.
+pub const BEIR_HEADER: &str = "query-id\tcorpus-id\tscore";
 
 /// Read-only access to the judgements as a map: query id -> document id ->
 /// grade, in id order.
