@@ -13,3 +13,4 @@ pub mod pooling;
 pub mod sentence;
 pub mod source;
 pub mod tokenize;
+pub mod weights;

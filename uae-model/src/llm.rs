@@ -12,7 +12,7 @@ use burn::tensor::activation;
 use tokenizers::Tokenizer;
 
 use crate::gguf::GgufFile;
-use crate::llama::weights::WeightReader;
+use crate::weights::WeightReader;
 use crate::llama::{KvCache, LlamaConfig, LlamaForCausalLM};
 
 /// A loaded causal LM with its tokenizer.

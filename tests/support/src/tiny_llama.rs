@@ -157,7 +157,7 @@ pub fn write_tiny_llama_gguf(path: &Path, spec: &TinyLlamaSpec, quantize: bool) 
                 values = llama_cpp_permute(&values, &shape, spec.kv_heads, d);
             }
         }
-        let gname = uae_model::llama::weights::gguf_name(&name).context("tensor without a GGUF name")?;
+        let gname = uae_model::weights::gguf_name(&name).context("tensor without a GGUF name")?;
         let ty = if quantize && shape.len() == 2 && shape[1] % 32 == 0 { GgmlType::Q8_0 } else { GgmlType::F32 };
         w.add_tensor(&gname, &shape, &values, ty)?;
     }

@@ -7,7 +7,7 @@ use burn::module::Param;
 use burn::nn::{Embedding, Linear, RmsNorm, RmsNormConfig};
 use burn::prelude::*;
 
-use super::weights::{HostTensor, WeightReader};
+use crate::weights::{HostTensor, WeightReader};
 use super::{LlamaAttention, LlamaConfig, LlamaDecoderLayer, LlamaForCausalLM, LlamaMlp, LlamaModel, rope};
 
 /// Tensors a checkpoint may carry that the model derives itself.

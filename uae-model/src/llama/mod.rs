@@ -11,7 +11,6 @@
 pub mod config;
 pub mod load;
 pub mod rope;
-pub mod weights;
 
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::prelude::*;

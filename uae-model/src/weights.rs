@@ -1,10 +1,16 @@
-//! Named f32 weights in transformers' naming and layout, read on demand from
-//! safetensors files (one file or shards with their index) or from a GGUF
-//! file. GGUF names (`blk.N.attn_q.weight`) are mapped to transformers' ones,
-//! quantised tensors are dequantised, and the q/k rows that llama.cpp
-//! permutes for its interleaved rotary layout are put back in transformers'
-//! "rotate half" order. Every tensor read is remembered, so tensors the model
-//! does not use can be reported.
+//! The one weight source of uae's models: named f32 tensors in transformers'
+//! naming and layout, read on demand from memory-mapped safetensors files
+//! (one file, or shards with their index) or from a GGUF file. Both the BERT
+//! encoder and the Llama-family teacher load through it.
+//!
+//! A safetensors header is parsed once, when the file is opened; a tensor is
+//! then a slice of the map, converted to f32 (from f16, bf16 or f64) when it
+//! is read. GGUF names (`blk.N.attn_q.weight`, the Llama family's, the only
+//! GGUF models uae reads) are mapped to transformers' ones, quantised tensors
+//! are dequantised, and the q/k rows that llama.cpp permutes for its
+//! interleaved rotary layout are put back in transformers' "rotate half"
+//! order. Every tensor read is remembered, so tensors the model does not use
+//! can be reported.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
@@ -12,10 +18,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use memmap2::Mmap;
+use safetensors::tensor::{Metadata, TensorInfo};
 use safetensors::{Dtype, SafeTensors};
 
-use super::config::LlamaConfig;
 use crate::gguf::GgufFile;
+use crate::llama::LlamaConfig;
 
 /// An f32 tensor, row-major, with its shape.
 #[derive(Debug, Clone)]
@@ -26,10 +33,19 @@ pub struct HostTensor {
     pub shape: Vec<usize>,
 }
 
+/// One memory-mapped safetensors file and its parsed header.
+struct Shard {
+    path: PathBuf,
+    map: Mmap,
+    /// Where the tensor data starts in the map (after the header).
+    data_start: usize,
+    metadata: Metadata,
+}
+
 /// Where the weights are.
 enum Files {
     /// Safetensors files; `index` maps each tensor to its file.
-    Safetensors { maps: Vec<(PathBuf, Mmap)>, index: HashMap<String, usize> },
+    Safetensors { shards: Vec<Shard>, index: HashMap<String, usize> },
     /// One GGUF file, and whether its q/k rows are permuted (llama, mistral).
     Gguf { file: Box<GgufFile>, permuted: bool, heads: usize, kv_heads: usize },
 }
@@ -61,20 +77,21 @@ impl WeightReader {
 
     /// Opens the given safetensors files.
     pub fn safetensors(paths: &[PathBuf]) -> Result<Self> {
-        let mut maps = Vec::new();
+        let mut shards = Vec::new();
         let mut index = HashMap::new();
         for (i, path) in paths.iter().enumerate() {
             let file = File::open(path).with_context(|| format!("cannot open weights file {}", path.display()))?;
             // SAFETY: the file is opened read-only and not modified while mapped.
             let map = unsafe { Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?;
-            let tensors = SafeTensors::deserialize(&map)
+            // Parses and validates the header (offsets against the file length).
+            let (header_len, metadata) = SafeTensors::read_metadata(&map)
                 .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file: {e}", path.display()))?;
-            for name in tensors.names() {
-                index.insert(name.to_string(), i);
+            for name in metadata.tensors().into_keys() {
+                index.insert(name, i);
             }
-            maps.push((path.clone(), map));
+            shards.push(Shard { path: path.clone(), map, data_start: 8 + header_len, metadata });
         }
-        Ok(Self { files: Files::Safetensors { maps, index }, read: BTreeSet::new() })
+        Ok(Self { files: Files::Safetensors { shards, index }, read: BTreeSet::new() })
     }
 
     /// Reads weights from a GGUF file whose configuration is `config`.
@@ -99,13 +116,37 @@ impl WeightReader {
         }
     }
 
+    /// The shape of tensor `name` in a safetensors file, without reading it;
+    /// `None` when there is no such tensor or the weights are GGUF.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        match &self.files {
+            Files::Safetensors { shards, index } => {
+                let &i = index.get(name)?;
+                shards[i].metadata.info(name).map(|info| info.shape.as_slice())
+            }
+            Files::Gguf { .. } => None,
+        }
+    }
+
+    /// The file (or shards) the weights come from, for messages.
+    pub fn describe(&self) -> String {
+        match &self.files {
+            Files::Safetensors { shards, .. } => match shards.as_slice() {
+                [shard] => shard.path.display().to_string(),
+                _ => format!("{} safetensors shards", shards.len()),
+            },
+            Files::Gguf { file, .. } => file.path().display().to_string(),
+        }
+    }
+
     /// Reads tensor `name`, checking that its shape is `shape`.
     pub fn get(&mut self, name: &str, shape: &[usize]) -> Result<HostTensor> {
         let tensor = match &self.files {
-            Files::Safetensors { maps, index } => {
-                let &i = index.get(name).with_context(|| format!("{}: missing tensor {name}", describe(maps)))?;
-                let (path, map) = &maps[i];
-                read_safetensor(path, map, name)?
+            Files::Safetensors { shards, index } => {
+                let &i = index.get(name).with_context(|| format!("{}: missing tensor {name}", self.describe()))?;
+                let shard = &shards[i];
+                let info = shard.metadata.info(name).with_context(|| format!("{}: missing tensor {name}", self.describe()))?;
+                read_safetensor(shard, info, name)?
             }
             Files::Gguf { file, permuted, heads, kv_heads } => {
                 let gname = gguf_name(name).with_context(|| format!("no GGUF name for tensor {name}"))?;
@@ -145,22 +186,13 @@ impl WeightReader {
     }
 }
 
-fn describe(maps: &[(PathBuf, Mmap)]) -> String {
-    match maps {
-        [(path, _)] => path.display().to_string(),
-        _ => format!("{} safetensors shards", maps.len()),
-    }
-}
-
-/// Converts one safetensors tensor (f32, f16 or bf16) to f32.
-fn read_safetensor(path: &Path, map: &Mmap, name: &str) -> Result<HostTensor> {
-    let tensors = SafeTensors::deserialize(map)
-        .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file: {e}", path.display()))?;
-    let view = tensors
-        .tensor(name)
-        .map_err(|e| anyhow::anyhow!("{}: tensor {name}: {e}", path.display()))?;
-    let bytes = view.data();
-    let data: Vec<f32> = match view.dtype() {
+/// Converts one safetensors tensor (f32, f16, bf16 or f64) to f32.
+fn read_safetensor(shard: &Shard, info: &TensorInfo, name: &str) -> Result<HostTensor> {
+    let (start, end) = info.data_offsets;
+    // The header's offsets were validated against the file length on open.
+    let bytes = &shard.map[shard.data_start + start..shard.data_start + end];
+    let path = &shard.path;
+    let data: Vec<f32> = match info.dtype {
         Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
         Dtype::F16 => bytes
             .chunks_exact(2)
@@ -170,9 +202,13 @@ fn read_safetensor(path: &Path, map: &Mmap, name: &str) -> Result<HostTensor> {
             .chunks_exact(2)
             .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
             .collect(),
-        other => bail!("{}: tensor {name} has dtype {other:?}; f32, f16 or bf16 expected", path.display()),
+        Dtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8")) as f32)
+            .collect(),
+        other => bail!("{}: tensor {name} has dtype {other:?}; f32, f16, bf16 or f64 expected", path.display()),
     };
-    Ok(HostTensor { data, shape: view.shape().to_vec() })
+    Ok(HostTensor { data, shape: info.shape.clone() })
 }
 
 /// llama.cpp's name for a transformers tensor name.
