@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use uae_data::{Qrels, Run};
 use uae_eval::compare::{CompareOptions, compare};
 use uae_eval::metrics::{self, DEFAULT_KS};
+use uae_eval::significance::TestOptions;
 
 use crate::progress::Bars;
 
@@ -98,6 +99,16 @@ pub struct CompareArgs {
     /// A training run as NAME=DIR whose metric logs become training curves; repeatable.
     #[arg(long = "run")]
     runs: Vec<String>,
+    /// Test every system against this one (a system name) for
+    /// significance; repeat for more [default: the base encoder].
+    #[arg(long)]
+    against: Vec<String>,
+    /// Permutations of the randomization test and bootstrap resamples.
+    #[arg(long, default_value_t = 10_000)]
+    test_resamples: usize,
+    /// Seed of the significance tests.
+    #[arg(long, default_value_t = 42)]
+    test_seed: u64,
     /// Passages ranked per query (the depth of MAP).
     #[arg(long, default_value_t = 100)]
     k: usize,
@@ -138,6 +149,8 @@ fn run_compare(args: CompareArgs, device: &Device) -> Result<()> {
         labels: args.labels,
         labels_split: args.labels_split,
         runs: args.runs,
+        against: args.against,
+        tests: TestOptions { resamples: args.test_resamples, seed: args.test_seed, ..TestOptions::default() },
         k: args.k,
         batch_tokens: args.batch_tokens,
         pipeline,

@@ -5,7 +5,7 @@
 //! top-k at query time (docs/method.md, "Query-likelihood re-ranking").
 //! Every query is timed alone, as a user would send it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -25,7 +25,8 @@ use uae_teacher::answer::{AnswerOptions, answer};
 use uae_teacher::rerank::{RerankOptions, rerank};
 
 use crate::metrics::{self, DEFAULT_KS};
-use crate::report::{ComparisonReport, Latency, SystemRow};
+use crate::report::{ComparisonReport, Latency, SystemRow, TESTED_METRICS};
+use crate::significance::TestOptions;
 
 /// The name of the LLM re-ranking row.
 pub const RERANK: &str = "LLM re-rank";
@@ -63,6 +64,11 @@ pub struct CompareOptions {
     pub labels_split: String,
     /// Training runs as NAME=DIR whose metric logs become training curves.
     pub runs: Vec<String>,
+    /// Systems (by name) every other system is tested against for
+    /// significance, in the order of their marks; empty is the base encoder.
+    pub against: Vec<String>,
+    /// How the significance tests resample.
+    pub tests: TestOptions,
     /// Passages ranked per query (the depth of MAP).
     pub k: usize,
     /// Padded tokens per forward pass when embedding the corpus.
@@ -106,8 +112,8 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
     if args.models.is_empty() {
         bail!("give at least one --model (the base encoder)");
     }
-    if args.k == 0 || args.rerank_k == 0 {
-        bail!("--k and --rerank-k must be at least 1");
+    if args.k == 0 || args.rerank_k == 0 || args.tests.resamples == 0 {
+        bail!("--k, --rerank-k and --test-resamples must be at least 1");
     }
     let data = DataSet::load(&data_dir, &[args.split.as_str()])?;
     let qrels = &data.qrels[&args.split];
@@ -166,23 +172,41 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
         write_run(&run, &file_name(&system.name), &mut text).with_context(|| format!("cannot write runs/{name}"))?;
         write_atomically(&report_dir.join("runs"), &name, &text)?;
         let latency = Latency::of(&system.latencies_ms);
-        let (token_f1, exact_match) = match &answers {
-            Some(a) => (Some(a[i].0), Some(a[i].1)),
-            None => (None, None),
-        };
+        let evaluated = metrics::evaluate(qrels, &run, &DEFAULT_KS);
+        let mut per_query: BTreeMap<String, BTreeMap<String, f64>> = TESTED_METRICS
+            .iter()
+            .filter(|(m, _)| evaluated.mean.contains_key(*m))
+            .map(|(m, _)| (m.to_string(), evaluated.per_query.iter().map(|(q, v)| (q.clone(), v[*m])).collect()))
+            .collect();
+        let (mut token_f1, mut exact_match) = (None, None);
+        if let Some(answers) = &answers {
+            let scores = &answers[i];
+            let mean = |f: fn(&(f64, f64)) -> f64| scores.iter().map(f).sum::<f64>() / scores.len().max(1) as f64;
+            token_f1 = Some(mean(|s| s.0));
+            exact_match = Some(mean(|s| s.1));
+            let by_query = |f: fn(&(f64, f64)) -> f64| queries.iter().zip(scores).map(|(q, s)| (q.id.clone(), f(s))).collect();
+            per_query.insert("token_f1".into(), by_query(|s| s.0));
+            per_query.insert("exact_match".into(), by_query(|s| s.1));
+        }
         rows.push(SystemRow {
             name: system.name.clone(),
             description: system.description.clone(),
-            metrics: metrics::evaluate(qrels, &run, &DEFAULT_KS).mean,
+            metrics: evaluated.mean,
             token_f1,
             exact_match,
             latency,
             speedup_vs_rerank: rerank_p50.map(|r| r / latency.p50_ms),
+            per_query,
         });
     }
     let base = &systems[1].name;
     let student = &systems[args.models.len()].name;
     let goals = ComparisonReport::paper_goals(&rows, base, student, RERANK);
+    let references = if args.against.is_empty() { vec![base.clone()] } else { args.against.clone() };
+    if let Some(missing) = references.iter().find(|r| !rows.iter().any(|s| &s.name == *r)) {
+        bail!("--against {missing:?} names no system of the comparison");
+    }
+    let significance = ComparisonReport::significance(&rows, &references, &args.tests);
     let teacher = match &args.labels {
         Some(labels) => {
             let split = DataSet::load(&data_dir, &[args.labels_split.as_str()])?;
@@ -207,6 +231,7 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
         "answer_prompt": AnswerOptions::default().prompt.with_passage,
         "rerank_prompt": RerankOptions::default().prompt,
         "k": args.k, "labels": args.labels, "runs": args.runs,
+        "against": &references, "test_resamples": args.tests.resamples, "test_seed": args.tests.seed,
         "device": format!("{device:?}"),
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "pipeline": args.pipeline,
@@ -223,6 +248,8 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
         goals,
         teacher,
         curves,
+        references,
+        significance,
         config,
     };
     report.write(&report_dir)?;
@@ -362,7 +389,7 @@ fn rerank_system(
 
 /// Answers every query from each system's top-1 passage (each distinct
 /// passage-query pair once), writes `answers.jsonl`, and returns each
-/// system's mean token F1 and exact match.
+/// system's token F1 and exact match per query, in query order.
 fn answer_all(
     lm: &CausalLm,
     systems: &[Ranked],
@@ -371,7 +398,7 @@ fn answer_all(
     args: &CompareOptions,
     report_dir: &Path,
     progress: &dyn Progress,
-) -> Result<Vec<(f64, f64)>> {
+) -> Result<Vec<Vec<(f64, f64)>>> {
     let options = AnswerOptions {
         max_passage_tokens: args.max_passage_tokens,
         max_new_tokens: args.max_new_tokens,
@@ -398,9 +425,9 @@ fn answer_all(
     }
     progress.finish();
     let mut lines = JsonlWriter::create(&report_dir.join("answers.jsonl").display().to_string())?;
-    let mut means = Vec::new();
+    let mut scores = Vec::new();
     for system in systems {
-        let (mut f1, mut em, mut n) = (0.0, 0.0, 0usize);
+        let mut per_query = Vec::new();
         for (qi, ranking) in system.rankings.iter().enumerate() {
             let q = queries[qi];
             let (doc, text) = match ranking.first() {
@@ -408,16 +435,14 @@ fn answer_all(
                 None => (None, ""),
             };
             let (f, e) = (metrics::token_f1(text, &q.answers), metrics::exact_match(text, &q.answers));
-            f1 += f;
-            em += e;
-            n += 1;
+            per_query.push((f, e));
             lines.write(&serde_json::json!({
                 "system": system.name, "query_id": q.id, "doc_id": doc, "answer": text,
                 "gold": q.answers, "token_f1": f, "exact_match": e,
             }))?;
         }
-        means.push((f1 / n.max(1) as f64, em / n.max(1) as f64));
+        scores.push(per_query);
     }
     lines.finish()?;
-    Ok(means)
+    Ok(scores)
 }

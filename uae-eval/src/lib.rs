@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plot;
 pub mod report;
+pub mod significance;

@@ -242,6 +242,8 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
         labels: Some(labels.clone()),
         labels_split: "train".into(),
         runs: vec![format!("infonce={}", s(&out.join("runs/infonce"))), format!("uae={}", s(&out.join("runs/uae")))],
+        against: vec!["base".into(), "infonce".into()],
+        tests: crate::significance::TestOptions::default(),
         k: 100,
         batch_tokens: BATCH_TOKENS,
         pipeline: Some(pipeline),
@@ -256,6 +258,9 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
         "--indexes", &s(&out.join("indexes")), "--rerank-teacher", &o.teacher, "--rerank-k", &o.rerank_k.to_string(),
         "--max-new-tokens", &o.max_new_tokens.to_string(), "--labels", &s(&labels),
     ]));
+    for against in &compare_options.against {
+        eval_argv.extend(argv(&["--against", against]));
+    }
     for run in &compare_options.runs {
         eval_argv.extend(argv(&["--run", run]));
     }

@@ -15,11 +15,27 @@ use serde::{Deserialize, Serialize};
 use uae_data::TeacherAgreement;
 
 use crate::plot::{self, BarSeries, LineSeries, Panel};
+use crate::significance::{self, PairedTest, TestOptions};
 
 /// The ranking metrics of the table, as `metrics::evaluate` names them, and
 /// their column titles.
 pub const TABLE_METRICS: [(&str, &str); 5] =
     [("recall@1", "Recall@1"), ("recall@5", "Recall@5"), ("map", "MAP"), ("mrr@10", "MRR@10"), ("ndcg@10", "nDCG@10")];
+
+/// The per-query scores tested for significance: the table's ranking
+/// metrics, then token F1 where answers were generated.
+pub const TESTED_METRICS: [(&str, &str); 6] = [
+    ("recall@1", "Recall@1"),
+    ("recall@5", "Recall@5"),
+    ("map", "MAP"),
+    ("mrr@10", "MRR@10"),
+    ("ndcg@10", "nDCG@10"),
+    ("token_f1", "token F1"),
+];
+
+/// Marks of a significant difference in the table, one per reference
+/// system in order.
+const MARKS: [&str; 4] = ["*", "†", "‡", "§"];
 
 /// Query latency statistics in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -64,6 +80,24 @@ pub struct SystemRow {
     pub latency: Latency,
     /// LLM re-ranking's median latency divided by this system's.
     pub speedup_vs_rerank: Option<f64>,
+    /// Query id -> score, per metric of [`TESTED_METRICS`] (token F1 and
+    /// exact match only where answers were generated): the numbers the
+    /// means and the significance tests are computed from.
+    pub per_query: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+/// The paired test of one system against a reference system on one metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Significance {
+    /// The system.
+    pub system: String,
+    /// The reference it is compared with.
+    pub against: String,
+    /// The metric (a key of [`TESTED_METRICS`]).
+    pub metric: String,
+    /// Mean difference (system minus reference), p-value and interval.
+    #[serde(flatten)]
+    pub test: PairedTest,
 }
 
 /// One of the paper's goals, measured.
@@ -118,6 +152,10 @@ pub struct ComparisonReport {
     pub teacher: Option<TeacherAgreement>,
     /// Training curves of the fine-tuned systems.
     pub curves: Vec<RunCurves>,
+    /// The systems every other system is tested against, in mark order.
+    pub references: Vec<String>,
+    /// Every system against every reference, per tested metric.
+    pub significance: Vec<Significance>,
     /// Every setting that produced the figures (models, options, commands).
     pub config: serde_json::Value,
 }
@@ -153,6 +191,44 @@ impl ComparisonReport {
         goals
     }
 
+    /// Tests every system against each of `references` (system names) on
+    /// each of [`TESTED_METRICS`] both have per-query scores for, pairing the
+    /// queries by id.
+    pub fn significance(systems: &[SystemRow], references: &[String], options: &TestOptions) -> Vec<Significance> {
+        let mut out = Vec::new();
+        for reference in references {
+            let Some(r) = systems.iter().find(|s| &s.name == reference) else { continue };
+            for s in systems.iter().filter(|s| &s.name != reference) {
+                for (metric, _) in TESTED_METRICS {
+                    let (Some(a), Some(b)) = (s.per_query.get(metric), r.per_query.get(metric)) else { continue };
+                    let pairs: Vec<(f64, f64)> = a.iter().filter_map(|(q, x)| Some((*x, *b.get(q)?))).collect();
+                    let (xs, ys): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
+                    out.push(Significance {
+                        system: s.name.clone(),
+                        against: reference.clone(),
+                        metric: metric.to_string(),
+                        test: significance::paired(&xs, &ys, options),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The marks of `system`'s significant differences on `metric`.
+    fn marks(&self, system: &str, metric: &str) -> String {
+        self.references
+            .iter()
+            .zip(MARKS)
+            .filter(|(reference, _)| {
+                self.significance
+                    .iter()
+                    .any(|t| t.system == system && &t.against == *reference && t.metric == metric && t.test.significant)
+            })
+            .map(|(_, mark)| mark)
+            .collect()
+    }
+
     /// The Markdown report: the table, the goals, the teacher's agreement
     /// and pointers to the charts.
     pub fn markdown(&self) -> String {
@@ -173,12 +249,13 @@ impl ComparisonReport {
         for s in &self.systems {
             let _ = write!(md, "| {} |", s.name);
             for (key, _) in TABLE_METRICS {
-                let _ = write!(md, " {} |", opt(s.metrics.get(key).copied(), 3));
+                let _ = write!(md, " {}{} |", opt(s.metrics.get(key).copied(), 3), self.marks(&s.name, key));
             }
             let _ = writeln!(
                 md,
-                " {} | {} | {:.1} | {:.1} | {} |",
+                " {}{} | {} | {:.1} | {:.1} | {} |",
                 opt(s.token_f1, 3),
+                self.marks(&s.name, "token_f1"),
                 opt(s.exact_match, 3),
                 s.latency.p50_ms,
                 s.latency.p95_ms,
@@ -190,6 +267,20 @@ impl ComparisonReport {
             "\nRecall@k divides by the number of relevant passages ({:.2} per query on average here), so the best reachable Recall@1 is {:.3}.",
             self.mean_relevant, self.recall_at_1_ceiling
         );
+        let legend: Vec<String> = self
+            .references
+            .iter()
+            .zip(MARKS)
+            .map(|(reference, mark)| format!("{mark} differs from {reference}"))
+            .collect();
+        if !legend.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n{} with p < 0.05 (paired two-sided randomization test over the {} queries, 10,000 permutations; see \"Significance\" below).",
+                legend.join(", "),
+                self.queries
+            );
+        }
         md.push_str("\nSystems:\n");
         for s in &self.systems {
             let _ = writeln!(md, "- **{}**: {}", s.name, s.description);
@@ -206,6 +297,45 @@ impl ComparisonReport {
                     g.threshold,
                     if g.met { "yes" } else { "**no**" }
                 );
+            }
+        }
+        if !self.significance.is_empty() {
+            md.push_str(
+                "\n## Significance\n\nMean difference per query (system minus reference), its 95% bootstrap interval, and the p-value of a paired two-sided randomization test; **bold** where p < 0.05.\n\n| system | against |",
+            );
+            let tested: Vec<(&str, &str)> = TESTED_METRICS
+                .into_iter()
+                .filter(|(m, _)| self.significance.iter().any(|t| t.metric == *m))
+                .collect();
+            for (_, title) in &tested {
+                let _ = write!(md, " {title} |");
+            }
+            md.push_str("\n|---|---|");
+            md.push_str(&"---:|".repeat(tested.len()));
+            md.push('\n');
+            let mut pairs: Vec<(&str, &str)> = Vec::new();
+            for t in &self.significance {
+                if !pairs.contains(&(&t.system, &t.against)) {
+                    pairs.push((&t.system, &t.against));
+                }
+            }
+            for (system, against) in pairs {
+                let _ = write!(md, "| {system} | {against} |");
+                for (metric, _) in &tested {
+                    let cell = self
+                        .significance
+                        .iter()
+                        .find(|t| t.system == system && t.against == against && t.metric == *metric)
+                        .map_or("–".to_string(), |t| {
+                            let text = format!(
+                                "{:+.3} [{:+.3}, {:+.3}] p={:.3}",
+                                t.test.mean_difference, t.test.ci_low, t.test.ci_high, t.test.p_value
+                            );
+                            if t.test.significant { format!("**{text}**") } else { text }
+                        });
+                    let _ = write!(md, " {cell} |");
+                }
+                md.push('\n');
             }
         }
         if let Some(t) = &self.teacher {
@@ -303,6 +433,7 @@ mod tests {
             exact_match: Some(0.0),
             latency: Latency { p50_ms: p50, p95_ms: p50, mean_ms: p50 },
             speedup_vs_rerank: None,
+            per_query: BTreeMap::new(),
         }
     }
 
@@ -313,5 +444,42 @@ mod tests {
         let met: Vec<(f64, bool)> = goals.iter().map(|g| ((g.measured * 1000.0).round() / 1000.0, g.met)).collect();
         assert_eq!(met, [(1.32, true), (1.2, false), (1.25, true), (200.0, true), (0.971, true)]);
         assert!(ComparisonReport::paper_goals(&systems, "base", "missing", "rerank").is_empty());
+    }
+
+    #[test]
+    fn every_system_is_tested_against_each_reference_and_marked() {
+        let scores = |values: &[f64]| -> BTreeMap<String, f64> {
+            values.iter().enumerate().map(|(i, v)| (format!("q{i:02}"), *v)).collect()
+        };
+        let mut base = row("base", 0.0, 0.0, 0.0, 1.0);
+        let mut better = row("better", 0.0, 0.0, 0.0, 1.0);
+        base.per_query.insert("recall@1".into(), scores(&[0.0; 20]));
+        better.per_query.insert("recall@1".into(), scores(&[1.0; 20]));
+        // Token F1 only for the base: nothing to pair, no test.
+        base.per_query.insert("token_f1".into(), scores(&[0.5; 20]));
+        let systems = [base, better];
+        let tests = ComparisonReport::significance(&systems, &["base".to_string()], &TestOptions::default());
+        assert_eq!(tests.len(), 1);
+        assert_eq!((tests[0].system.as_str(), tests[0].metric.as_str()), ("better", "recall@1"));
+        assert!(tests[0].test.significant && tests[0].test.mean_difference == 1.0);
+        let report = ComparisonReport {
+            data: "d".into(),
+            split: "test".into(),
+            queries: 20,
+            passages: 3,
+            mean_relevant: 1.0,
+            recall_at_1_ceiling: 1.0,
+            systems: systems.to_vec(),
+            goals: Vec::new(),
+            teacher: None,
+            curves: Vec::new(),
+            references: vec!["base".into()],
+            significance: tests,
+            config: serde_json::Value::Null,
+        };
+        let md = report.markdown();
+        assert!(md.contains("| better | 0.000* |"), "{md}");
+        assert!(md.contains("* differs from base with p < 0.05"), "{md}");
+        assert!(md.contains("| better | base | **+1.000 [+1.000, +1.000] p=0.000** |"), "{md}");
     }
 }
