@@ -364,3 +364,23 @@ fn loss_names_round_trip() {
     );
     assert!(serde_json::from_str::<LossConfig>(r#"{"temperature": 1}"#).is_err());
 }
+
+/// A distillation loss with an InfoNCE term is the loss without it plus the
+/// weight times InfoNCE, query by query; the term needs the positives.
+#[test]
+fn infonce_term_adds_weighted_infonce() {
+    let device = Device::flex();
+    let batch = small_batch([[0.9, 0.1, 0.3], [0.2, 0.4, 0.8]], [[2.0, 0.5, 1.0], [0.0, 0.1, 3.0]], &device);
+    let per_query = |config: &LossConfig| read(config.loss(&batch).unwrap().per_query);
+    let infonce = per_query(&config(LossKind::Infonce));
+    for kind in [LossKind::UmInfonce, LossKind::Kl, LossKind::StableDistill] {
+        let plain = per_query(&config(kind));
+        let mixed = per_query(&LossConfig { infonce_weight: 0.25, ..config(kind) });
+        let expected: Vec<f64> = plain.iter().zip(&infonce).map(|(p, i)| p + 0.25 * i).collect();
+        assert_close(&format!("{kind} + 0.25 infonce"), &mixed, &expected);
+        let no_positive = LossInput { positive: None, ..batch.clone() };
+        assert!(LossConfig { infonce_weight: 0.25, ..config(kind) }.loss(&no_positive).is_err());
+        assert!(config(kind).loss(&no_positive).is_ok());
+    }
+    assert!(LossConfig { infonce_weight: -1.0, ..config(LossKind::UmInfonce) }.validate().is_err());
+}

@@ -42,9 +42,11 @@ mod error;
 mod guard;
 pub mod metrics;
 mod objectives;
+mod target;
 
 pub use error::LossError;
 pub use guard::{ONE_HOT_MARGIN, TargetReport, UNIFORM_SPREAD, is_one_hot};
+pub use target::{PEAKED, TargetStats, UtilityNorm};
 
 use std::fmt;
 use std::str::FromStr;
@@ -155,7 +157,8 @@ impl FromStr for LossKind {
 ///   sentence-transformers' `DistillKLDivLoss`, and [`LossConfig::guard`]
 ///   reports the rows where it leaves a one-hot or a uniform target;
 /// - `use_in_batch = true`: other queries' passages serve as extra negatives,
-///   as in `MultipleNegativesRankingLoss`.
+///   as in `MultipleNegativesRankingLoss`;
+/// - `infonce_weight = 0`: no InfoNCE term is added (see the field).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LossConfig {
@@ -167,6 +170,11 @@ pub struct LossConfig {
     pub tau_u: f64,
     /// Whether batches carry in-batch negatives ([`LossInput::in_batch`]).
     pub use_in_batch: bool,
+    /// Adds `infonce_weight * -log p_theta(pos_b)` (InfoNCE on the gold
+    /// candidate, over the same logits) to each query's loss, anchoring a
+    /// distillation loss to the judgements (Tamber et al. use 0.1). Ignored
+    /// by `infonce` itself.
+    pub infonce_weight: f64,
 }
 
 impl Default for LossConfig {
@@ -176,6 +184,7 @@ impl Default for LossConfig {
             tau: 0.05,
             tau_u: 1.0,
             use_in_batch: true,
+            infonce_weight: 0.0,
         }
     }
 }
@@ -217,8 +226,26 @@ impl LossConfig {
         }
     }
 
-    /// Checks that both temperatures are finite and positive.
+    /// Whether the loss reads the gold positive of each query: `infonce`,
+    /// or any loss with an InfoNCE term.
+    pub fn needs_positive(&self) -> bool {
+        self.kind.needs_positive() || self.infonce_term()
+    }
+
+    /// Whether an InfoNCE term is added to a distillation loss.
+    fn infonce_term(&self) -> bool {
+        self.kind != LossKind::Infonce && self.infonce_weight > 0.0
+    }
+
+    /// Checks that both temperatures are finite and positive, and the
+    /// InfoNCE weight finite and not negative.
     pub fn validate(&self) -> Result<(), LossError> {
+        if !(self.infonce_weight.is_finite() && self.infonce_weight >= 0.0) {
+            return Err(LossError::InvalidConfig(format!(
+                "infonce_weight must be finite and not negative, got {}",
+                self.infonce_weight
+            )));
+        }
         for (name, value) in [("tau", self.tau), ("tau_u", self.tau_u)] {
             if !(value.is_finite() && value > 0.0) {
                 return Err(LossError::InvalidConfig(format!(
@@ -240,13 +267,19 @@ impl LossConfig {
         let [rows, candidates] = self.check_shapes(input)?;
         let logits = self.student_logits(input);
         let per_query = match self.kind {
-            LossKind::UmInfonce => objectives::um_infonce(logits, teacher(input)?, self.tau_u),
+            LossKind::UmInfonce => objectives::um_infonce(logits.clone(), teacher(input)?, self.tau_u),
             LossKind::Infonce => {
                 let target = one_hot(positive(input)?, rows, candidates, &input.scores);
-                objectives::soft_cross_entropy(target, logits)
+                objectives::soft_cross_entropy(target, logits.clone())
             }
-            LossKind::Kl => objectives::kl(logits, teacher(input)?, self.tau, self.tau_u),
-            LossKind::StableDistill => objectives::stable_distill(logits, teacher(input)?, self.tau_u),
+            LossKind::Kl => objectives::kl(logits.clone(), teacher(input)?, self.tau, self.tau_u),
+            LossKind::StableDistill => objectives::stable_distill(logits.clone(), teacher(input)?, self.tau_u),
+        };
+        let per_query = if self.infonce_term() {
+            let target = one_hot(positive(input)?, rows, candidates, &input.scores);
+            per_query + objectives::soft_cross_entropy(target, logits).mul_scalar(self.infonce_weight)
+        } else {
+            per_query
         };
         Ok(LossOutput {
             loss: per_query.clone().mean(),
@@ -304,7 +337,7 @@ impl LossConfig {
                 )));
             }
         }
-        if self.kind.needs_positive() {
+        if self.needs_positive() {
             check_positive(positive(input)?, rows, candidates)?;
         }
         Ok([rows, candidates])
