@@ -3,7 +3,7 @@
 //! teacher prefers the passage holding both of the query's topic words, then
 //! the one holding the first word, then the rest.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use uae_test_support::tiny_bert::{TinyBertSpec, write_tiny_bert};
@@ -145,14 +145,29 @@ fn train_args<'a>(model: &'a str, data: &'a str, labels: &'a str, out: &'a str, 
     vec!["train", "--model", model, "--data", data, "--labels", labels, "--out", out, "--config", config]
 }
 
-#[test]
-fn training_moves_the_student_towards_the_teacher_and_exports() {
+/// A work folder with the tiny model in `tiny/` and `n` labelled queries in
+/// `data/`.
+fn fixture(n: usize) -> (tempfile::TempDir, PathBuf, PathBuf, Vec<Pool>) {
     let work = tempfile::tempdir().unwrap();
     let model = work.path().join("tiny");
     write_tiny_bert(&model, &TinyBertSpec::default()).unwrap();
     let data = work.path().join("data");
-    let pools = pools(48);
+    let pools = pools(n);
     write_data(&data, &pools);
+    (work, model, data, pools)
+}
+
+/// `uae train` on `data`'s labels.jsonl.
+fn train_on(model: &Path, data: &Path, run: &Path, config: &Path) -> Output {
+    let labels = data.join("labels.jsonl");
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let (m, d, l, r, c) = (path(model), path(data), path(&labels), path(run), path(config));
+    uae(&train_args(&m, &d, &l, &r, &c))
+}
+
+#[test]
+fn training_moves_the_student_towards_the_teacher_and_exports() {
+    let (work, model, data, pools) = fixture(48);
     let config = work.path().join("train.json");
     std::fs::write(
         &config,
@@ -174,6 +189,13 @@ fn training_moves_the_student_towards_the_teacher_and_exports() {
     assert!(stdout.contains("| Loss "), "{stdout}");
     assert!(stdout.contains("Teacher Recall@1"), "{stdout}");
     assert!(!stdout.contains("ProgressSnapshot"), "{stdout}");
+    // Model selection scored the held-out queries by retrieval and kept a
+    // fine-tuned checkpoint.
+    assert!(stdout.contains("| Dev MAP "), "{stdout}");
+    assert!(stdout.contains("exporting the weights after"), "{stdout}");
+    let selection: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("selection.json")).unwrap()).unwrap();
+    assert_eq!(selection["history"].as_array().unwrap().len(), 7, "the base and six epochs: {selection}");
+    assert!(selection["chosen_step"].as_u64().unwrap() > 0);
 
     let exported = work.path().join("exported");
     check(&uae(&["export", "--run", r, "--out", exported.to_str().unwrap()]));
@@ -190,6 +212,70 @@ fn training_moves_the_student_towards_the_teacher_and_exports() {
     let again = uae(&train_args(m, d, l.to_str().unwrap(), r, c));
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+}
+
+/// Model selection never exports a model worse than its base: here the dev
+/// split judges each query's teacher-worst candidate relevant, so every step
+/// of training lowers dev MAP, and the run exports the base weights
+/// byte for byte.
+#[test]
+fn selection_exports_the_base_when_training_only_hurts() {
+    let (work, model, data, pools) = fixture(24);
+    let mut dev = String::from("query-id\tcorpus-id\tscore\n");
+    for (i, pool) in pools.iter().enumerate() {
+        let worst = (0..4).min_by(|&x, &y| pool.utilities[x].total_cmp(&pool.utilities[y])).unwrap();
+        dev.push_str(&format!("q{i}\t{}\t1\n", pool.docs[worst].0));
+    }
+    std::fs::write(data.join("qrels").join("dev.tsv"), dev).unwrap();
+    let config = work.path().join("train.json");
+    std::fs::write(&config, r#"{"epochs": 3, "batch_size": 6, "lr": 0.003, "valid_share": 0.2, "seed": 3}"#).unwrap();
+    let run = work.path().join("run");
+    let out = train_on(&model, &data, &run, &config);
+    check(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("no checkpoint beat the base model on the dev split (24 queries)"), "{stdout}");
+    assert!(stdout.contains("exporting the base weights unchanged"), "{stdout}");
+    let selection: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("selection.json")).unwrap()).unwrap();
+    let history = selection["history"].as_array().unwrap();
+    assert_eq!(history.len(), 4, "{selection}");
+    assert_eq!(selection["chosen_step"], 0);
+    let map = |i: usize| history[i]["metrics"]["map"].as_f64().unwrap();
+    assert!((1..4).all(|i| map(i) < map(0)), "training should only hurt here: {selection}");
+    assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), std::fs::read(model.join("model.safetensors")).unwrap());
+}
+
+/// Merging the chosen weights with the base: alpha 0 is the base and alpha
+/// 1 the chosen weights, so neither beats the chosen checkpoint strictly;
+/// both are evaluated and recorded, and the chosen weights are exported.
+#[test]
+fn merges_with_the_base_are_evaluated_and_exported_only_when_better() {
+    let (work, model, data, _) = fixture(48);
+    let config = work.path().join("train.json");
+    std::fs::write(
+        &config,
+        r#"{"epochs": 3, "batch_size": 8, "lr": 0.002, "valid_share": 0.25, "seed": 5, "merge_base": [0.0, 1.0]}"#,
+    )
+    .unwrap();
+    let run = work.path().join("run");
+    check(&train_on(&model, &data, &run, &config));
+    let selection: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("selection.json")).unwrap()).unwrap();
+    let chosen = selection["chosen_step"].as_u64().unwrap();
+    assert!(chosen > 0, "{selection}");
+    let history = selection["history"].as_array().unwrap();
+    let map_at = |step: u64| history.iter().find(|p| p["step"] == step).unwrap()["metrics"]["map"].as_f64().unwrap();
+    let merges = selection["merges"].as_array().unwrap();
+    assert_eq!(merges.len(), 2, "{selection}");
+    let merged_map = |i: usize| merges[i]["metrics"]["map"].as_f64().unwrap();
+    assert!((merged_map(0) - map_at(0)).abs() < 1e-9, "alpha 0 is the base: {selection}");
+    assert!((merged_map(1) - map_at(chosen)).abs() < 1e-9, "alpha 1 is the chosen weights: {selection}");
+    assert!(selection["chosen_merge"].is_null());
+    assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), std::fs::read(run.join("best.safetensors")).unwrap());
+    let leftovers: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("merged-") || n == "base-export.safetensors")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[test]
@@ -259,14 +345,7 @@ fn non_finite_loss_is_an_error_naming_the_queries() {
     let config = work.path().join("train.json");
     std::fs::write(&config, r#"{"epochs": 2, "batch_size": 4}"#).unwrap();
     let run = work.path().join("run");
-    let labels = data.join("labels.jsonl");
-    let out = uae(&train_args(
-        model.to_str().unwrap(),
-        data.to_str().unwrap(),
-        labels.to_str().unwrap(),
-        run.to_str().unwrap(),
-        config.to_str().unwrap(),
-    ));
+    let out = train_on(&model, &data, &run, &config);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("training stopped: the batch of queries q"), "{stderr}");
@@ -276,12 +355,7 @@ fn non_finite_loss_is_an_error_naming_the_queries() {
 
 #[test]
 fn resume_after_epoch_one_equals_an_uninterrupted_run() {
-    let work = tempfile::tempdir().unwrap();
-    let model = work.path().join("tiny");
-    write_tiny_bert(&model, &TinyBertSpec::default()).unwrap();
-    let data = work.path().join("data");
-    let pools = pools(24);
-    write_data(&data, &pools);
+    let (work, model, data, pools) = fixture(24);
     let config = work.path().join("train.json");
     std::fs::write(&config, r#"{"epochs": 2, "batch_size": 5, "lr": 0.002, "valid_share": 0.2, "seed": 9}"#).unwrap();
     let labels = data.join("labels.jsonl");

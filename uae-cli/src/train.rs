@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use burn::tensor::Device;
 use clap::Args;
-use uae_train::loss::LossKind;
+use uae_eval::dev::DevRetrieval;
+use uae_train::loss::{LossKind, UtilityNorm};
+use uae_train::select::{DevEvaluator, SelectMetric};
 use uae_train::train::{RunPaths, TrainConfig, config_path, train};
 
 /// Arguments of `uae train`.
@@ -53,6 +55,33 @@ pub struct TrainArgs {
     /// Override the seed.
     #[arg(long)]
     seed: Option<u64>,
+    /// Override the teacher temperature (softmax(U / tau_u)).
+    #[arg(long)]
+    tau_u: Option<f64>,
+    /// Override the weight of an InfoNCE-on-gold term added to the loss.
+    #[arg(long)]
+    infonce_weight: Option<f64>,
+    /// Override the per-query normalisation of utilities: none, zscore or minmax.
+    #[arg(long)]
+    utility_norm: Option<UtilityNorm>,
+    /// Override the metric model selection keeps the best by: map, recall@1 or ndcg@10.
+    #[arg(long)]
+    select_metric: Option<SelectMetric>,
+    /// Also evaluate on the dev queries every N training batches.
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// After selection, also try the chosen weights interpolated with the
+    /// base at this share ALPHA (alpha * tuned + (1 - alpha) * base), chosen
+    /// on dev like the epochs; repeat for more shares.
+    #[arg(long = "merge-base")]
+    merge_base: Vec<f64>,
+    /// A corpus index of the base model (`uae index build`) that model
+    /// selection's base evaluation reuses instead of embedding the corpus.
+    #[arg(long)]
+    base_index: Option<PathBuf>,
+    /// Export the last epoch's weights without evaluating on dev retrieval.
+    #[arg(long)]
+    no_select: bool,
 }
 
 /// Runs `uae train`.
@@ -80,8 +109,34 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
     if let Some(seed) = args.seed {
         config.seed = seed;
     }
+    if let Some(tau_u) = args.tau_u {
+        config.loss.tau_u = tau_u;
+    }
+    if let Some(weight) = args.infonce_weight {
+        config.loss.infonce_weight = weight;
+    }
+    if let Some(norm) = args.utility_norm {
+        config.utility_norm = norm;
+    }
+    if let Some(metric) = args.select_metric {
+        config.select_metric = metric;
+    }
+    if args.eval_every.is_some() {
+        config.eval_every = args.eval_every;
+    }
+    if !args.merge_base.is_empty() {
+        config.merge_base = args.merge_base.clone();
+    }
+    if args.no_select {
+        config.select = false;
+    }
+    let evaluator: Option<Box<dyn DevEvaluator>> = if config.select {
+        Some(Box::new(DevRetrieval::new(&args.data, &args.model, args.base_index.as_deref(), device)?))
+    } else {
+        None
+    };
     let paths = RunPaths { model: args.model, data: args.data, labels: args.labels, out: args.out };
-    let summary = train(&paths, &config, args.resume, device, &mut |line| println!("{line}"))?;
+    let summary = train(&paths, &config, args.resume, device, evaluator, &mut |line| println!("{line}"))?;
     if let Some(epoch) = summary.resumed_from {
         eprintln!("resumed after epoch {epoch}");
     }

@@ -48,8 +48,9 @@ fn epoch_value(steps: &[(f64, f64)], last: Option<f64>) -> Option<f64> {
 }
 
 /// The curves of the run in `run`, named `name`: the training loss at every
-/// logged step (numbered across epochs, NaN entries skipped), and the
-/// validation loss and gold Recall@1 of each epoch.
+/// logged step (numbered across epochs, NaN entries skipped), the
+/// validation loss and gold Recall@1 of each epoch, and, when the run kept
+/// a `selection.json`, the dev retrieval metric by training batch.
 pub fn read_curves(run: &Path, name: &str) -> Result<RunCurves> {
     let mut train_loss = Vec::new();
     let mut step = 0usize;
@@ -67,11 +68,21 @@ pub fn read_curves(run: &Path, name: &str) -> Result<RunCurves> {
             .filter_map(|(epoch, steps, last)| Some((epoch as f64, epoch_value(&steps, last)?)))
             .collect())
     };
+    let selection_path = uae_train::select::summary_path(run);
+    let selection: Option<uae_train::select::SelectionSummary> =
+        if selection_path.is_file() { Some(uae_data::json::read_json(&selection_path)?) } else { None };
+    let dev = selection.as_ref().map(|s| {
+        let metric = s.metric.name();
+        let points = s.history.iter().filter_map(|p| Some((p.step as f64, *p.metrics.get(metric)?))).collect();
+        (s.metric.title().to_string(), points)
+    });
     Ok(RunCurves {
         name: name.to_string(),
         train_loss,
         valid_loss: per_epoch("Loss")?,
         valid_recall_at_1: per_epoch("Recall@1")?,
+        dev,
+        chosen_step: selection.map(|s| s.chosen_step),
     })
 }
 

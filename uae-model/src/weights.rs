@@ -211,6 +211,37 @@ fn read_safetensor(shard: &Shard, info: &TensorInfo, name: &str) -> Result<HostT
     Ok(HostTensor { data, shape: info.shape.clone() })
 }
 
+/// Writes `alpha * a + (1 - alpha) * b`, tensor by tensor, to the safetensors
+/// file `out` (f32): weight interpolation of a fine-tuned model `a` with its
+/// base `b` (FlagEmbedding's LM-Cocktail merges the same way). Both files must
+/// hold the same tensor names and shapes; the error names the first that
+/// differs.
+pub fn interpolate(a: &Path, b: &Path, alpha: f32, out: &Path) -> Result<()> {
+    let mut first = WeightReader::safetensors(&[a.to_path_buf()])?;
+    let mut second = WeightReader::safetensors(&[b.to_path_buf()])?;
+    let names = first.unread();
+    if names != second.unread() {
+        bail!("{} and {} hold different tensors", a.display(), b.display());
+    }
+    let mut tensors = Vec::with_capacity(names.len());
+    for name in &names {
+        let shape = first.shape(name).unwrap_or_default().to_vec();
+        let x = first.get(name, &shape)?;
+        let y = second.get(name, &shape).with_context(|| format!("merging {} with {}", a.display(), b.display()))?;
+        let bytes: Vec<u8> =
+            x.data.iter().zip(&y.data).flat_map(|(p, q)| (alpha * p + (1.0 - alpha) * q).to_le_bytes()).collect();
+        tensors.push((name.clone(), shape, bytes));
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| Ok((name.clone(), safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)?)))
+        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
+        .map_err(|e| anyhow::anyhow!("cannot lay out the merged tensors: {e}"))?;
+    let metadata = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
+    let bytes = safetensors::serialize(views, metadata).map_err(|e| anyhow::anyhow!("cannot serialise {}: {e}", out.display()))?;
+    uae_data::atomic::write_file_atomically(out, &bytes)
+}
+
 /// llama.cpp's name for a transformers tensor name.
 pub fn gguf_name(name: &str) -> Option<String> {
     translate(name, Naming::Transformers)

@@ -147,3 +147,26 @@ fn weight_problems_are_named() {
     let err = BertModel::load(&config, &weights, &device).unwrap_err().to_string();
     assert!(err.contains("model.safetensors"), "{err}");
 }
+
+/// Interpolating two models writes `alpha * a + (1 - alpha) * b` for every
+/// tensor, loadable as a model; models of other shapes are refused by name.
+#[test]
+fn weights_interpolate_tensor_by_tensor() {
+    let a = tiny(&TinyBertSpec::default());
+    let b = tiny(&TinyBertSpec { seed: 99, ..TinyBertSpec::default() });
+    let (wa, wb) = (a.path().join("model.safetensors"), b.path().join("model.safetensors"));
+    let out = a.path().join("merged.safetensors");
+    uae_model::weights::interpolate(&wa, &wb, 0.25, &out).unwrap();
+    for name in ["embeddings.word_embeddings.weight", "encoder.layer.1.output.dense.bias"] {
+        let (x, y, m) = (safetensor_f32(&wa, name), safetensor_f32(&wb, name), safetensor_f32(&out, name));
+        assert_ne!(x, y, "{name}: the two models should differ");
+        for ((x, y), m) in x.iter().zip(&y).zip(&m) {
+            assert!((m - (0.25 * x + 0.75 * y)).abs() < 1e-6, "{name}");
+        }
+    }
+    let config = BertConfig::from_file(&a.path().join("config.json")).unwrap();
+    BertModel::load(&config, &out, &Device::flex()).unwrap();
+    let wide = tiny(&TinyBertSpec { layers: 3, ..TinyBertSpec::default() });
+    let err = uae_model::weights::interpolate(&wa, &wide.path().join("model.safetensors"), 0.5, &out).unwrap_err();
+    assert!(err.to_string().contains("different tensors"), "{err}");
+}

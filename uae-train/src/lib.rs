@@ -7,9 +7,10 @@
 //! The training side: [`data`] joins `labels.jsonl` with the BEIR data set,
 //! [`batcher`] turns labelled queries into padded token batches, [`model`]
 //! wraps the bi-encoder for Burn's Learner, [`metrics`] and [`renderer`]
-//! report progress, [`shuffle`] orders each epoch reproducibly, [`train`]
-//! runs the Learner and [`export`] writes the trained model in the Hugging
-//! Face layout.
+//! report progress, [`shuffle`] orders each epoch reproducibly, [`select`]
+//! keeps the best weights by held-out retrieval, [`train`] runs the
+//! Learner and [`export`] writes the trained model in the Hugging Face
+//! layout.
 
 pub mod batcher;
 pub mod data;
@@ -18,5 +19,6 @@ pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod renderer;
+pub mod select;
 pub mod shuffle;
 pub mod train;

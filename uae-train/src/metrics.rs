@@ -17,6 +17,26 @@ use burn::train::metric::{
 
 use crate::loss::metrics::{argmax, kl_divergence, rank, softmax};
 
+/// Burn's `Numeric` for a metric whose values live in a `state:
+/// NumericMetricState` field.
+macro_rules! numeric_from_state {
+    ($metric:ty) => {
+        impl Numeric for $metric {
+            fn value(&self) -> Option<NumericEntry> {
+                Some(self.state.current_value())
+            }
+
+            fn running_value(&self) -> Option<NumericEntry> {
+                Some(self.state.running_value())
+            }
+
+            fn final_value(&self) -> NumericEntry {
+                self.state.final_value()
+            }
+        }
+    };
+}
+
 /// What the pool metrics read from a step.
 #[derive(Debug, Clone)]
 pub struct PoolInput {
@@ -129,19 +149,7 @@ impl Metric for PoolMetric {
     }
 }
 
-impl Numeric for PoolMetric {
-    fn value(&self) -> Option<NumericEntry> {
-        Some(self.state.current_value())
-    }
-
-    fn running_value(&self) -> Option<NumericEntry> {
-        Some(self.state.running_value())
-    }
-
-    fn final_value(&self) -> NumericEntry {
-        self.state.final_value()
-    }
-}
+numeric_from_state!(PoolMetric);
 
 #[cfg(test)]
 mod tests {
@@ -159,6 +167,62 @@ mod tests {
         assert!(PoolStat::Kl.row_value(&scores, &utilities, &relevant, 0.05, 1.0).unwrap() > 0.0);
     }
 }
+
+/// What the dev metric reads from a validation step.
+#[derive(Debug, Clone, Copy)]
+pub struct DevInput {
+    /// The latest dev value of the selection metric (NaN before any).
+    pub value: f64,
+}
+
+/// The selection metric on the dev queries by full-corpus retrieval
+/// ([`crate::select`]), as measured for the epoch's weights; shown in the
+/// TUI and the metric lines, and logged for the training chart.
+#[derive(Clone)]
+pub struct DevMetric {
+    name: MetricName,
+    state: NumericMetricState,
+}
+
+impl DevMetric {
+    /// The metric for `metric`.
+    pub fn new(metric: crate::select::SelectMetric) -> Self {
+        Self { name: Arc::new(format!("Dev {}", metric.title())), state: NumericMetricState::default() }
+    }
+
+    fn format(&self) -> FormatOptions {
+        FormatOptions::new(self.name()).precision(4)
+    }
+}
+
+impl Metric for DevMetric {
+    type Input = DevInput;
+
+    fn name(&self) -> MetricName {
+        self.name.clone()
+    }
+
+    fn attributes(&self) -> MetricAttributes {
+        NumericAttributes { unit: None, higher_is_better: true }.into()
+    }
+
+    fn update(&mut self, item: &DevInput, _metadata: &MetricMetadata) -> Result<SerializedEntry, TensorReadError> {
+        if item.value.is_finite() {
+            self.state.update(item.value, 1);
+        }
+        Ok(self.state.compute_update(self.format()))
+    }
+
+    fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
+        Ok(self.state.compute_final(self.format()))
+    }
+
+    fn clear(&mut self) {
+        self.state.reset();
+    }
+}
+
+numeric_from_state!(DevMetric);
 
 /// Training throughput: queries processed in the epoch so far per second of
 /// wall time since the epoch's first step.
@@ -215,16 +279,4 @@ impl Metric for ExamplesPerSecond {
     }
 }
 
-impl Numeric for ExamplesPerSecond {
-    fn value(&self) -> Option<NumericEntry> {
-        Some(self.state.current_value())
-    }
-
-    fn running_value(&self) -> Option<NumericEntry> {
-        Some(self.state.running_value())
-    }
-
-    fn final_value(&self) -> NumericEntry {
-        self.state.final_value()
-    }
-}
+numeric_from_state!(ExamplesPerSecond);

@@ -15,7 +15,8 @@ use uae_model::pooling::l2_normalize;
 
 use crate::batcher::{DistillBatch, in_batch_duplicates};
 use crate::loss::{LossConfig, LossError, LossInput, LossOutput};
-use crate::metrics::PoolInput;
+use crate::metrics::{DevInput, PoolInput};
+use crate::select::Selection;
 
 /// The bi-encoder under training with its loss.
 #[derive(Module, Debug)]
@@ -28,6 +29,9 @@ pub struct DistillModel {
     /// Where a step records a batch it could not train on.
     #[module(skip)]
     pub failure: StepFailure,
+    /// Model selection on held-out retrieval, when on.
+    #[module(skip)]
+    pub selection: Option<Selection>,
 }
 
 /// The first batch a training or validation step could not compute a loss
@@ -108,6 +112,8 @@ pub struct DistillOutput {
     pub tau: f64,
     /// Teacher temperature.
     pub tau_u: f64,
+    /// The latest dev value of the selection metric (NaN without selection).
+    pub dev: f64,
 }
 
 impl DistillModel {
@@ -153,7 +159,7 @@ impl DistillModel {
             scores: scores.own.clone(),
             in_batch: scores.in_batch,
             utilities: Some(batch.utilities.clone()),
-            positive: if config.kind.needs_positive() { positives(&batch.relevant, &batch.utilities) } else { None },
+            positive: if config.needs_positive() { positives(&batch.relevant, &batch.utilities) } else { None },
         };
         let checked = config.loss(&input).and_then(|output| config.guard(&input, &output).map(|_| output));
         let output = checked.unwrap_or_else(|error| {
@@ -170,6 +176,7 @@ impl DistillModel {
             relevant: batch.relevant,
             tau: self.loss.tau,
             tau_u: self.loss.tau_u,
+            dev: self.selection.as_ref().map_or(f64::NAN, Selection::latest),
         }
     }
 }
@@ -202,6 +209,9 @@ impl TrainStep for DistillModel {
     type Output = DistillOutput;
 
     fn step(&self, batch: DistillBatch) -> TrainOutput<DistillOutput> {
+        if let Some(selection) = &self.selection {
+            selection.before_batch(|| self.embedder.valid());
+        }
         let output = self.forward_loss(batch);
         let grads = output.loss.backward();
         TrainOutput::new(self, grads, output)
@@ -213,6 +223,9 @@ impl InferenceStep for DistillModel {
     type Output = DistillOutput;
 
     fn step(&self, batch: DistillBatch) -> DistillOutput {
+        if let Some(selection) = &self.selection {
+            selection.at_validation(&self.embedder);
+        }
         self.forward_loss(batch)
     }
 }
@@ -233,6 +246,12 @@ impl ItemLazy for DistillOutput {
 impl Adaptor<LossMetricInput> for DistillOutput {
     fn adapt(&self) -> LossMetricInput {
         LossMetricInput::new(self.per_query.clone())
+    }
+}
+
+impl Adaptor<DevInput> for DistillOutput {
+    fn adapt(&self) -> DevInput {
+        DevInput { value: self.dev }
     }
 }
 

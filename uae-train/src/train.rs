@@ -8,8 +8,11 @@
 //!   sentence-transformers files, so that export needs nothing else;
 //! - `checkpoint/`: Burn's per-epoch model, optimiser and scheduler state
 //!   (`model-<epoch>.bpk`, ...), from which `--resume` continues;
-//! - `model.safetensors`: the final weights with Hugging Face tensor names,
-//!   written when training ends;
+//! - `model.safetensors`: the exported weights with Hugging Face tensor
+//!   names, written when training ends: with model selection, the best
+//!   evaluated weights, or the base model's unchanged when nothing beat it;
+//! - `selection.json` and, while training runs, `best.safetensors`: the
+//!   dev evaluations and the best weights so far ([`crate::select`]);
 //! - Burn's metric logs (`train/`, `valid/`, `experiment.log`).
 //!
 //! A configuration file (JSON; every field optional, unknown fields are
@@ -21,7 +24,9 @@
 //!  "split": "train", "valid_share": 0.1, "epochs": 3, "batch_size": 16,
 //!  "grad_accumulation": 1, "lr": 2e-5, "warmup_ratio": 0.1, "decay": "linear",
 //!  "weight_decay": 0.01, "max_grad_norm": 1.0, "seed": 42,
-//!  "early_stopping_patience": null, "log_every": 10, "max_length": null}
+//!  "early_stopping_patience": null, "log_every": 10, "max_length": null,
+//!  "utility_norm": "none", "select": true, "select_metric": "map",
+//!  "select_split": "dev", "eval_every": null, "merge_base": []}
 //! ```
 
 use std::io::IsTerminal;
@@ -47,9 +52,10 @@ use uae_model::encoder::{BiEncoder, EncoderOptions};
 
 use crate::batcher::{DistillBatcher, Prefixes, tokenise};
 use crate::data::{LoadReport, Sampling, load_labelled, split_train_valid, teacher_top_is_gold};
-use crate::loss::LossConfig;
-use crate::metrics::{ExamplesPerSecond, PoolMetric, PoolStat};
+use crate::loss::{LossConfig, TargetStats, UtilityNorm};
+use crate::metrics::{DevMetric, ExamplesPerSecond, PoolMetric, PoolStat};
 use crate::model::{DistillModel, StepFailure};
+use crate::select::{DevEvaluator, DevQueries, SelectMetric, Selection, SelectionSummary};
 use crate::renderer::LineRenderer;
 use crate::shuffle::EpochShuffled;
 
@@ -113,6 +119,25 @@ pub struct TrainConfig {
     pub log_every: usize,
     /// Truncate texts to this many tokens instead of the model's maximum.
     pub max_length: Option<usize>,
+    /// Per-query normalisation of the utilities before the teacher softmax.
+    pub utility_norm: UtilityNorm,
+    /// Model selection on held-out retrieval: evaluate the base and each
+    /// epoch (and every `eval_every` batches), export the best, and the base
+    /// unchanged when nothing beats it.
+    pub select: bool,
+    /// The metric selection maximises.
+    pub select_metric: SelectMetric,
+    /// The split whose judged queries selection ranks the corpus for; when
+    /// the data set has no such split, the held-out share of the training
+    /// queries (`valid_share`) is used.
+    pub select_split: Option<String>,
+    /// Also evaluate every this many training batches; `null` only after
+    /// each epoch.
+    pub eval_every: Option<usize>,
+    /// After selection, interpolate the chosen weights with the base at each
+    /// of these shares `alpha` (`alpha * chosen + (1 - alpha) * base`),
+    /// evaluate each on dev, and export the best of all.
+    pub merge_base: Vec<f64>,
 }
 
 impl Default for TrainConfig {
@@ -134,6 +159,12 @@ impl Default for TrainConfig {
             early_stopping_patience: None,
             log_every: 10,
             max_length: None,
+            utility_norm: UtilityNorm::None,
+            select: true,
+            select_metric: SelectMetric::Map,
+            select_split: Some("dev".into()),
+            eval_every: None,
+            merge_base: Vec::new(),
         }
     }
 }
@@ -168,6 +199,12 @@ impl TrainConfig {
         if self.max_grad_norm.is_some_and(|n| !(n.is_finite() && n > 0.0)) {
             bail!("max_grad_norm must be positive");
         }
+        if self.eval_every == Some(0) {
+            bail!("eval_every must be at least 1");
+        }
+        if let Some(alpha) = self.merge_base.iter().find(|a| !(0.0..=1.0).contains(*a)) {
+            bail!("merge_base shares must lie in [0, 1], got {alpha}");
+        }
         Ok(())
     }
 }
@@ -200,6 +237,8 @@ pub struct TrainSummary {
     pub resumed_from: Option<usize>,
     /// Where the final weights are.
     pub weights: PathBuf,
+    /// What model selection measured and chose, when it ran.
+    pub selection: Option<SelectionSummary>,
 }
 
 /// The stored configuration of a run directory.
@@ -260,15 +299,56 @@ fn schedule(config: &TrainConfig, total: usize) -> Result<burn::lr_scheduler::mo
     scheduler.map_err(|e| anyhow::anyhow!("invalid learning-rate schedule: {e}"))
 }
 
+/// The judged held-out queries model selection ranks the corpus for: the
+/// `select_split` of the data set when it has one, else the validation
+/// share of the labelled training queries; `None` when there are neither.
+fn dev_queries(
+    paths: &RunPaths,
+    config: &TrainConfig,
+    data: &DataSet,
+    valid: &[crate::data::LabelledQuery],
+) -> Result<Option<DevQueries>> {
+    if let Some(split) = &config.select_split
+        && paths.data.join("qrels").join(format!("{split}.tsv")).is_file()
+    {
+        let with_split = DataSet::load(&paths.data, &[split.as_str()])?;
+        let qrels = with_split.qrels[split].clone();
+        let queries: Vec<uae_data::Query> = with_split
+            .queries_of_split(split)?
+            .into_iter()
+            .filter(|q| qrels.relevant(&q.id).next().is_some())
+            .cloned()
+            .collect();
+        if !queries.is_empty() {
+            return Ok(Some(DevQueries { source: format!("the {split} split"), queries, qrels }));
+        }
+    }
+    let Some(train_qrels) = config.split.as_ref().and_then(|s| data.qrels.get(s)) else { return Ok(None) };
+    let queries: Vec<uae_data::Query> = valid
+        .iter()
+        .filter(|q| train_qrels.relevant(&q.query_id).next().is_some())
+        .filter_map(|q| data.queries.get(&q.query_id).cloned())
+        .collect();
+    if queries.is_empty() {
+        return Ok(None);
+    }
+    let qrels = queries.iter().filter_map(|q| Some((q.id.clone(), train_qrels.get(&q.id)?.clone()))).collect();
+    Ok(Some(DevQueries { source: "the held-out training queries".into(), queries, qrels }))
+}
+
 /// Runs (or, with `resume`, continues) a distillation run and writes the
-/// final weights to `<out>/model.safetensors`. What loading the labels found
-/// (skips, the teacher's agreement with the judgements, one-hot targets)
-/// goes to `note`, one line each, before training starts.
+/// exported weights to `<out>/model.safetensors`. With `config.select` and
+/// an `evaluator`, the base model and every epoch are scored on held-out
+/// retrieval and the best is exported (the base weights, unchanged, when
+/// nothing beats them). What loading the labels found (skips, the teacher's
+/// agreement with the judgements, how graded the targets are) and what
+/// selection chose go to `note`, one line each.
 pub fn train(
     paths: &RunPaths,
     config: &TrainConfig,
     resume: bool,
     device: &Device,
+    evaluator: Option<Box<dyn DevEvaluator>>,
     note: &mut dyn FnMut(&str),
 ) -> Result<TrainSummary> {
     config.validate()?;
@@ -300,8 +380,15 @@ pub fn train(
 
     let splits: Vec<&str> = config.split.iter().map(String::as_str).collect();
     let data = DataSet::load(&paths.data, &splits)?;
-    let (queries, load) = load_labelled(&paths.labels, &data, config.split.as_deref(), &config.sampling)?;
+    let (mut queries, load) = load_labelled(&paths.labels, &data, config.split.as_deref(), &config.sampling)?;
     note(&load.to_string());
+    for q in &mut queries {
+        q.utilities = config.utility_norm.apply(&q.utilities);
+    }
+    if config.loss.kind.needs_utilities() {
+        let stats = TargetStats::of(queries.iter().map(|q| q.utilities.as_slice()), config.loss.tau_u);
+        note(&format!("{stats} (utility_norm {}, tau_u {})", config.utility_norm, config.loss.tau_u));
+    }
     let gold = teacher_top_is_gold(&queries);
     if config.split.is_some() {
         note(&format!("teacher's best candidate vs the judgements: {gold:?}"));
@@ -340,7 +427,39 @@ pub fn train(
         .init();
     let interrupter = Interrupter::new();
     let failure = StepFailure::new(interrupter.clone());
-    let model = DistillModel { embedder: encoder.embedder, loss: config.loss, failure: failure.clone() };
+    let selection = match (config.select, evaluator) {
+        (true, Some(evaluator)) => match dev_queries(paths, config, &data, &valid_set)? {
+            Some(dev) => {
+                let resumed = match resumed_from {
+                    Some(epoch) => {
+                        let path = crate::select::summary_path(out);
+                        let summary: SelectionSummary = uae_data::json::read_json(&path)?;
+                        Some((summary, epoch * batches))
+                    }
+                    None => None,
+                };
+                let selection =
+                    Selection::new(evaluator, dev, config.select_metric, config.eval_every, out, resumed, interrupter.clone());
+                selection.evaluate_base(&encoder.embedder.valid())?;
+                Some(selection)
+            }
+            None => {
+                note("model selection is off: the data set has no dev split and no training query is held out (valid_share)");
+                None
+            }
+        },
+        (true, None) => {
+            note("model selection is off: no dev evaluator was given");
+            None
+        }
+        (false, _) => None,
+    };
+    let model = DistillModel {
+        embedder: encoder.embedder,
+        loss: config.loss,
+        failure: failure.clone(),
+        selection: selection.clone(),
+    };
     let learner = Learner::new(model, optimizer, schedule(config, steps)?);
 
     let mut training = SupervisedTraining::new(out, train_loader, valid_loader)
@@ -353,6 +472,7 @@ pub fn train(
         .metric_valid_numeric(PoolMetric::new(PoolStat::Mrr))
         .metric_valid_numeric(PoolMetric::new(PoolStat::TeacherRecallAt1))
         .metric_valid_numeric(PoolMetric::new(PoolStat::Kl))
+        .metric_valid_numeric(DevMetric::new(config.select_metric))
         .grads_accumulation(config.grad_accumulation)
         .with_interrupter(interrupter)
         .with_default_checkpointers();
@@ -376,7 +496,50 @@ pub fn train(
         bail!("{}: training stopped: {failure}", paths.labels.display());
     }
     let weights = out.join("model.safetensors");
-    result.model.embedder.bert.valid().save(&weights)?;
+    let trained = result.model.embedder.valid();
+    let summary = match &selection {
+        Some(selection) => {
+            selection.at_end(&trained)?;
+            let base_weights = encoder.dir.file("model.safetensors");
+            let mut export_from = crate::select::best_weights(out);
+            if selection.summary().chosen_step > 0 && !config.merge_base.is_empty() {
+                // The base in the export's own tensor names (a checkpoint may
+                // nest them under `bert.` or carry a pooler).
+                let base_export = out.join("base-export.safetensors");
+                uae_model::bert::BertModel::load(&encoder.config, &base_weights, device)?.save(&base_export)?;
+                for &alpha in &config.merge_base {
+                    let merged = out.join(format!("merged-{alpha}.safetensors"));
+                    uae_model::weights::interpolate(&crate::select::best_weights(out), &base_export, alpha as f32, &merged)?;
+                    let bert = uae_model::bert::BertModel::load(&encoder.config, &merged, device)?;
+                    let embedder = uae_model::encoder::SentenceEmbedder { bert, pooling: trained.pooling, normalize: trained.normalize };
+                    if selection.evaluate_merge(alpha, &embedder)? {
+                        if export_from != crate::select::best_weights(out) {
+                            std::fs::remove_file(&export_from).ok();
+                        }
+                        export_from = merged;
+                    } else {
+                        std::fs::remove_file(&merged).ok();
+                    }
+                }
+                std::fs::remove_file(&base_export).ok();
+            }
+            let summary = selection.summary();
+            if summary.chosen_step == 0 {
+                let bytes = std::fs::read(&base_weights).with_context(|| format!("cannot read {}", base_weights.display()))?;
+                uae_data::atomic::write_file_atomically(&weights, &bytes)?;
+            } else {
+                // Copied, not moved: a resumed run still finds its best weights.
+                let bytes = std::fs::read(&export_from).with_context(|| format!("cannot read {}", export_from.display()))?;
+                uae_data::atomic::write_file_atomically(&weights, &bytes)?;
+            }
+            note(&summary.to_string());
+            Some(summary)
+        }
+        None => {
+            trained.bert.save(&weights)?;
+            None
+        }
+    };
     Ok(TrainSummary {
         load,
         train_queries,
@@ -384,6 +547,7 @@ pub fn train(
         truncated: cut_train + cut_valid,
         resumed_from,
         weights,
+        selection: summary,
     })
 }
 
