@@ -6,7 +6,6 @@ use anyhow::{Result, bail};
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use uae_data::DataSet;
-use uae_data::jsonl::JsonlWriter;
 use uae_index::corpus_index;
 use uae_index::mine::{self, DenseSource, MineOptions, Retriever};
 use uae_model::encoder::{BiEncoder, EncoderOptions};
@@ -98,11 +97,7 @@ pub fn run(args: MineArgs, device: &Device) -> Result<()> {
     };
     let dense = encoder.as_ref().map(|encoder| DenseSource { encoder, corpus: store.as_ref().map(|s| s.vectors()) });
     let lines = mine::mine(&data, dense, &options, &Bars::default())?;
-    let mut writer = JsonlWriter::create(&args.out)?;
-    for line in &lines {
-        writer.write(line)?;
-    }
-    writer.finish()?;
+    uae_data::records::write_candidates(Path::new(&args.out), &lines)?;
     let inserted: usize = lines.iter().map(|l| l.inserted.len()).sum();
     eprintln!(
         "mined {} candidates for each of {} {} queries into {}; {inserted} relevant passages were missed by retrieval and inserted",

@@ -9,6 +9,7 @@ use burn::tensor::Device;
 use clap::Args;
 use uae_data::cache::{fetched_model, uae_cache};
 use uae_eval::pipeline::{PipelineOptions, run_pipeline};
+use uae_train::loss::UtilityNorm;
 
 use crate::progress::Bars;
 
@@ -36,9 +37,15 @@ pub struct QuickstartArgs {
     /// utility, the rest drawn at random from its labelled pool).
     #[arg(long, default_value_t = 4)]
     train_candidates: usize,
-    /// Teacher temperature of UM-InfoNCE's target softmax(U / tau_u).
-    #[arg(long, default_value_t = 0.3)]
+    /// Teacher temperature of UM-InfoNCE's target softmax(N(U) / tau_u).
+    #[arg(long, default_value_t = 1.0)]
     tau_u: f64,
+    /// Per-query normalisation N of the utilities: none, zscore or minmax.
+    #[arg(long, default_value = "zscore")]
+    utility_norm: UtilityNorm,
+    /// Weight of an InfoNCE-on-gold term added to UM-InfoNCE.
+    #[arg(long, default_value_t = 0.1)]
+    infonce_weight: f64,
     /// Training epochs of each fine-tuned encoder.
     #[arg(long, default_value_t = 2)]
     epochs: usize,
@@ -46,7 +53,7 @@ pub struct QuickstartArgs {
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 2e-5)]
     lr: f64,
     /// Texts are cut to this many word pieces in training.
     #[arg(long, default_value_t = 128)]
@@ -94,6 +101,8 @@ pub fn run(args: QuickstartArgs, device: &Device) -> Result<()> {
         candidates: args.candidates,
         train_candidates: args.train_candidates,
         tau_u: args.tau_u,
+        utility_norm: args.utility_norm,
+        infonce_weight: args.infonce_weight,
         epochs: args.epochs,
         batch_size: args.batch_size,
         lr: args.lr,

@@ -44,6 +44,16 @@ pub fn read_candidates(path: &Path) -> Result<Vec<(usize, CandidateLine)>> {
     Ok(lines)
 }
 
+/// Writes `lines` to `path` as `candidates.jsonl`, atomically (the file
+/// appears complete or not at all) and synced.
+pub fn write_candidates(path: &Path, lines: &[CandidateLine]) -> Result<()> {
+    let mut writer = jsonl::JsonlWriter::create(&path.display().to_string())?;
+    for line in lines {
+        writer.write(line)?;
+    }
+    writer.finish()
+}
+
 /// One line of `labels.jsonl`: the teacher's utility of each candidate of a
 /// query (docs/method.md, "Utility"). A non-finite number is written as
 /// `null` (serde_json's NaN) and read back as NaN.

@@ -19,7 +19,6 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use uae_data::atomic::write_atomically;
-use uae_data::jsonl::JsonlWriter;
 use uae_data::records::read_candidates;
 use uae_data::{DataSet, Progress};
 use uae_index::corpus_index;
@@ -47,8 +46,12 @@ pub struct PipelineOptions {
     pub candidates: usize,
     /// Candidates each training query keeps per step.
     pub train_candidates: usize,
-    /// Teacher temperature of UM-InfoNCE's target softmax(U / tau_u).
+    /// Teacher temperature of UM-InfoNCE's target softmax(N(U) / tau_u).
     pub tau_u: f64,
+    /// Per-query normalisation N of the utilities before the target softmax.
+    pub utility_norm: uae_train::loss::UtilityNorm,
+    /// Weight of the InfoNCE-on-gold term added to UM-InfoNCE.
+    pub infonce_weight: f64,
     /// Training epochs of each fine-tuned encoder.
     pub epochs: usize,
     /// Queries per training batch.
@@ -109,7 +112,8 @@ enum Work {
     Index { model: String, corpus: PathBuf, out: PathBuf },
     Mine { model: String, index: PathBuf, data: PathBuf, k: usize, per_document: bool, out: PathBuf },
     Label { teacher: String, data: PathBuf, candidates: PathBuf, out: PathBuf },
-    Train { paths: RunPaths, config: PathBuf },
+    /// `base_index`: the base model's corpus index, for model selection.
+    Train { paths: RunPaths, config: PathBuf, base_index: PathBuf },
     Export { run: PathBuf, out: PathBuf },
     Eval(Box<CompareOptions>),
 }
@@ -187,10 +191,12 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
     })?;
     for (name, loss) in [("infonce", "infonce"), ("uae", "um-infonce")] {
         let config = out.join("configs").join(format!("{name}.toml"));
+        let infonce_weight = if loss == "infonce" { 0.0 } else { o.infonce_weight };
         let text = format!(
-            "# Written by `uae quickstart`.\nepochs = {}\nbatch_size = {}\nlr = {}\nmax_length = {}\nlog_every = 1\n\n\
-             [loss]\nkind = \"{loss}\"\ntau_u = {}\n\n[sampling]\ncandidates = {}\n",
-            o.epochs, o.batch_size, o.lr, o.max_length, o.tau_u, o.train_candidates
+            "# Written by `uae quickstart`.\nepochs = {}\nbatch_size = {}\nlr = {}\nmax_length = {}\nlog_every = 1\n\
+             utility_norm = \"{}\"\n\n[loss]\nkind = \"{loss}\"\ntau_u = {}\ninfonce_weight = {infonce_weight}\n\n\
+             [sampling]\ncandidates = {}\n",
+            o.epochs, o.batch_size, o.lr, o.max_length, o.utility_norm, o.tau_u, o.train_candidates
         );
         if std::fs::read_to_string(&config).ok().as_deref() != Some(text.as_str()) {
             write_atomically(&out.join("configs"), &format!("{name}.toml"), text.as_bytes())?;
@@ -201,7 +207,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
             name: if name == "uae" { "train-uae" } else { "train-infonce" },
             argv: argv(&[
                 "train", "--model", &o.student, "--data", &s(data), "--labels", &s(&labels), "--out", &s(&run_dir),
-                "--config", &s(&config),
+                "--config", &s(&config), "--base-index", &s(&base_index),
             ]),
             inputs: [local(&o.student), vec![data.clone(), labels.clone(), config.clone()]].concat(),
             outputs: vec![run_dir.clone()],
@@ -209,6 +215,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
             work: Work::Train {
                 paths: RunPaths { model: o.student.clone(), data: data.clone(), labels: labels.clone(), out: run_dir.clone() },
                 config,
+                base_index: base_index.clone(),
             },
         })?;
         runner.run(Stage {
@@ -223,7 +230,8 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
     let report = out.join("report");
     let pipeline = serde_json::json!({
         "data": s(data), "student": o.student, "teacher": o.teacher, "candidates": o.candidates,
-        "train_candidates": o.train_candidates, "tau_u": o.tau_u,
+        "train_candidates": o.train_candidates, "tau_u": o.tau_u, "utility_norm": o.utility_norm,
+        "infonce_weight": o.infonce_weight,
         "epochs": o.epochs, "batch_size": o.batch_size, "lr": o.lr, "max_length": o.max_length,
         "stages": runner.summary,
     });
@@ -371,11 +379,7 @@ impl Runner<'_> {
                 };
                 let dense = DenseSource { encoder: &encoder, corpus: Some(store.vectors()) };
                 let lines = mine::mine(&set, Some(dense), &options, progress)?;
-                let mut writer = JsonlWriter::create(&out.display().to_string())?;
-                for line in &lines {
-                    writer.write(line)?;
-                }
-                writer.finish()?;
+                uae_data::records::write_candidates(out, &lines)?;
                 progress.message(&format!("mined {k} candidates for each of {} train queries into {}", lines.len(), out.display()));
             }
             Work::Label { teacher, data, candidates, out } => {
@@ -393,9 +397,14 @@ impl Runner<'_> {
                 progress.finish();
                 progress.message(&format!("labelled {} queries; {} already done", report.labelled, report.resumed));
             }
-            Work::Train { paths, config } => {
+            Work::Train { paths, config, base_index } => {
                 let config = TrainConfig::from_file(config)?;
-                let summary = train(paths, &config, resume_training, device, &mut |line| progress.message(line))?;
+                let evaluator: Option<Box<dyn uae_train::select::DevEvaluator>> = if config.select {
+                    Some(Box::new(crate::dev::DevRetrieval::new(&paths.data, &paths.model, Some(base_index), device)?))
+                } else {
+                    None
+                };
+                let summary = train(paths, &config, resume_training, device, evaluator, &mut |line| progress.message(line))?;
                 progress.message(&format!(
                     "trained on {} queries, validated on {}; weights in {}",
                     summary.train_queries,

@@ -126,6 +126,11 @@ pub struct RunCurves {
     pub valid_loss: Vec<(f64, f64)>,
     /// (epoch, validation Recall@1 of the gold candidates).
     pub valid_recall_at_1: Vec<(f64, f64)>,
+    /// The model-selection metric (`map`, ...) and its dev value by
+    /// training batch (0: the base model), from the run's `selection.json`.
+    pub dev: Option<(String, Vec<(f64, f64)>)>,
+    /// The training batch whose weights were exported (0: the base's).
+    pub chosen_step: Option<usize>,
 }
 
 /// The whole report.
@@ -357,11 +362,15 @@ impl ComparisonReport {
     }
 
     /// Writes `report.json`, `report.md`, `metrics.png` and, when there are
-    /// curves, `training.png` into `dir`.
+    /// curves, `training.png` into `dir`. Machine paths in the text files
+    /// become `$UAE_CACHE/...` (uae's cache) and `~/...` (the home directory).
     pub fn write(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        uae_data::atomic::write_atomically(dir, "report.json", serde_json::to_string_pretty(self)?.as_bytes())?;
-        uae_data::atomic::write_atomically(dir, "report.md", self.markdown().as_bytes())?;
+        let prefixes = portable_prefixes();
+        let mut json = serde_json::to_value(self)?;
+        portable_json(&mut json, &prefixes);
+        uae_data::atomic::write_atomically(dir, "report.json", serde_json::to_string_pretty(&json)?.as_bytes())?;
+        uae_data::atomic::write_atomically(dir, "report.md", portable_paths(&self.markdown(), &prefixes).as_bytes())?;
         let mut groups: Vec<String> = TABLE_METRICS.iter().map(|(_, t)| t.to_string()).collect();
         groups.push("token F1".into());
         let series: Vec<BarSeries> = self
@@ -380,7 +389,7 @@ impl ComparisonReport {
             let series = |f: fn(&RunCurves) -> &Vec<(f64, f64)>| {
                 self.curves.iter().map(|c| LineSeries { name: c.name.clone(), points: f(c).clone() }).collect()
             };
-            let panels = [
+            let mut panels = vec![
                 Panel {
                     title: "training loss".into(),
                     x_label: "step".into(),
@@ -400,7 +409,25 @@ impl ComparisonReport {
                     series: series(|c| &c.valid_recall_at_1),
                 },
             ];
-            plot::line_charts(&dir.join("training.png"), &panels, (1500, 480))?;
+            let dev: Vec<LineSeries> = self
+                .curves
+                .iter()
+                .filter_map(|c| {
+                    let (_, points) = c.dev.as_ref()?;
+                    let chosen = c.chosen_step.map_or(String::new(), |s| format!(", exported: batch {s}"));
+                    Some(LineSeries { name: format!("{}{chosen}", c.name), points: points.clone() })
+                })
+                .collect();
+            if let Some((metric, _)) = self.curves.iter().find_map(|c| c.dev.as_ref()) {
+                panels.push(Panel {
+                    title: format!("dev {metric}, full-corpus retrieval (batch 0 = base)"),
+                    x_label: "training batch".into(),
+                    y_label: metric.clone(),
+                    series: dev,
+                });
+            }
+            let width = 500 * panels.len() as u32;
+            plot::line_charts(&dir.join("training.png"), &panels, (width, 480))?;
         }
         Ok(())
     }
@@ -411,9 +438,43 @@ impl ComparisonReport {
     }
 }
 
+/// The machine prefixes a committed report should not hold, longest
+/// first, with what replaces them: uae's cache (`$UAE_CACHE`), then the home
+/// directory (`~`).
+fn portable_prefixes() -> Vec<(String, &'static str)> {
+    let mut prefixes = vec![(uae_data::cache::uae_cache().display().to_string(), "$UAE_CACHE")];
+    if let Some(home) = std::env::var_os("HOME") {
+        prefixes.push((Path::new(&home).display().to_string(), "~"));
+    }
+    prefixes.retain(|(from, _)| from.len() > 1);
+    prefixes
+}
+
+/// `text` with each of `prefixes` replaced, in order.
+fn portable_paths(text: &str, prefixes: &[(String, &str)]) -> String {
+    prefixes.iter().fold(text.to_string(), |text, (from, to)| text.replace(from.as_str(), to))
+}
+
+fn portable_json(value: &mut serde_json::Value, prefixes: &[(String, &str)]) {
+    match value {
+        serde_json::Value::String(text) => *text = portable_paths(text, prefixes),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| portable_json(v, prefixes)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|v| portable_json(v, prefixes)),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn machine_paths_become_portable() {
+        let prefixes = vec![("/home/u/.cache/uae".to_string(), "$UAE_CACHE"), ("/home/u".to_string(), "~")];
+        let mut json = serde_json::json!({"data": "/home/u/.cache/uae/data/faq", "c": ["x /home/u/work/m"], "n": 1});
+        portable_json(&mut json, &prefixes);
+        assert_eq!(json, serde_json::json!({"data": "$UAE_CACHE/data/faq", "c": ["x ~/work/m"], "n": 1}));
+    }
 
     #[test]
     fn nearest_rank_percentiles() {
