@@ -198,7 +198,18 @@ struct State {
 
 impl State {
     fn value(&self, point: &DevPoint) -> f64 {
-        point.metrics.get(self.metric.name()).copied().unwrap_or(f64::NAN)
+        self.metric_of(&point.metrics)
+    }
+
+    /// The selection metric among `metrics` (NaN when absent).
+    fn metric_of(&self, metrics: &BTreeMap<String, f64>) -> f64 {
+        metrics.get(self.metric.name()).copied().unwrap_or(f64::NAN)
+    }
+
+    /// Records the selection so far in `selection.json`.
+    fn write_summary(&self) -> Result<()> {
+        let text = serde_json::to_string_pretty(&self.summary())?;
+        uae_data::atomic::write_file_atomically(&summary_path(&self.out), text.as_bytes())
     }
 
     fn evaluated_at(&self, step: usize) -> bool {
@@ -243,8 +254,7 @@ impl State {
                 .with_context(|| format!("cannot move {} into place", staging.display()))?;
             self.chosen_step = self.steps;
         }
-        let text = serde_json::to_string_pretty(&self.summary())?;
-        uae_data::atomic::write_file_atomically(&summary_path(&self.out), text.as_bytes())
+        self.write_summary()
     }
 }
 
@@ -367,17 +377,15 @@ impl Selection {
         let mut guard = self.lock();
         let state = &mut *guard;
         let metrics = state.evaluator.evaluate(embedder, &state.dev, false)?;
-        let key = state.metric.name();
-        let value = metrics.get(key).copied().unwrap_or(f64::NAN);
+        let value = state.metric_of(&metrics);
         let chosen_merge = state.merges.iter().find(|m| Some(m.alpha) == state.chosen_merge);
-        let best = chosen_merge.map_or_else(|| state.best(), |m| m.metrics.get(key).copied().unwrap_or(f64::NAN));
+        let best = chosen_merge.map_or_else(|| state.best(), |m| state.metric_of(&m.metrics));
         state.merges.push(MergePoint { alpha, metrics });
         let better = value > best;
         if better {
             state.chosen_merge = Some(alpha);
         }
-        let text = serde_json::to_string_pretty(&state.summary())?;
-        uae_data::atomic::write_file_atomically(&summary_path(&state.out), text.as_bytes())?;
+        state.write_summary()?;
         Ok(better)
     }
 
