@@ -57,11 +57,17 @@ fn quickstart_runs_every_stage_reuses_them_and_keeps_the_test_split_out() {
     for file in [
         "indexes/base/header.json", "candidates.jsonl", "labels.jsonl", "runs/infonce/model.safetensors",
         "runs/uae/model.safetensors", "runs/uae/train/epoch-1/Loss.log", "models/infonce/config.json",
-        "models/uae/model.safetensors", "indexes/infonce/header.json", "indexes/uae/header.json", "report/report.md",
+        "models/uae/model.safetensors", "models/uae/passage/model.safetensors", "report/report.md",
         "report/metrics.png", "report/training.png", "report/answers.jsonl", "report/runs/BM25.trec",
         "report/runs/LLM-re-rank.trec", "pipeline.json", "stages/eval.json",
     ] {
         assert!(w.join(file).is_file(), "{file} is missing");
+    }
+    // The query-side students search the base's index: no corpus is embedded again.
+    let log = stderr(&first);
+    for name in ["infonce", "uae"] {
+        assert!(!w.join("indexes").join(name).exists(), "{name} got its own index:\n{log}");
+        assert!(log.contains(&format!("{name}: reusing the index in {}", w.join("indexes/base").display())), "{log}");
     }
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(w.join("report/report.json")).unwrap()).unwrap();
     let names: Vec<&str> = report["systems"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();

@@ -278,6 +278,53 @@ fn merges_with_the_base_are_evaluated_and_exported_only_when_better() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// Query-side training: the candidates' vectors come from the base model's
+/// corpus index, only the query encoder learns, and the export carries the
+/// base, byte for byte, as its passage encoder, so it embeds passages as the
+/// base does and searches the base's index.
+#[test]
+fn query_only_training_keeps_the_base_passage_encoder() {
+    let (work, model, data, pools) = fixture(48);
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let index = work.path().join("index");
+    let corpus = data.join("corpus.jsonl");
+    check(&uae(&["index", "build", "--model", &path(&model), "--corpus", &path(&corpus), "--out", &path(&index)]));
+    let config = work.path().join("train.json");
+    std::fs::write(
+        &config,
+        r#"{"epochs": 6, "batch_size": 8, "lr": 0.002, "valid_share": 0.25, "seed": 5, "query_only": true}"#,
+    )
+    .unwrap();
+    let run = work.path().join("run");
+    let (m, d, l, r, c) = (path(&model), path(&data), path(&data.join("labels.jsonl")), path(&run), path(&config));
+    let mut args = train_args(&m, &d, &l, &r, &c);
+    let i = path(&index);
+    args.extend(["--base-index", i.as_str()]);
+    let out = uae(&args);
+    check(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("frozen passage vectors of 192 candidates read from"), "{stdout}");
+    let selection: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("selection.json")).unwrap()).unwrap();
+    assert!(selection["chosen_step"].as_u64().unwrap() > 0, "{selection}");
+
+    let exported = work.path().join("exported");
+    check(&uae(&["export", "--run", &r, "--out", &path(&exported)]));
+    let weights = |dir: &Path| std::fs::read(dir.join("model.safetensors")).unwrap();
+    assert_eq!(weights(&exported.join("passage")), weights(&model), "the passage encoder is the base");
+    assert_ne!(weights(&exported), weights(&model), "the query encoder was trained");
+    let passages: Vec<String> = pools.iter().flat_map(|p| p.docs.iter().map(|(_, t)| t.clone())).collect();
+    let (before, after) = (embed(&model, &passages, false, work.path()), embed(&exported, &passages, false, work.path()));
+    assert!(max_abs_diff(&before, &after) < 1e-6, "passages are embedded as the base does");
+    let queries: Vec<String> = pools.iter().map(|p| p.query.clone()).collect();
+    let (before, after) = (embed(&model, &queries, true, work.path()), embed(&exported, &queries, true, work.path()));
+    assert!(max_abs_diff(&before, &after) > 1e-3, "queries are embedded by the trained encoder");
+    let agreement = (pair_agreement(&model, &pools, work.path()), pair_agreement(&exported, &pools, work.path()));
+    assert!(agreement.1 > agreement.0 + 0.05, "pairwise agreement with the teacher before and after: {agreement:?}");
+    // The export searches the base's index: its passage side is the base.
+    let found = uae(&["search", "--index", &i, "--model", &path(&exported), "--query", &queries[0], "-k", "2"]);
+    check(&found);
+}
+
 #[test]
 fn bad_labels_are_reported_not_fatal() {
     let work = tempfile::tempdir().unwrap();

@@ -35,7 +35,7 @@ pub struct QuickstartArgs {
     candidates: usize,
     /// Candidates each training query keeps per step (the best half by
     /// utility, the rest drawn at random from its labelled pool).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 6)]
     train_candidates: usize,
     /// Teacher temperature of UM-InfoNCE's target softmax(N(U) / tau_u).
     #[arg(long, default_value_t = 1.0)]
@@ -47,7 +47,7 @@ pub struct QuickstartArgs {
     #[arg(long, default_value_t = 0.1)]
     infonce_weight: f64,
     /// Training epochs of each fine-tuned encoder.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 4)]
     epochs: usize,
     /// Queries per training batch.
     #[arg(long, default_value_t = 16)]
@@ -55,6 +55,10 @@ pub struct QuickstartArgs {
     /// Peak learning rate.
     #[arg(long, default_value_t = 2e-5)]
     lr: f64,
+    /// Train the query encoders only (`uae train --query-only`): passages
+    /// keep the base's vectors and its corpus index serves every model.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    query_only: bool,
     /// Texts are cut to this many word pieces in training.
     #[arg(long, default_value_t = 128)]
     max_length: usize,
@@ -106,6 +110,7 @@ pub fn run(args: QuickstartArgs, device: &Device) -> Result<()> {
         epochs: args.epochs,
         batch_size: args.batch_size,
         lr: args.lr,
+        query_only: args.query_only,
         max_length: args.max_length,
         rerank_k: args.rerank_k,
         max_new_tokens: args.max_new_tokens,

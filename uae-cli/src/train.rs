@@ -75,10 +75,15 @@ pub struct TrainArgs {
     /// on dev like the epochs; repeat for more shares.
     #[arg(long = "merge-base")]
     merge_base: Vec<f64>,
-    /// A corpus index of the base model (`uae index build`) that model
-    /// selection's base evaluation reuses instead of embedding the corpus.
+    /// A corpus index of the base model (`uae index build`) whose vectors
+    /// model selection (and, with --query-only, training) reuses instead of
+    /// embedding the corpus.
     #[arg(long)]
     base_index: Option<PathBuf>,
+    /// Train the query encoder only: passages keep the base model's vectors,
+    /// so the base's corpus index stays valid and is searched by the export.
+    #[arg(long)]
+    query_only: bool,
     /// Export the last epoch's weights without evaluating on dev retrieval.
     #[arg(long)]
     no_select: bool,
@@ -127,6 +132,9 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
     if !args.merge_base.is_empty() {
         config.merge_base = args.merge_base.clone();
     }
+    if args.query_only {
+        config.query_only = true;
+    }
     if args.no_select {
         config.select = false;
     }
@@ -135,7 +143,7 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
     } else {
         None
     };
-    let paths = RunPaths { model: args.model, data: args.data, labels: args.labels, out: args.out };
+    let paths = RunPaths { model: args.model, data: args.data, labels: args.labels, out: args.out, base_index: args.base_index };
     let summary = train(&paths, &config, args.resume, device, evaluator, &mut |line| println!("{line}"))?;
     if let Some(epoch) = summary.resumed_from {
         eprintln!("resumed after epoch {epoch}");

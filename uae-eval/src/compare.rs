@@ -137,7 +137,7 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
         if systems.iter().any(|s| s.name == name) {
             bail!("two systems are named {name:?}; name models as NAME=PATH");
         }
-        systems.push(dense_system(&name, &path, &data, &queries, &indexes.join(&name), args, device, progress)?);
+        systems.push(dense_system(&name, &path, &data, &queries, &indexes, args, device, progress)?);
     }
     let mut generator_lm = None;
     if let Some(teacher) = &args.rerank_teacher {
@@ -303,19 +303,30 @@ fn dense_system(
     path: &str,
     data: &DataSet,
     queries: &[&Query],
-    index_dir: &Path,
+    indexes: &Path,
     args: &CompareOptions,
     device: &Device,
     progress: &dyn Progress,
 ) -> Result<Ranked> {
     let encoder = BiEncoder::load(path, device, &EncoderOptions::default())?;
     let passages = data.corpus.as_slice();
-    let store = match corpus_index::open_matching(index_dir, &encoder, path, passages) {
-        Ok(store) => {
-            progress.message(&format!("{name}: reusing the index in {}", index_dir.display()));
+    let index_dir = &indexes.join(name);
+    // The system's own index, else any other index there whose passage
+    // vectors are this model's (a query-side fine-tune searches its base's).
+    let mut dirs = vec![index_dir.clone()];
+    if let Ok(entries) = std::fs::read_dir(indexes) {
+        let mut others: Vec<PathBuf> =
+            entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir() && p != index_dir).collect();
+        others.sort();
+        dirs.extend(others);
+    }
+    let reused = dirs.iter().find_map(|dir| Some((dir, corpus_index::open_matching(dir, &encoder, path, passages).ok()?)));
+    let store = match reused {
+        Some((dir, store)) => {
+            progress.message(&format!("{name}: reusing the index in {}", dir.display()));
             store
         }
-        Err(_) => {
+        None => {
             progress.message(&format!("{name}: embedding {} passages into {}", passages.len(), index_dir.display()));
             progress.start(passages.len() as u64, "passages");
             corpus_index::build(&encoder, path, passages, index_dir, args.batch_tokens, None, |n| progress.advance(n as u64))?;

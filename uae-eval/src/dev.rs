@@ -2,7 +2,9 @@
 //! ([`uae_train::select`]): the model embeds the corpus (or, with per-query
 //! pools, the passages of the dev queries' pools) and the dev queries, exact
 //! cosine search ranks each query's passages as `uae eval` does, and the
-//! metrics are `uae eval`'s.
+//! metrics are `uae eval`'s. The base model's passage vectors are computed
+//! (or read from its index) once and reused by every evaluation whose
+//! passages are the base's ([`PassageSide::Base`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,7 @@ use uae_data::{DataSet, Run};
 use uae_index::{corpus_index, exact};
 use uae_index::store::normalize;
 use uae_model::encoder::{BiEncoder, EncoderOptions, SentenceEmbedder, TextRole};
-use uae_train::select::{DevEvaluator, DevQueries};
+use uae_train::select::{DevEvaluator, DevQueries, PassageSide};
 
 use crate::metrics::{self, DEFAULT_KS};
 
@@ -35,6 +37,11 @@ pub struct DevRetrieval {
     /// A corpus index of the base model whose vectors the base evaluation
     /// reuses when it matches (`uae index build` over the same corpus).
     base_index: Option<PathBuf>,
+    /// The base model's modules, which embed [`PassageSide::Base`] passages.
+    base: SentenceEmbedder,
+    /// The base model's unit vectors of the rows dev queries rank, once
+    /// computed.
+    base_passages: Option<Vec<f32>>,
 }
 
 impl DevRetrieval {
@@ -43,26 +50,25 @@ impl DevRetrieval {
     /// The base evaluation reuses `base_index` when it was built by `model`
     /// over this corpus.
     pub fn new(data: &Path, model: &str, base_index: Option<&Path>, device: &Device) -> Result<Self> {
+        let encoder = BiEncoder::load(model, device, &EncoderOptions::default())?;
         Ok(Self {
             data: DataSet::load(data, &[])?,
-            encoder: BiEncoder::load(model, device, &EncoderOptions::default())?,
+            base: encoder.embedder.clone(),
+            encoder,
             model: model.to_string(),
             base_index: base_index.map(Path::to_path_buf),
+            base_passages: None,
         })
     }
 }
 
 impl DevEvaluator for DevRetrieval {
-    fn evaluate(&mut self, embedder: &SentenceEmbedder, dev: &DevQueries, base: bool) -> Result<BTreeMap<String, f64>> {
-        // While the encoder holds the base weights its fingerprint (of the
-        // files) is true, so a matching base index can stand in.
-        let indexed = match (&self.base_index, base) {
-            (Some(dir), true) => {
-                corpus_index::open_matching(dir, &self.encoder, &self.model, self.data.corpus.as_slice()).ok()
-            }
-            _ => None,
-        };
-        self.encoder.embedder = embedder.clone();
+    fn evaluate(
+        &mut self,
+        embedder: &SentenceEmbedder,
+        dev: &DevQueries,
+        side: PassageSide,
+    ) -> Result<BTreeMap<String, f64>> {
         let pooled = self.data.pools.is_some();
         let pools: Vec<Option<Vec<usize>>> =
             dev.queries.iter().map(|q| self.data.pool_rows(q, pooled)).collect::<Result<_>>()?;
@@ -76,25 +82,34 @@ impl DevEvaluator for DevRetrieval {
             (0..self.data.corpus.len()).collect()
         };
         let corpus = self.data.corpus.as_slice();
-        let texts: Vec<String> =
-            if indexed.is_some() { Vec::new() } else { rows.iter().map(|&r| corpus[r].embedding_text()).collect() };
         let ids: Vec<String> = rows.iter().map(|&r| corpus[r].id.clone()).collect();
-        let flatten = |vectors: Vec<Vec<f32>>| -> Vec<f32> {
-            vectors
-                .into_iter()
-                .flat_map(|mut v| {
-                    normalize(&mut v);
-                    v
-                })
-                .collect()
-        };
         let dim = self.encoder.dim();
-        let passages = match &indexed {
-            Some(store) => rows.iter().flat_map(|&r| store.vectors()[r * dim..(r + 1) * dim].iter().copied()).collect(),
-            None => flatten(self.encoder.embed(&texts, TextRole::Passage, BATCH_TOKENS, |_| {})?.vectors),
+        let passages = match (side, &self.base_passages) {
+            (PassageSide::Base, Some(vectors)) => vectors.clone(),
+            (PassageSide::Base, None) => {
+                // The encoder's fingerprint is of its files, the base's, so a
+                // matching base index can stand in.
+                let indexed = self.base_index.as_ref().and_then(|dir| {
+                    corpus_index::open_matching(dir, &self.encoder, &self.model, corpus).ok()
+                });
+                let vectors: Vec<f32> = match indexed {
+                    Some(store) => rows.iter().flat_map(|&r| store.vectors()[r * dim..(r + 1) * dim].iter().copied()).collect(),
+                    None => {
+                        self.encoder.embedder = self.base.clone();
+                        self.embed_rows(&rows)?
+                    }
+                };
+                self.base_passages = Some(vectors.clone());
+                vectors
+            }
+            (PassageSide::Evaluated, _) => {
+                self.encoder.embedder = embedder.clone();
+                self.embed_rows(&rows)?
+            }
         };
+        self.encoder.embedder = embedder.clone();
         let query_texts: Vec<String> = dev.queries.iter().map(|q| q.text.clone()).collect();
-        let queries = flatten(self.encoder.embed(&query_texts, TextRole::Query, BATCH_TOKENS, |_| {})?.vectors);
+        let queries = unit_rows(self.encoder.embed(&query_texts, TextRole::Query, BATCH_TOKENS, |_| {})?.vectors);
         // Pools as positions among the embedded rows.
         let local: Option<Vec<Vec<usize>>> = pooled.then(|| {
             pools
@@ -110,4 +125,24 @@ impl DevEvaluator for DevRetrieval {
         );
         Ok(metrics::evaluate(&dev.qrels, &run, &DEFAULT_KS).mean)
     }
+}
+
+impl DevRetrieval {
+    /// The encoder's unit vectors of the corpus `rows`, row after row.
+    fn embed_rows(&self, rows: &[usize]) -> Result<Vec<f32>> {
+        let corpus = self.data.corpus.as_slice();
+        let texts: Vec<String> = rows.iter().map(|&r| corpus[r].embedding_text()).collect();
+        Ok(unit_rows(self.encoder.embed(&texts, TextRole::Passage, BATCH_TOKENS, |_| {})?.vectors))
+    }
+}
+
+/// Vectors normalised to unit length, flattened row after row.
+fn unit_rows(vectors: Vec<Vec<f32>>) -> Vec<f32> {
+    vectors
+        .into_iter()
+        .flat_map(|mut v| {
+            normalize(&mut v);
+            v
+        })
+        .collect()
 }

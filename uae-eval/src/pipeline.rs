@@ -58,6 +58,8 @@ pub struct PipelineOptions {
     pub batch_size: usize,
     /// Peak learning rate.
     pub lr: f64,
+    /// Train the query encoders only, passages keeping the base's vectors.
+    pub query_only: bool,
     /// Texts are cut to this many word pieces in training.
     pub max_length: usize,
     /// Passages the LLM re-ranks per test query.
@@ -112,8 +114,7 @@ enum Work {
     Index { model: String, corpus: PathBuf, out: PathBuf },
     Mine { model: String, index: PathBuf, data: PathBuf, k: usize, per_document: bool, out: PathBuf },
     Label { teacher: String, data: PathBuf, candidates: PathBuf, out: PathBuf },
-    /// `base_index`: the base model's corpus index, for model selection.
-    Train { paths: RunPaths, config: PathBuf, base_index: PathBuf },
+    Train { paths: RunPaths, config: PathBuf },
     Export { run: PathBuf, out: PathBuf },
     Eval(Box<CompareOptions>),
 }
@@ -194,9 +195,9 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
         let infonce_weight = if loss == "infonce" { 0.0 } else { o.infonce_weight };
         let text = format!(
             "# Written by `uae quickstart`.\nepochs = {}\nbatch_size = {}\nlr = {}\nmax_length = {}\nlog_every = 1\n\
-             utility_norm = \"{}\"\n\n[loss]\nkind = \"{loss}\"\ntau_u = {}\ninfonce_weight = {infonce_weight}\n\n\
+             utility_norm = \"{}\"\nquery_only = {}\n\n[loss]\nkind = \"{loss}\"\ntau_u = {}\ninfonce_weight = {infonce_weight}\n\n\
              [sampling]\ncandidates = {}\n",
-            o.epochs, o.batch_size, o.lr, o.max_length, o.utility_norm, o.tau_u, o.train_candidates
+            o.epochs, o.batch_size, o.lr, o.max_length, o.utility_norm, o.query_only, o.tau_u, o.train_candidates
         );
         if std::fs::read_to_string(&config).ok().as_deref() != Some(text.as_str()) {
             write_atomically(&out.join("configs"), &format!("{name}.toml"), text.as_bytes())?;
@@ -213,9 +214,14 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
             outputs: vec![run_dir.clone()],
             resumable: true,
             work: Work::Train {
-                paths: RunPaths { model: o.student.clone(), data: data.clone(), labels: labels.clone(), out: run_dir.clone() },
+                paths: RunPaths {
+                    model: o.student.clone(),
+                    data: data.clone(),
+                    labels: labels.clone(),
+                    out: run_dir.clone(),
+                    base_index: Some(base_index.clone()),
+                },
                 config,
-                base_index: base_index.clone(),
             },
         })?;
         runner.run(Stage {
@@ -231,7 +237,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
     let pipeline = serde_json::json!({
         "data": s(data), "student": o.student, "teacher": o.teacher, "candidates": o.candidates,
         "train_candidates": o.train_candidates, "tau_u": o.tau_u, "utility_norm": o.utility_norm,
-        "infonce_weight": o.infonce_weight,
+        "infonce_weight": o.infonce_weight, "query_only": o.query_only,
         "epochs": o.epochs, "batch_size": o.batch_size, "lr": o.lr, "max_length": o.max_length,
         "stages": runner.summary,
     });
@@ -397,10 +403,10 @@ impl Runner<'_> {
                 progress.finish();
                 progress.message(&format!("labelled {} queries; {} already done", report.labelled, report.resumed));
             }
-            Work::Train { paths, config, base_index } => {
+            Work::Train { paths, config } => {
                 let config = TrainConfig::from_file(config)?;
                 let evaluator: Option<Box<dyn uae_train::select::DevEvaluator>> = if config.select {
-                    Some(Box::new(crate::dev::DevRetrieval::new(&paths.data, &paths.model, Some(base_index), device)?))
+                    Some(Box::new(crate::dev::DevRetrieval::new(&paths.data, &paths.model, paths.base_index.as_deref(), device)?))
                 } else {
                     None
                 };

@@ -109,10 +109,23 @@ pub struct Embeddings {
     pub truncated: usize,
 }
 
+/// The folder of a model directory that holds a separate passage encoder.
+///
+/// A query-side fine-tune (`uae train --query-only`) exports the trained
+/// query encoder at the root and the frozen encoder it started from here, as
+/// a complete sentence-transformers model, so that passages keep the base
+/// model's vectors and a corpus index the base built stays valid. The two
+/// share the root's tokenizer, `config.json`, pooling and prefixes; only the
+/// weights differ.
+pub const PASSAGE_DIR: &str = "passage";
+
 /// A loaded bi-encoder, ready to embed texts on one device.
 pub struct BiEncoder {
-    /// The modules.
+    /// The modules that embed queries, and passages too unless
+    /// [`BiEncoder::passage_embedder`] is set.
     pub embedder: SentenceEmbedder,
+    /// A separate passage encoder, from [`PASSAGE_DIR`], when the model has one.
+    pub passage_embedder: Option<SentenceEmbedder>,
     /// The tokenizer, with batch padding and the model's truncation.
     pub tokenizer: TextTokenizer,
     /// The BERT configuration.
@@ -150,7 +163,37 @@ impl BiEncoder {
         let tokenizer = TextTokenizer::from_file(&dir.file("tokenizer.json"), max_length)?;
         let bert = BertModel::load(&config, &dir.file("model.safetensors"), device)?;
         let embedder = SentenceEmbedder { bert, pooling: sentence.pooling, normalize: sentence.normalize };
-        Ok(Self { embedder, tokenizer, config, sentence, dir, device: device.clone() })
+        let passage_embedder = match Self::passage_dir(&dir) {
+            Some(passage) => {
+                let same_config = std::fs::read(passage.file("config.json")).ok() == std::fs::read(dir.file("config.json")).ok();
+                if !same_config || SentenceConfig::load(&passage)?.pooling != sentence.pooling {
+                    bail!(
+                        "{}: the passage encoder must have the same config.json and pooling as the query encoder in {}",
+                        passage.root().display(),
+                        dir.root().display()
+                    );
+                }
+                let bert = BertModel::load(&config, &passage.file("model.safetensors"), device)?;
+                Some(SentenceEmbedder { bert, pooling: sentence.pooling, normalize: sentence.normalize })
+            }
+            None => None,
+        };
+        Ok(Self { embedder, passage_embedder, tokenizer, config, sentence, dir, device: device.clone() })
+    }
+
+    /// The separate passage encoder's directory ([`PASSAGE_DIR`]), if the
+    /// model has one.
+    fn passage_dir(dir: &ModelDir) -> Option<ModelDir> {
+        let path = dir.file(PASSAGE_DIR);
+        path.join("model.safetensors").is_file().then(|| ModelDir::local(&path).ok()).flatten()
+    }
+
+    /// The modules that embed texts of `role`.
+    pub fn embedder_for(&self, role: TextRole) -> &SentenceEmbedder {
+        match (role, &self.passage_embedder) {
+            (TextRole::Passage, Some(passage)) => passage,
+            _ => &self.embedder,
+        }
     }
 
     /// The maximum number of tokens per input.
@@ -163,20 +206,24 @@ impl BiEncoder {
         self.config.hidden_size
     }
 
-    /// A fingerprint of everything that decides the embeddings: the weights,
-    /// `config.json`, pooling, normalisation, prefixes and maximum length.
-    /// Indexes store it so that queries are never embedded by another model.
+    /// A fingerprint of everything that decides the passage embeddings: the
+    /// weights that embed passages (the [`PASSAGE_DIR`] encoder's when there
+    /// is one), `config.json`, pooling, normalisation, prefixes and maximum
+    /// length. Indexes store it so that queries are never searched against
+    /// passages another model embedded; a query-side fine-tune has the
+    /// fingerprint of the base it started from, whose index it searches.
     ///
     /// The weights' checksum is kept in uae's cache (`fingerprints/`), keyed
     /// by the file's path, size and modification time, so a search does not
     /// read the whole weights file again; any change of the file recomputes it.
     pub fn fingerprint(&self) -> Result<String> {
         let mut hasher = crc32fast::Hasher::new();
-        let config = self.dir.file("config.json");
+        let side = Self::passage_dir(&self.dir).unwrap_or_else(|| self.dir.clone());
+        let config = side.file("config.json");
         let bytes = std::fs::read(&config).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", config.display()))?;
         hasher.update(&bytes);
         // The same value as hashing the weights' bytes after the config's.
-        let (crc, len) = file_crc32(&self.dir.file("model.safetensors"))?;
+        let (crc, len) = file_crc32(&side.file("model.safetensors"))?;
         hasher.combine(&crc32fast::Hasher::new_with_initial_len(crc, len));
         hasher.update(format!("{:?}|{}", self.sentence, self.max_length()).as_bytes());
         Ok(format!("crc32:{:08x}", hasher.finalize()))
@@ -215,7 +262,7 @@ impl BiEncoder {
             let ids: Vec<&[u32]> = batch.iter().map(|&i| encoded[i].ids.as_slice()).collect();
             let types: Vec<&[u32]> = batch.iter().map(|&i| encoded[i].type_ids.as_slice()).collect();
             let tokens = TokenBatch::pad(&ids, &types, pad_id, &self.device);
-            let out = self.embedder.forward(&tokens);
+            let out = self.embedder_for(role).forward(&tokens);
             let flat = out
                 .into_data()
                 .try_into_vec_as::<f32>()

@@ -23,6 +23,11 @@ const OPTIONAL_FILES: &[&str] = &[
     "1_Pooling/config.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    // A query-side fine-tune's passage encoder (`crate::encoder::PASSAGE_DIR`).
+    "passage/config.json",
+    "passage/model.safetensors",
+    "passage/modules.json",
+    "passage/1_Pooling/config.json",
 ];
 
 impl ModelDir {

@@ -4,6 +4,10 @@
 //! `tokenizer.json`, `modules.json`, `1_Pooling/config.json` and
 //! `sentence_bert_config.json`, plus the base model's
 //! `config_sentence_transformers.json` (prompts) when it had one.
+//!
+//! A query-only run (`query_only`) exports its trained query encoder this
+//! way, and its frozen passage encoder (the base) as a second such directory
+//! in [`uae_model::encoder::PASSAGE_DIR`].
 
 use std::path::Path;
 
@@ -26,8 +30,24 @@ pub fn export(run: &Path, out: &Path) -> Result<()> {
             bail!("{} is missing from the run directory", base.join(required).display());
         }
     }
+    write_model(&base, &weights, out)?;
+    let frozen = base.join("model.safetensors");
+    let passage = out.join(uae_model::encoder::PASSAGE_DIR);
+    if frozen.is_file() {
+        write_model(&base, &frozen, &passage)
+    } else if passage.exists() {
+        // A stale passage encoder of an earlier export would be loaded.
+        std::fs::remove_dir_all(&passage).with_context(|| format!("cannot remove {}", passage.display()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Writes `weights` with the configuration and tokenizer files of `base`
+/// as a sentence-transformers model directory `out`.
+fn write_model(base: &Path, weights: &Path, out: &Path) -> Result<()> {
     let config = BertConfig::from_file(&base.join("config.json"))?;
-    let sentence = SentenceConfig::load(&ModelDir::local(&base)?)?;
+    let sentence = SentenceConfig::load(&ModelDir::local(base)?)?;
     std::fs::create_dir_all(out.join("1_Pooling")).with_context(|| format!("cannot create {}", out.display()))?;
     for name in BASE_FILES {
         let from = base.join(name);
@@ -35,7 +55,7 @@ pub fn export(run: &Path, out: &Path) -> Result<()> {
             copy(&from, &out.join(name))?;
         }
     }
-    copy(&weights, &out.join("model.safetensors"))?;
+    copy(weights, &out.join("model.safetensors"))?;
     let mut modules = vec![
         serde_json::json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),
         serde_json::json!({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}),

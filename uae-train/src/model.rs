@@ -13,7 +13,7 @@ use burn::tensor::ExecutionError;
 use uae_model::encoder::SentenceEmbedder;
 use uae_model::pooling::l2_normalize;
 
-use crate::batcher::{DistillBatch, in_batch_duplicates};
+use crate::batcher::{Candidates, DistillBatch, in_batch_duplicates};
 use crate::loss::{LossConfig, LossError, LossInput, LossOutput};
 use crate::metrics::{DevInput, PoolInput};
 use crate::select::Selection;
@@ -121,7 +121,11 @@ impl DistillModel {
     /// whatever the model's own normalisation).
     pub fn scores(&self, batch: &DistillBatch) -> Scores {
         let queries = l2_normalize(self.embedder.forward(&batch.queries));
-        let passages = l2_normalize(self.embedder.forward(&batch.passages));
+        let passages = match &batch.passages {
+            Candidates::Tokens(tokens) => l2_normalize(self.embedder.forward(tokens)),
+            // Constants: no gradient reaches the frozen passage encoder.
+            Candidates::Vectors(vectors) => vectors.clone(),
+        };
         let [b, h] = queries.dims();
         let k = passages.dims()[0] / b.max(1);
         let own = passages

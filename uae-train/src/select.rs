@@ -89,13 +89,29 @@ pub struct DevQueries {
     pub qrels: Qrels,
 }
 
+/// Which weights embed the corpus in a dev evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassageSide {
+    /// The base model's, unchanged: before the first step, and always when
+    /// the passage encoder is frozen (`query_only`). An evaluator may reuse
+    /// the base's corpus index or the vectors of an earlier evaluation.
+    Base,
+    /// The evaluated weights'.
+    Evaluated,
+}
+
 /// Scores a model by retrieval over held-out queries.
 pub trait DevEvaluator: Send {
     /// The retrieval metrics of `embedder` (the run's tokenizer, pooling and
     /// prefixes are the evaluator's) over `dev`, by `uae eval`'s names; at
-    /// least every [`SelectMetric`]. `base` says the weights are the base
-    /// model's, unchanged (an evaluator may reuse the base's corpus index).
-    fn evaluate(&mut self, embedder: &SentenceEmbedder, dev: &DevQueries, base: bool) -> Result<BTreeMap<String, f64>>;
+    /// least every [`SelectMetric`]. `embedder` embeds the queries, and the
+    /// passages too when `passages` is [`PassageSide::Evaluated`].
+    fn evaluate(
+        &mut self,
+        embedder: &SentenceEmbedder,
+        dev: &DevQueries,
+        passages: PassageSide,
+    ) -> Result<BTreeMap<String, f64>>;
 }
 
 /// One evaluation of the model on the dev queries.
@@ -188,6 +204,8 @@ struct State {
     metric: SelectMetric,
     out: PathBuf,
     eval_every: Option<usize>,
+    /// Whether the passage encoder is frozen (the base's).
+    frozen_passages: bool,
     /// Training batches taken so far.
     steps: usize,
     history: Vec<DevPoint>,
@@ -210,6 +228,11 @@ impl State {
     fn write_summary(&self) -> Result<()> {
         let text = serde_json::to_string_pretty(&self.summary())?;
         uae_data::atomic::write_file_atomically(&summary_path(&self.out), text.as_bytes())
+    }
+
+    /// Which weights embed the corpus for the model at the current step.
+    fn passage_side(&self) -> PassageSide {
+        if self.steps == 0 || self.frozen_passages { PassageSide::Base } else { PassageSide::Evaluated }
     }
 
     fn evaluated_at(&self, step: usize) -> bool {
@@ -235,7 +258,8 @@ impl State {
     /// is strictly better than the best so far (the base wins ties).
     fn evaluate(&mut self, embedder: &SentenceEmbedder) -> Result<()> {
         let start = Instant::now();
-        let metrics = self.evaluator.evaluate(embedder, &self.dev, self.steps == 0)?;
+        let side = self.passage_side();
+        let metrics = self.evaluator.evaluate(embedder, &self.dev, side)?;
         if !metrics.contains_key(self.metric.name()) {
             anyhow::bail!("the dev evaluation gave no {} figure", self.metric);
         }
@@ -272,15 +296,26 @@ impl fmt::Debug for Selection {
     }
 }
 
+/// How a run selects its model.
+#[derive(Debug, Clone, Copy)]
+pub struct SelectOptions {
+    /// The metric selection maximises.
+    pub metric: SelectMetric,
+    /// Also evaluate every this many training batches.
+    pub eval_every: Option<usize>,
+    /// Whether the passage encoder is frozen, so that every evaluation's
+    /// corpus vectors are the base's ([`PassageSide::Base`]).
+    pub frozen_passages: bool,
+}
+
 impl Selection {
-    /// Selection by `metric` over `dev` for the run in `out`. `resumed` is
-    /// the record of an earlier, interrupted part of the run and the batches
-    /// it took. A failed evaluation stops training through `interrupter`.
+    /// Selection over `dev` for the run in `out`. `resumed` is the record of
+    /// an earlier, interrupted part of the run and the batches it took. A
+    /// failed evaluation stops training through `interrupter`.
     pub fn new(
         evaluator: Box<dyn DevEvaluator>,
         dev: DevQueries,
-        metric: SelectMetric,
-        eval_every: Option<usize>,
+        options: SelectOptions,
         out: &Path,
         resumed: Option<(SelectionSummary, usize)>,
         interrupter: Interrupter,
@@ -302,9 +337,10 @@ impl Selection {
             chosen_merge: None,
             evaluator,
             dev,
-            metric,
+            metric: options.metric,
             out: out.to_path_buf(),
-            eval_every,
+            eval_every: options.eval_every,
+            frozen_passages: options.frozen_passages,
             steps,
             history,
             chosen_step,
@@ -376,7 +412,8 @@ impl Selection {
     pub fn evaluate_merge(&self, alpha: f64, embedder: &SentenceEmbedder) -> Result<bool> {
         let mut guard = self.lock();
         let state = &mut *guard;
-        let metrics = state.evaluator.evaluate(embedder, &state.dev, false)?;
+        let side = if state.frozen_passages { PassageSide::Base } else { PassageSide::Evaluated };
+        let metrics = state.evaluator.evaluate(embedder, &state.dev, side)?;
         let value = state.metric_of(&metrics);
         let chosen_merge = state.merges.iter().find(|m| Some(m.alpha) == state.chosen_merge);
         let best = chosen_merge.map_or_else(|| state.best(), |m| state.metric_of(&m.metrics));

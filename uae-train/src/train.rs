@@ -5,7 +5,8 @@
 //! A run directory holds:
 //! - `train_config.json`: the resolved [`TrainConfig`];
 //! - `base/`: the base model's `config.json`, `tokenizer.json` and
-//!   sentence-transformers files, so that export needs nothing else;
+//!   sentence-transformers files, so that export needs nothing else (with
+//!   `query_only`, also its weights: the frozen passage encoder);
 //! - `checkpoint/`: Burn's per-epoch model, optimiser and scheduler state
 //!   (`model-<epoch>.bpk`, ...), from which `--resume` continues;
 //! - `model.safetensors`: the exported weights with Hugging Face tensor
@@ -26,9 +27,11 @@
 //!  "weight_decay": 0.01, "max_grad_norm": 1.0, "seed": 42,
 //!  "early_stopping_patience": null, "log_every": 10, "max_length": null,
 //!  "utility_norm": "none", "select": true, "select_metric": "map",
-//!  "select_split": "dev", "eval_every": null, "merge_base": []}
+//!  "select_split": "dev", "eval_every": null, "merge_base": [],
+//!  "query_only": false}
 //! ```
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -48,14 +51,14 @@ use burn::train::metric::{LearningRateMetric, LossMetric};
 use burn::train::{Interrupter, Learner, MetricEarlyStoppingStrategy, StoppingCondition, SupervisedTraining};
 use serde::{Deserialize, Serialize};
 use uae_data::DataSet;
-use uae_model::encoder::{BiEncoder, EncoderOptions};
+use uae_model::encoder::{BiEncoder, EncoderOptions, TextRole};
 
 use crate::batcher::{DistillBatcher, Prefixes, tokenise};
 use crate::data::{LoadReport, Sampling, load_labelled, split_train_valid, teacher_top_is_gold};
 use crate::loss::{LossConfig, TargetStats, UtilityNorm};
 use crate::metrics::{DevMetric, ExamplesPerSecond, PoolMetric, PoolStat};
 use crate::model::{DistillModel, StepFailure};
-use crate::select::{DevEvaluator, DevQueries, SelectMetric, Selection, SelectionSummary};
+use crate::select::{DevEvaluator, DevQueries, SelectMetric, SelectOptions, Selection, SelectionSummary};
 use crate::renderer::LineRenderer;
 use crate::shuffle::EpochShuffled;
 
@@ -138,6 +141,13 @@ pub struct TrainConfig {
     /// of these shares `alpha` (`alpha * chosen + (1 - alpha) * base`),
     /// evaluate each on dev, and export the best of all.
     pub merge_base: Vec<f64>,
+    /// Train the query encoder only. The passage encoder stays the base
+    /// model: the candidates' vectors are computed once (or read from
+    /// [`RunPaths::base_index`]), each step runs the encoder on queries
+    /// alone, dev evaluations embed only the dev queries, a corpus index the
+    /// base built stays valid, and the export carries the base as its
+    /// passage encoder (`uae_model::encoder::PASSAGE_DIR`).
+    pub query_only: bool,
 }
 
 impl Default for TrainConfig {
@@ -165,6 +175,7 @@ impl Default for TrainConfig {
             select_split: Some("dev".into()),
             eval_every: None,
             merge_base: Vec::new(),
+            query_only: false,
         }
     }
 }
@@ -220,6 +231,10 @@ pub struct RunPaths {
     pub labels: PathBuf,
     /// The run directory.
     pub out: PathBuf,
+    /// A corpus index the base model built over the data set's corpus
+    /// (`uae index build`): with `query_only`, the candidates' frozen
+    /// vectors are read from it rather than embedded.
+    pub base_index: Option<PathBuf>,
 }
 
 /// What a run did.
@@ -272,6 +287,53 @@ fn keep_base_files(model_root: &Path, out: &Path) -> Result<()> {
         std::fs::copy(&from, &to).with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
     }
     Ok(())
+}
+
+/// The frozen passage encoder's unit vectors of every candidate of
+/// `queries`, by passage id: read from `paths.base_index` when the base model
+/// built it over this corpus, embedded once with the base otherwise. The
+/// passage encoder embeds as it will in use, with the model's own maximum
+/// length (`max_length` cuts the texts the model trains on).
+fn frozen_vectors(
+    paths: &RunPaths,
+    data: &DataSet,
+    queries: &[crate::data::LabelledQuery],
+    device: &Device,
+    note: &mut dyn FnMut(&str),
+) -> Result<HashMap<String, Vec<f32>>> {
+    let base = BiEncoder::load(&paths.model, device, &EncoderOptions::default())?;
+    let mut wanted: BTreeMap<&str, &str> = BTreeMap::new();
+    for q in queries {
+        wanted.extend(q.doc_ids.iter().map(String::as_str).zip(q.passages.iter().map(String::as_str)));
+    }
+    if let Some(dir) = &paths.base_index {
+        match uae_index::corpus_index::open_matching(dir, &base, &paths.model, data.corpus.as_slice()) {
+            Ok(store) => {
+                let dim = store.header().dim;
+                let rows: HashMap<&str, usize> = store.ids().iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+                let found: Option<HashMap<String, Vec<f32>>> = wanted
+                    .keys()
+                    .map(|&id| Some((id.to_string(), store.vectors()[rows.get(id)? * dim..][..dim].to_vec())))
+                    .collect();
+                if let Some(found) = found {
+                    note(&format!("frozen passage vectors of {} candidates read from {}", found.len(), dir.display()));
+                    return Ok(found);
+                }
+            }
+            Err(e) => note(&format!("the base index is not used for the frozen passages: {e:#}")),
+        }
+    }
+    let texts: Vec<String> = wanted.values().map(|t| t.to_string()).collect();
+    let vectors = base.embed(&texts, TextRole::Passage, 4096, |_| {})?.vectors;
+    note(&format!("embedded {} candidates with the frozen passage encoder", texts.len()));
+    Ok(wanted
+        .keys()
+        .zip(vectors)
+        .map(|(id, mut v)| {
+            uae_index::store::normalize(&mut v);
+            (id.to_string(), v)
+        })
+        .collect())
 }
 
 /// How many queries' targets `softmax(U / tau_u)` have collapsed onto one
@@ -376,7 +438,19 @@ pub fn train(
     // Loaded on the autodiff device so that its parameters are tracked; the
     // Learner keeps them tracked when it forks the model.
     let encoder = BiEncoder::load(&paths.model, &device.clone().autodiff(), &options)?;
+    if encoder.passage_embedder.is_some() {
+        bail!(
+            "{} has a separate passage encoder ({}/); train from the symmetric model it was made from",
+            paths.model,
+            uae_model::encoder::PASSAGE_DIR
+        );
+    }
     keep_base_files(encoder.dir.root(), out)?;
+    if config.query_only {
+        let from = encoder.dir.file("model.safetensors");
+        let to = out.join("base").join("model.safetensors");
+        std::fs::copy(&from, &to).with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    }
 
     let splits: Vec<&str> = config.split.iter().map(String::as_str).collect();
     let data = DataSet::load(&paths.data, &splits)?;
@@ -402,10 +476,12 @@ pub fn train(
             config.loss.tau_u
         ));
     }
+    let frozen =
+        if config.query_only { Some(frozen_vectors(paths, &data, &queries, device, note)?) } else { None };
     let (train_set, valid_set) = split_train_valid(queries, config.valid_share, config.seed)?;
     let prefixes = Prefixes { query: encoder.sentence.query_prefix.clone(), passage: encoder.sentence.passage_prefix.clone() };
-    let (train_items, cut_train) = tokenise(&train_set, &encoder.tokenizer, &prefixes)?;
-    let (valid_items, cut_valid) = tokenise(&valid_set, &encoder.tokenizer, &prefixes)?;
+    let (train_items, cut_train) = tokenise(&train_set, &encoder.tokenizer, &prefixes, frozen.as_ref())?;
+    let (valid_items, cut_valid) = tokenise(&valid_set, &encoder.tokenizer, &prefixes, frozen.as_ref())?;
     let (train_queries, valid_queries) = (train_items.len(), valid_items.len());
 
     let batcher = DistillBatcher { pad_id: encoder.config.pad_token_id as u32 };
@@ -438,8 +514,12 @@ pub fn train(
                     }
                     None => None,
                 };
-                let selection =
-                    Selection::new(evaluator, dev, config.select_metric, config.eval_every, out, resumed, interrupter.clone());
+                let options = SelectOptions {
+                    metric: config.select_metric,
+                    eval_every: config.eval_every,
+                    frozen_passages: config.query_only,
+                };
+                let selection = Selection::new(evaluator, dev, options, out, resumed, interrupter.clone());
                 selection.evaluate_base(&encoder.embedder.valid())?;
                 Some(selection)
             }
