@@ -20,6 +20,8 @@ use anyhow::{Context, Result};
 use burn::train::Interrupter;
 use serde::{Deserialize, Serialize};
 use uae_data::{Qrels, Query};
+use burn::tensor::Device;
+use uae_model::bert::{BertConfig, BertModel};
 use uae_model::encoder::SentenceEmbedder;
 
 /// The metric model selection maximises.
@@ -424,6 +426,52 @@ impl Selection {
         }
         state.write_summary()?;
         Ok(better)
+    }
+
+    /// Ends selection on the final weights `trained` and writes the export
+    /// `weights`: the best evaluated weights, or the best of their merges
+    /// with the base at each share of `merge_base` when one is better on
+    /// dev, or the base model's own file `base_weights`, byte for byte, when
+    /// nothing beat it.
+    pub fn export(
+        &self,
+        trained: &SentenceEmbedder,
+        config: &BertConfig,
+        base_weights: &Path,
+        merge_base: &[f64],
+        weights: &Path,
+        device: &Device,
+    ) -> Result<SelectionSummary> {
+        self.at_end(trained)?;
+        let out = self.lock().out.clone();
+        let mut export_from = best_weights(&out);
+        if self.summary().chosen_step > 0 && !merge_base.is_empty() {
+            // The base in the export's own tensor names (a checkpoint may
+            // nest them under `bert.` or carry a pooler).
+            let base_export = out.join("base-export.safetensors");
+            BertModel::load(config, base_weights, device)?.save(&base_export)?;
+            for &alpha in merge_base {
+                let merged = out.join(format!("merged-{alpha}.safetensors"));
+                uae_model::weights::interpolate(&best_weights(&out), &base_export, alpha as f32, &merged)?;
+                let bert = BertModel::load(config, &merged, device)?;
+                let embedder = SentenceEmbedder { bert, pooling: trained.pooling, normalize: trained.normalize };
+                if self.evaluate_merge(alpha, &embedder)? {
+                    if export_from != best_weights(&out) {
+                        std::fs::remove_file(&export_from).ok();
+                    }
+                    export_from = merged;
+                } else {
+                    std::fs::remove_file(&merged).ok();
+                }
+            }
+            std::fs::remove_file(&base_export).ok();
+        }
+        let summary = self.summary();
+        // Copied, not moved: a resumed run still finds its best weights.
+        let from = if summary.chosen_step == 0 { base_weights.to_path_buf() } else { export_from };
+        let bytes = std::fs::read(&from).with_context(|| format!("cannot read {}", from.display()))?;
+        uae_data::atomic::write_file_atomically(weights, &bytes)?;
+        Ok(summary)
     }
 
     /// The latest value of the selection metric (NaN before any).

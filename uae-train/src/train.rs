@@ -579,39 +579,8 @@ pub fn train(
     let trained = result.model.embedder.valid();
     let summary = match &selection {
         Some(selection) => {
-            selection.at_end(&trained)?;
             let base_weights = encoder.dir.file("model.safetensors");
-            let mut export_from = crate::select::best_weights(out);
-            if selection.summary().chosen_step > 0 && !config.merge_base.is_empty() {
-                // The base in the export's own tensor names (a checkpoint may
-                // nest them under `bert.` or carry a pooler).
-                let base_export = out.join("base-export.safetensors");
-                uae_model::bert::BertModel::load(&encoder.config, &base_weights, device)?.save(&base_export)?;
-                for &alpha in &config.merge_base {
-                    let merged = out.join(format!("merged-{alpha}.safetensors"));
-                    uae_model::weights::interpolate(&crate::select::best_weights(out), &base_export, alpha as f32, &merged)?;
-                    let bert = uae_model::bert::BertModel::load(&encoder.config, &merged, device)?;
-                    let embedder = uae_model::encoder::SentenceEmbedder { bert, pooling: trained.pooling, normalize: trained.normalize };
-                    if selection.evaluate_merge(alpha, &embedder)? {
-                        if export_from != crate::select::best_weights(out) {
-                            std::fs::remove_file(&export_from).ok();
-                        }
-                        export_from = merged;
-                    } else {
-                        std::fs::remove_file(&merged).ok();
-                    }
-                }
-                std::fs::remove_file(&base_export).ok();
-            }
-            let summary = selection.summary();
-            if summary.chosen_step == 0 {
-                let bytes = std::fs::read(&base_weights).with_context(|| format!("cannot read {}", base_weights.display()))?;
-                uae_data::atomic::write_file_atomically(&weights, &bytes)?;
-            } else {
-                // Copied, not moved: a resumed run still finds its best weights.
-                let bytes = std::fs::read(&export_from).with_context(|| format!("cannot read {}", export_from.display()))?;
-                uae_data::atomic::write_file_atomically(&weights, &bytes)?;
-            }
+            let summary = selection.export(&trained, &encoder.config, &base_weights, &config.merge_base, &weights, device)?;
             note(&summary.to_string());
             Some(summary)
         }
