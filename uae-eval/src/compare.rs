@@ -21,7 +21,7 @@ use uae_index::exact;
 use uae_index::store::{VectorStore, normalize};
 use uae_model::encoder::{BiEncoder, EncoderOptions, TextRole};
 use uae_model::llm::CausalLm;
-use uae_teacher::answer::{AnswerOptions, answer};
+use uae_teacher::answer::{self, AnswerOptions};
 use uae_teacher::rerank::{RerankOptions, rerank};
 
 use crate::metrics::{self, DEFAULT_KS};
@@ -427,13 +427,12 @@ fn answer_all(
     }
     progress.message(&format!("generating answers for {} distinct (query, top-1 passage) pairs", pairs.len()));
     progress.start(pairs.len() as u64, "answers");
-    let mut cache: HashMap<(usize, String), String> = HashMap::new();
-    for (qi, doc) in pairs {
-        let passage = data.corpus.get(&doc).expect("ranked ids are in the corpus").embedding_text();
-        let text = answer(lm, &queries[qi].text, &passage, &options)?;
-        cache.insert((qi, doc), text);
-        progress.advance(1);
-    }
+    let passages: Vec<String> =
+        pairs.iter().map(|(_, doc)| data.corpus.get(doc).expect("ranked ids are in the corpus").embedding_text()).collect();
+    let inputs: Vec<(&str, &str)> =
+        pairs.iter().zip(&passages).map(|((qi, _), passage)| (queries[*qi].text.as_str(), passage.as_str())).collect();
+    let texts = answer::answer_all(lm, &inputs, &options, |n| progress.advance(n as u64))?;
+    let cache: HashMap<(usize, String), String> = pairs.into_iter().zip(texts).collect();
     progress.finish();
     let mut lines = JsonlWriter::create(&report_dir.join("answers.jsonl").display().to_string())?;
     let mut scores = Vec::new();

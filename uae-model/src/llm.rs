@@ -247,17 +247,31 @@ impl CausalLm {
     /// after an end-of-sequence id (which is included) or at the context
     /// window. Uses a KV cache, so each new token costs one position.
     pub fn generate(&self, prompt: &[u32], max_new_tokens: usize) -> Result<Vec<u32>> {
+        self.generate_reusing(prompt, max_new_tokens, &mut PrefixCache::default())
+    }
+
+    /// [`Self::generate`] starting from the keys and values `prefix` holds
+    /// for the first tokens `prompt` shares with the prompt it last ran;
+    /// `prefix` then holds this prompt's. Prompts that begin alike (the same
+    /// few-shot examples) run their common beginning once.
+    pub fn generate_reusing(&self, prompt: &[u32], max_new_tokens: usize, prefix: &mut PrefixCache) -> Result<Vec<u32>> {
         if prompt.is_empty() {
             bail!("generation needs a prompt of at least one token");
         }
-        let mut cache = KvCache::new();
-        let mut next_input: Vec<u32> = prompt.to_vec();
+        let shared = prefix.ids.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        // At least the prompt's last token runs, for the first logits.
+        let reused = shared.min(prompt.len() - 1);
+        let mut cache = prefix.cache.truncated(reused);
+        let mut next_input: Vec<u32> = prompt[reused..].to_vec();
         let mut out = Vec::new();
         while out.len() < max_new_tokens && cache.len() + next_input.len() <= self.context_length() {
             let n = next_input.len();
             let ids: Vec<i32> = next_input.iter().map(|&x| x as i32).collect();
             let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &self.device);
             let hidden = self.model.hidden_states(input, Some(&mut cache));
+            if out.is_empty() {
+                *prefix = PrefixCache { ids: prompt.to_vec(), cache: cache.clone() };
+            }
             let width = hidden.dims()[2];
             let last = hidden.narrow(1, n - 1, 1).reshape([1, width]);
             let next = self.model.logits(last).argmax(1).reshape([1]);
@@ -270,6 +284,62 @@ impl CausalLm {
         }
         Ok(out)
     }
+
+    /// Greedy decoding of several prompts at once, left-padded into one
+    /// batch with one KV cache: each result is the ids [`Self::generate`]
+    /// gives for that prompt alone (padding is masked and does not count as
+    /// positions). A finished sequence keeps its place until the batch ends.
+    pub fn generate_batch(&self, prompts: &[&[u32]], max_new_tokens: usize) -> Result<Vec<Vec<u32>>> {
+        if prompts.iter().any(|p| p.is_empty()) {
+            bail!("generation needs a prompt of at least one token");
+        }
+        let rows = prompts.len();
+        let width = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+        let pads: Vec<usize> = prompts.iter().map(|p| width - p.len()).collect();
+        let mut outs: Vec<Vec<u32>> = vec![Vec::new(); rows];
+        // A row may take another token while its own sequence fits the window.
+        let open = |b: usize, out: &Vec<u32>| {
+            out.len() < max_new_tokens
+                && prompts[b].len() + out.len() <= self.context_length()
+                && out.last().is_none_or(|id| !self.eos_ids.contains(id))
+        };
+        if rows == 0 || (0..rows).all(|b| !open(b, &outs[b])) {
+            return Ok(outs);
+        }
+        let mut ids = vec![0i32; rows * width];
+        for (b, prompt) in prompts.iter().enumerate() {
+            for (j, &id) in prompt.iter().enumerate() {
+                ids[b * width + pads[b] + j] = id as i32;
+            }
+        }
+        let mut cache = KvCache::new();
+        let mut input = Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, width]), &self.device);
+        loop {
+            let hidden = self.model.hidden_states_left_padded(input, &pads, &mut cache);
+            let [_, seq, hidden_width] = hidden.dims();
+            let last = hidden.narrow(1, seq - 1, 1).reshape([rows, hidden_width]);
+            let next = self.model.logits(last).argmax(1).reshape([rows]);
+            let next = next.try_into_vec_as::<i64>().map_err(|e| anyhow!("reading the next tokens: {e:?}"))?;
+            for (b, out) in outs.iter_mut().enumerate() {
+                if open(b, out) {
+                    out.push(next[b] as u32);
+                }
+            }
+            if (0..rows).all(|b| !open(b, &outs[b])) {
+                return Ok(outs);
+            }
+            let fed: Vec<i32> = next.iter().map(|&id| id as i32).collect();
+            input = Tensor::<2, Int>::from_data(TensorData::new(fed, [rows, 1]), &self.device);
+        }
+    }
+}
+
+/// The keys and values of the last prompt [`CausalLm::generate_reusing`]
+/// ran, with its ids.
+#[derive(Debug, Clone, Default)]
+pub struct PrefixCache {
+    ids: Vec<u32>,
+    cache: KvCache,
 }
 
 /// The special tokens and chat template of `tokenizer_config.json` (or

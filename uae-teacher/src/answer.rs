@@ -26,12 +26,34 @@ impl Default for AnswerOptions {
     }
 }
 
-/// The generator's answer to `question` given `passage`, greedy, without
-/// special tokens, trimmed.
-pub fn answer(lm: &CausalLm, question: &str, passage: &str, options: &AnswerOptions) -> Result<String> {
-    let (passage, _) = fit_passage(lm, passage, options.max_passage_tokens)?;
-    let prompt = options.prompt.render(lm, question, Some(&passage))?;
-    let ids = lm.generate(&lm.encode(&prompt)?, options.max_new_tokens)?;
-    let text = lm.decode(&ids)?;
-    Ok(text.trim().to_string())
+/// Questions answered together in one generation batch by [`answer_all`].
+pub const ANSWER_BATCH: usize = 8;
+
+/// The generator's answer to each `(question, passage)` pair, greedy,
+/// without special tokens, trimmed, in order; generated
+/// [`ANSWER_BATCH`] at a time (batching does not change an answer:
+/// `CausalLm::generate_batch`). `progress` gets the number of answers
+/// finished after each batch.
+pub fn answer_all(
+    lm: &CausalLm,
+    pairs: &[(&str, &str)],
+    options: &AnswerOptions,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<String>> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(ANSWER_BATCH) {
+        let prompts = chunk
+            .iter()
+            .map(|(question, passage)| {
+                let (passage, _) = fit_passage(lm, passage, options.max_passage_tokens)?;
+                lm.encode(&options.prompt.render(lm, question, Some(&passage))?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+        for ids in lm.generate_batch(&refs, options.max_new_tokens)? {
+            out.push(lm.decode(&ids)?.trim().to_string());
+        }
+        progress(chunk.len());
+    }
+    Ok(out)
 }

@@ -4,9 +4,13 @@
 //! `model.layers.N.mlp.gate_proj`, `model.norm`, `lm_head`), so a module path
 //! is a safetensors key.
 //!
-//! Padding: batches are right-padded and attention is causal, so a real token
-//! never attends to a padding token and a padded batch gives each sequence's
-//! own numbers; rows at padding positions are garbage and are never read.
+//! Padding: scoring batches are right-padded and attention is causal, so a
+//! real token never attends to a padding token and a padded batch gives each
+//! sequence's own numbers; rows at padding positions are garbage and are
+//! never read. Generation batches are left-padded, so that every sequence's
+//! next token is in the last column: a key mask hides the padding from the
+//! real tokens and positions count from each sequence's first real token
+//! ([`LlamaForCausalLM::hidden_states_left_padded`]).
 
 pub mod config;
 pub mod load;
@@ -40,7 +44,14 @@ pub struct LlamaAttention {
 }
 
 impl LlamaAttention {
-    fn forward(&self, x: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>, cache: Option<&mut LayerCache>) -> Tensor<3> {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        cos: &Tensor<3>,
+        sin: &Tensor<3>,
+        mask: Option<&Tensor<4, Bool>>,
+        cache: Option<&mut LayerCache>,
+    ) -> Tensor<3> {
         let [batch, seq, _] = x.dims();
         let (h, hkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let heads = |t: Tensor<3>, n: usize| t.reshape([batch, seq, n, d]).swap_dims(1, 2);
@@ -58,7 +69,7 @@ impl LlamaAttention {
         // Causal masking is bottom-right aligned, so it also holds with a
         // cache (queries are the last `seq` of the keys).
         let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
-        let out = attention(q, k, v, None, None, options);
+        let out = attention(q, k, v, mask.cloned(), None, options);
         self.o_proj.forward(out.swap_dims(1, 2).reshape([batch, seq, h * d]))
     }
 }
@@ -105,8 +116,15 @@ pub struct LlamaDecoderLayer {
 }
 
 impl LlamaDecoderLayer {
-    fn forward(&self, x: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>, cache: Option<&mut LayerCache>) -> Tensor<3> {
-        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), cos, sin, cache);
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        cos: &Tensor<3>,
+        sin: &Tensor<3>,
+        mask: Option<&Tensor<4, Bool>>,
+        cache: Option<&mut LayerCache>,
+    ) -> Tensor<3> {
+        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), cos, sin, mask, cache);
         x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
     }
 }
@@ -149,6 +167,24 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The cache of the first `n` positions only (all of it when `n` is
+    /// longer). Keys and values depend only on earlier tokens, so this is
+    /// exactly the cache of those `n` tokens.
+    pub fn truncated(&self, n: usize) -> Self {
+        if n >= self.len {
+            return self.clone();
+        }
+        if n == 0 {
+            return Self::new();
+        }
+        let layers = self
+            .layers
+            .iter()
+            .map(|layer| layer.as_ref().map(|(k, v)| (k.clone().narrow(2, 0, n), v.clone().narrow(2, 0, n))))
+            .collect();
+        Self { layers, len: n }
+    }
 }
 
 /// A Llama-family decoder with its language-model head
@@ -167,21 +203,59 @@ impl LlamaForCausalLM {
     /// the cache is extended.
     pub fn hidden_states(&self, input_ids: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<3> {
         let [_, seq] = input_ids.dims();
-        let device = input_ids.device();
         let start = cache.as_ref().map_or(0, |c| c.len);
-        let (cos, sin) = rope::tables(&self.model.inv_freq, start, seq, &device);
+        let positions: Vec<usize> = (start..start + seq).collect();
+        let (cos, sin) = rope::tables(&self.model.inv_freq, &positions, 1, &input_ids.device());
+        self.run(input_ids, &cos, &sin, None, cache)
+    }
+
+    /// [`Self::hidden_states`] of left-padded ids: row `b` begins with
+    /// `pads[b]` padding tokens (in the first call; later calls continue the
+    /// cache with one column per row). No real token attends to padding, and
+    /// positions count from each row's first real token, so every row's real
+    /// positions get the numbers the row alone would. Padding rows hold
+    /// finite garbage: they attend to the padding before them.
+    pub fn hidden_states_left_padded(&self, input_ids: Tensor<2, Int>, pads: &[usize], cache: &mut KvCache) -> Tensor<3> {
+        let [batch, seq] = input_ids.dims();
+        let device = input_ids.device();
+        let start = cache.len;
+        let keys = start + seq;
+        let mut positions = Vec::with_capacity(batch * seq);
+        let mut mask = Vec::with_capacity(batch * seq * keys);
+        for &pad in pads {
+            for j in start..start + seq {
+                positions.push(j.saturating_sub(pad));
+                // Real queries do not see padding keys; a padding query sees
+                // everything before it, so that its softmax is never empty.
+                mask.extend((0..keys).map(|k| j >= pad && k < pad));
+            }
+        }
+        let (cos, sin) = rope::tables(&self.model.inv_freq, &positions, batch, &device);
+        let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [batch, 1, seq, keys]), &device);
+        self.run(input_ids, &cos, &sin, Some(&mask), Some(cache))
+    }
+
+    fn run(
+        &self,
+        input_ids: Tensor<2, Int>,
+        cos: &Tensor<3>,
+        sin: &Tensor<3>,
+        mask: Option<&Tensor<4, Bool>>,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        let [_, seq] = input_ids.dims();
         let mut x = self.model.embed_tokens.forward(input_ids);
         match cache {
             Some(cache) => {
                 cache.layers.resize(self.model.layers.len(), None);
                 for (layer, slot) in self.model.layers.iter().zip(cache.layers.iter_mut()) {
-                    x = layer.forward(x, &cos, &sin, Some(slot));
+                    x = layer.forward(x, cos, sin, mask, Some(slot));
                 }
                 cache.len += seq;
             }
             None => {
                 for layer in &self.model.layers {
-                    x = layer.forward(x, &cos, &sin, None);
+                    x = layer.forward(x, cos, sin, mask, None);
                 }
             }
         }

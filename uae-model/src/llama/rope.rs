@@ -46,14 +46,17 @@ fn llama3_scaled(inv: &[f32], s: &RopeScaling) -> Vec<f32> {
         .collect()
 }
 
-/// The cos and sin tables `[seq, head_dim]` for positions `start..start+seq`.
-pub fn tables(inv_freq: &[f32], start: usize, seq: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
+/// The cos and sin tables `[rows, seq, head_dim]` of `positions`, row after
+/// row (`rows * seq` of them). One row serves every sequence of a batch that
+/// starts at the same position.
+pub fn tables(inv_freq: &[f32], positions: &[usize], rows: usize, device: &Device) -> (Tensor<3>, Tensor<3>) {
     let half = inv_freq.len();
     let dim = half * 2;
-    let mut cos = vec![0f32; seq * dim];
-    let mut sin = vec![0f32; seq * dim];
-    for p in 0..seq {
-        let pos = (start + p) as f32;
+    let seq = positions.len() / rows.max(1);
+    let mut cos = vec![0f32; positions.len() * dim];
+    let mut sin = vec![0f32; positions.len() * dim];
+    for (p, &position) in positions.iter().enumerate() {
+        let pos = position as f32;
         for (i, &f) in inv_freq.iter().enumerate() {
             let angle = pos * f;
             let (s, c) = angle.sin_cos();
@@ -64,20 +67,21 @@ pub fn tables(inv_freq: &[f32], start: usize, seq: usize, device: &Device) -> (T
         }
     }
     (
-        Tensor::from_data(TensorData::new(cos, [seq, dim]), device),
-        Tensor::from_data(TensorData::new(sin, [seq, dim]), device),
+        Tensor::from_data(TensorData::new(cos, [rows, seq, dim]), device),
+        Tensor::from_data(TensorData::new(sin, [rows, seq, dim]), device),
     )
 }
 
-/// Rotates `x` `[batch, heads, seq, head_dim]`: `x * cos + rotate_half(x) * sin`.
-pub fn apply(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<4> {
+/// Rotates `x` `[batch, heads, seq, head_dim]`: `x * cos + rotate_half(x) * sin`,
+/// with tables `[batch or 1, seq, head_dim]`.
+pub fn apply(x: Tensor<4>, cos: &Tensor<3>, sin: &Tensor<3>) -> Tensor<4> {
     let [_, _, _, dim] = x.dims();
     let half = dim / 2;
     let x1 = x.clone().narrow(3, 0, half);
     let x2 = x.clone().narrow(3, half, half);
     let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-    let cos = cos.clone().unsqueeze::<4>();
-    let sin = sin.clone().unsqueeze::<4>();
+    let cos = cos.clone().unsqueeze_dim::<4>(1);
+    let sin = sin.clone().unsqueeze_dim::<4>(1);
     x * cos + rotated * sin
 }
 
