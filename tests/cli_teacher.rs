@@ -128,6 +128,118 @@ fn killed_labelling_resumes_to_the_uninterrupted_result() {
     assert_eq!(resumed, expected);
 }
 
+/// `--utility question` scores the question after a prompt showing only the
+/// passage (UPR's), so a query without an answer is labelled too, and each
+/// figure is the one `uae logprob` gives for the same texts. A labels file
+/// of one utility is never continued with the other.
+#[test]
+fn question_utility_scores_the_question_after_the_passage() {
+    let s = setup();
+    let path = s.root.join("question.jsonl");
+    let out_s = path.to_str().unwrap();
+    let mut args = label_args(&s, out_s);
+    args.extend(["--utility", "question", "--no-chat-template"]);
+    let out = uae(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = read_lines(&path);
+    assert_eq!(lines.len(), QUERIES + 2, "the query without an answer is labelled too");
+    let q0 = lines.iter().find(|l| l["query_id"] == "q0").unwrap();
+    assert_eq!(q0["doc_ids"][0], "d0");
+    let question = " where is the answer to question 0?";
+    let passage = "passage 0: the answer to question 0 is on line 0 of the file";
+    let input = s.root.join("logprob.jsonl");
+    let pairs = [
+        ("with", format!("Passage: {passage}\n\nPlease write a question based on this passage.\nQuestion:")),
+        ("without", "Please write a question.\nQuestion:".to_string()),
+    ];
+    let text: Vec<String> = pairs
+        .iter()
+        .map(|(id, prompt)| serde_json::json!({"id": id, "prompt": prompt, "continuation": question}).to_string())
+        .collect();
+    std::fs::write(&input, text.join("\n")).unwrap();
+    let scored = s.root.join("scored.jsonl");
+    let out = uae(&["logprob", "--teacher", &s.teacher, "--input", input.to_str().unwrap(), "--output", scored.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let scored = read_lines(&scored);
+    let mean = |id: &str| scored.iter().find(|l| l["id"] == id).unwrap()["logprob_mean"].as_f64().unwrap();
+    let with = q0["logp_with"][0].as_f64().unwrap();
+    let without = q0["logp_without"].as_f64().unwrap();
+    assert!((with - mean("with")).abs() < 1e-4, "{with} against {}", mean("with"));
+    assert!((without - mean("without")).abs() < 1e-4, "{without} against {}", mean("without"));
+    assert!((q0["utilities"][0].as_f64().unwrap() - (with - without)).abs() < 1e-9);
+
+    let answer = uae(&label_args(&s, out_s));
+    assert!(!answer.status.success());
+    assert!(stderr(&answer).contains("was labelled with other settings"), "{}", stderr(&answer));
+}
+
+/// `uae synth` writes a BEIR folder whose held-out splits are the input's,
+/// and a run killed with SIGKILL (and left with a torn last line) resumes to
+/// the file an uninterrupted run writes.
+#[test]
+fn killed_synth_resumes_to_the_uninterrupted_result() {
+    let s = setup();
+    let held_out = "query-id\tcorpus-id\tscore\nq39\td11\t1\n";
+    std::fs::write(format!("{}/qrels/test.tsv", s.data), held_out).unwrap();
+    let student = s.root.join("student");
+    uae_test_support::tiny_bert::write_tiny_bert(&student, &uae_test_support::tiny_bert::TinyBertSpec::default()).unwrap();
+    let index = s.root.join("index");
+    let corpus = format!("{}/corpus.jsonl", s.data);
+    let built = uae(&["index", "build", "--model", student.to_str().unwrap(), "--corpus", &corpus, "--out", index.to_str().unwrap()]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    let args = |out: &str| -> Vec<String> {
+        [
+            "synth", "--teacher", &s.teacher, "--data", &s.data, "--out", out, "--student", student.to_str().unwrap(),
+            "--index", index.to_str().unwrap(), "--max-passages", "12", "--per-passage", "2", "--max-new-tokens", "12",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+    };
+    let full = s.root.join("full");
+    let out = uae(&args(full.to_str().unwrap()).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("generated for 12 passages (0 already done) with 2 few-shot examples"), "{err}");
+    assert!(err.contains("of 24 generations kept"), "{err}");
+    let generations = std::fs::read_to_string(full.join("synth.jsonl")).unwrap();
+    assert_eq!(generations.lines().count(), 24);
+    assert_eq!(std::fs::read_to_string(full.join("verdicts.jsonl")).unwrap().lines().count(), 24);
+    for file in ["corpus.jsonl", "qrels/train.tsv"] {
+        assert!(full.join(file).is_file(), "{file} is missing");
+    }
+    let queries = std::fs::read_to_string(full.join("queries.jsonl")).unwrap();
+    assert!(queries.lines().count() >= QUERIES + 2, "every input query is kept");
+
+    let killed = s.root.join("killed");
+    let mut child = uae_test_support::cli::command()
+        .args(args(killed.to_str().unwrap()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let lines = std::fs::read_to_string(killed.join("synth.jsonl")).map(|t| t.lines().count()).unwrap_or(0);
+        if lines >= 4 || start.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let partial = std::fs::read_to_string(killed.join("synth.jsonl")).unwrap();
+    assert!(partial.lines().count() < 24, "the run finished before the kill; make it slower");
+    std::fs::write(killed.join("synth.jsonl"), format!("{partial}{{\"passage_id\":\"d")).unwrap();
+    let out = uae(&args(killed.to_str().unwrap()).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("removed a torn last line"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(killed.join("synth.jsonl")).unwrap(), generations);
+    for file in ["queries.jsonl", "qrels/train.tsv", "verdicts.jsonl"] {
+        assert_eq!(std::fs::read(killed.join(file)).unwrap(), std::fs::read(full.join(file)).unwrap(), "{file}");
+    }
+    assert_eq!(std::fs::read_to_string(full.join("qrels/test.tsv")).unwrap(), held_out, "the held-out split is the input's");
+}
+
 #[test]
 fn labelling_errors_name_the_file_and_line() {
     let s = setup();

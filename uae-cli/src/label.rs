@@ -9,7 +9,7 @@ use clap::Args;
 use uae_data::DataSet;
 use uae_model::llm::CausalLm;
 use uae_teacher::label::{LabelOptions, Shard, label};
-use uae_teacher::prompt::{UtilityPrompt, WITH_PASSAGE, WITHOUT_PASSAGE};
+use uae_teacher::prompt::{Utility, UtilityPrompt};
 
 use crate::progress;
 
@@ -40,12 +40,18 @@ pub struct LabelArgs {
     /// Queries scored together before their lines are written.
     #[arg(long, default_value_t = 8)]
     queries_per_step: usize,
-    /// Prompt with a passage; must contain {passage} and {question}.
-    #[arg(long, default_value = WITH_PASSAGE)]
-    prompt_with_passage: String,
-    /// Prompt without a passage; must contain {question}.
-    #[arg(long, default_value = WITHOUT_PASSAGE)]
-    prompt_without_passage: String,
+    /// The text scored: the gold `answer` (perplexity reduction) or the
+    /// `question` itself (query likelihood; needs no answers).
+    #[arg(long, default_value_t = Utility::Answer)]
+    utility: Utility,
+    /// Prompt with a passage; must contain {passage}, and {question} for the
+    /// answer utility [default: the utility's, see docs/method.md].
+    #[arg(long)]
+    prompt_with_passage: Option<String>,
+    /// Prompt without a passage; must contain {question} for the answer
+    /// utility [default: the utility's].
+    #[arg(long)]
+    prompt_without_passage: Option<String>,
     /// System message for chat models.
     #[arg(long)]
     system: Option<String>,
@@ -59,11 +65,15 @@ pub fn run(args: LabelArgs, device: &Device) -> Result<()> {
     let data = DataSet::load(&args.data, &[])?;
     let lm = CausalLm::load(&args.teacher, device)?;
     let options = LabelOptions {
-        prompt: UtilityPrompt {
-            with_passage: args.prompt_with_passage,
-            without_passage: args.prompt_without_passage,
-            system: args.system,
-            use_chat_template: !args.no_chat_template,
+        prompt: {
+            let defaults = UtilityPrompt::of(args.utility);
+            UtilityPrompt {
+                with_passage: args.prompt_with_passage.unwrap_or(defaults.with_passage),
+                without_passage: args.prompt_without_passage.unwrap_or(defaults.without_passage),
+                system: args.system,
+                use_chat_template: !args.no_chat_template,
+                ..defaults
+            }
         },
         batch_tokens: args.batch_tokens,
         max_passage_tokens: args.max_passage_tokens,

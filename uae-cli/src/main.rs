@@ -13,6 +13,7 @@ mod logprob;
 mod mine;
 mod progress;
 mod quickstart;
+mod synth;
 mod train;
 
 use anyhow::Result;
@@ -52,6 +53,8 @@ enum Command {
     Label(label::LabelArgs),
     /// Generate text greedily with the teacher LLM.
     Generate(generate::GenerateArgs),
+    /// Write synthetic training questions for a corpus with the teacher.
+    Synth(synth::SynthArgs),
     /// Distil teacher utilities into a bi-encoder.
     Train(train::TrainArgs),
     /// Write a trained run as a Hugging Face model directory.
@@ -83,6 +86,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Logprob(args) => logprob::run(args, &device()?),
         Command::Label(args) => label::run(args, &device()?),
         Command::Generate(args) => generate::run(args, &device()?),
+        Command::Synth(args) => synth::run(args, &device()?),
         Command::Train(args) => train::run(args, &device()?),
         Command::Export(args) => export::run(args),
         Command::Quickstart(args) => quickstart::run(args, &device()?),

@@ -9,6 +9,7 @@ use burn::tensor::Device;
 use clap::Args;
 use uae_data::cache::{fetched_model, uae_cache};
 use uae_eval::pipeline::{PipelineOptions, run_pipeline};
+use uae_teacher::prompt::Utility;
 use uae_train::loss::UtilityNorm;
 
 use crate::progress::Bars;
@@ -37,6 +38,10 @@ pub struct QuickstartArgs {
     /// utility, the rest drawn at random from its labelled pool).
     #[arg(long, default_value_t = 6)]
     train_candidates: usize,
+    /// The text whose likelihood the teacher's utilities measure: the gold
+    /// `answer` or the `question`.
+    #[arg(long, default_value_t = Utility::Answer)]
+    utility: Utility,
     /// Teacher temperature of UM-InfoNCE's target softmax(N(U) / tau_u).
     #[arg(long, default_value_t = 1.0)]
     tau_u: f64,
@@ -104,6 +109,7 @@ pub fn run(args: QuickstartArgs, device: &Device) -> Result<()> {
         out: args.out.clone().unwrap_or_else(|| uae_cache().join("quickstart")),
         candidates: args.candidates,
         train_candidates: args.train_candidates,
+        utility: args.utility,
         tau_u: args.tau_u,
         utility_norm: args.utility_norm,
         infonce_weight: args.infonce_weight,

@@ -53,6 +53,22 @@ impl DataSet {
         Ok(data)
     }
 
+    /// Reads the BEIR folder `dir` with the judgements of every split it has
+    /// (each `qrels/<split>.tsv`).
+    pub fn load_all(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let qrels = dir.join("qrels");
+        let mut splits: Vec<String> = match std::fs::read_dir(&qrels) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".tsv").map(str::to_string))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        splits.sort();
+        Self::load(dir, &splits.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
     /// Reads the BEIR folder `dir` with the judgements of one split.
     pub fn load_split(dir: impl AsRef<Path>, split: &str) -> Result<Self> {
         Self::load(dir, &[split])

@@ -26,6 +26,7 @@ use uae_index::mine::{self, DenseSource, MineOptions, Retriever, check_split_hyg
 use uae_model::encoder::{BiEncoder, EncoderOptions};
 use uae_model::llm::CausalLm;
 use uae_teacher::label::{LabelOptions, label};
+use uae_teacher::prompt::{Utility, UtilityPrompt};
 use uae_train::train::{RunPaths, TrainConfig, last_checkpoint, train};
 
 use crate::compare::{CompareOptions, compare};
@@ -46,6 +47,8 @@ pub struct PipelineOptions {
     pub candidates: usize,
     /// Candidates each training query keeps per step.
     pub train_candidates: usize,
+    /// The text whose likelihood the teacher's utilities measure.
+    pub utility: Utility,
     /// Teacher temperature of UM-InfoNCE's target softmax(N(U) / tau_u).
     pub tau_u: f64,
     /// Per-query normalisation N of the utilities before the target softmax.
@@ -113,7 +116,7 @@ struct StageRecord {
 enum Work {
     Index { model: String, corpus: PathBuf, out: PathBuf },
     Mine { model: String, index: PathBuf, data: PathBuf, k: usize, per_document: bool, out: PathBuf },
-    Label { teacher: String, data: PathBuf, candidates: PathBuf, out: PathBuf },
+    Label { teacher: String, data: PathBuf, candidates: PathBuf, out: PathBuf, utility: Utility },
     Train { paths: RunPaths, config: PathBuf },
     Export { run: PathBuf, out: PathBuf },
     Eval(Box<CompareOptions>),
@@ -184,11 +187,28 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
     check_hygiene(data, &candidates, &o.split)?;
     runner.run(Stage {
         name: "label",
-        argv: argv(&["label", "--teacher", &o.teacher, "--data", &s(data), "--candidates", &s(&candidates), "--out", &s(&labels)]),
+        argv: {
+            let (data_s, candidates_s, labels_s) = (s(data), s(&candidates), s(&labels));
+            let mut args =
+                vec!["label", "--teacher", &o.teacher, "--data", &data_s, "--candidates", &candidates_s, "--out", &labels_s];
+            // Named only when it is not the default, so that the stage's key
+            // (its command line) stays that of earlier runs.
+            let utility = o.utility.to_string();
+            if o.utility != Utility::default() {
+                args.extend(["--utility", utility.as_str()]);
+            }
+            argv(&args)
+        },
         inputs: [local(&o.teacher), vec![data.clone(), candidates.clone()]].concat(),
         outputs: vec![labels.clone(), labels.with_extension("jsonl.meta.json")],
         resumable: true,
-        work: Work::Label { teacher: o.teacher.clone(), data: data.clone(), candidates: candidates.clone(), out: labels.clone() },
+        work: Work::Label {
+            teacher: o.teacher.clone(),
+            data: data.clone(),
+            candidates: candidates.clone(),
+            out: labels.clone(),
+            utility: o.utility,
+        },
     })?;
     for (name, loss) in [("infonce", "infonce"), ("uae", "um-infonce")] {
         let config = out.join("configs").join(format!("{name}.toml"));
@@ -236,7 +256,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
     let report = out.join("report");
     let pipeline = serde_json::json!({
         "data": s(data), "student": o.student, "teacher": o.teacher, "candidates": o.candidates,
-        "train_candidates": o.train_candidates, "tau_u": o.tau_u, "utility_norm": o.utility_norm,
+        "train_candidates": o.train_candidates, "utility": o.utility.to_string(), "tau_u": o.tau_u, "utility_norm": o.utility_norm,
         "infonce_weight": o.infonce_weight, "query_only": o.query_only,
         "epochs": o.epochs, "batch_size": o.batch_size, "lr": o.lr, "max_length": o.max_length,
         "stages": runner.summary,
@@ -388,11 +408,12 @@ impl Runner<'_> {
                 uae_data::records::write_candidates(out, &lines)?;
                 progress.message(&format!("mined {k} candidates for each of {} train queries into {}", lines.len(), out.display()));
             }
-            Work::Label { teacher, data, candidates, out } => {
+            Work::Label { teacher, data, candidates, out, utility } => {
                 let set = DataSet::load(data, &[])?;
                 let lm = CausalLm::load(teacher, device)?;
                 let mut done = None;
-                let report = label(&lm, &set, candidates, out, &LabelOptions::default(), |p| {
+                let options = LabelOptions { prompt: UtilityPrompt::of(*utility), ..LabelOptions::default() };
+                let report = label(&lm, &set, candidates, out, &options, |p| {
                     let before = *done.get_or_insert_with(|| {
                         progress.start(p.total as u64, "queries");
                         0

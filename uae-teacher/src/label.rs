@@ -6,6 +6,9 @@
 //!
 //! where the means are over the answer's tokens and the no-passage score is
 //! computed once per query. The answer is the query's first gold answer.
+//! With [`Utility::Question`] the scored text is the question itself, after
+//! prompts that show only the passage (or nothing):
+//! `U(q, d) = mean log p(q | prompt(d)) - mean log p(q | prompt())`.
 //!
 //! Output is append-only JSON lines, one per query, each written, flushed and
 //! synced before the next is started. A restarted run reads the file, cuts a
@@ -26,7 +29,7 @@ use uae_data::records::read_candidates;
 use uae_data::{CandidateLine, DataSet, LabelLine};
 use uae_model::llm::CausalLm;
 
-use crate::prompt::{UtilityPrompt, fit_passage};
+use crate::prompt::{Utility, UtilityPrompt, fit_passage};
 use crate::score::{ScoreItem, score_all};
 
 /// Which part of the queries this process labels: those whose position in
@@ -89,7 +92,7 @@ pub struct LabelReport {
     pub labelled: usize,
     /// Queries found finished in the output and skipped.
     pub resumed: usize,
-    /// Queries without a gold answer, skipped.
+    /// Queries without a gold answer, skipped (answer utility only).
     pub no_answer: Vec<String>,
     /// Candidates whose passage text is empty (scored with an empty passage).
     pub empty_passages: usize,
@@ -116,6 +119,9 @@ pub struct LabelProgress {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct LabelMeta {
     teacher: String,
+    /// Absent in sidecars written before the question utility existed.
+    #[serde(default)]
+    utility: Utility,
     with_passage: String,
     without_passage: String,
     system: Option<String>,
@@ -149,6 +155,7 @@ pub fn label(
     }
     let meta = LabelMeta {
         teacher: lm.source().display().to_string(),
+        utility: options.prompt.utility,
         with_passage: options.prompt.with_passage.clone(),
         without_passage: options.prompt.without_passage.clone(),
         system: options.prompt.system.clone(),
@@ -170,7 +177,7 @@ pub fn label(
             continue;
         }
         let query = data.queries.get(&c.query_id).expect("checked above");
-        if query.answers.iter().all(|a| a.trim().is_empty()) {
+        if options.prompt.utility == Utility::Answer && query.answers.iter().all(|a| a.trim().is_empty()) {
             report.no_answer.push(c.query_id.clone());
             continue;
         }
@@ -221,8 +228,12 @@ fn build_items(
     let mut spans = Vec::new();
     for c in step {
         let query = data.queries.get(&c.query_id).expect("checked");
-        let answer = query.answers.iter().find(|a| !a.trim().is_empty()).expect("checked");
-        let continuation = lm.encode(&prompt.continuation(lm, answer))?;
+        let answer = query.answers.iter().find(|a| !a.trim().is_empty()).map_or("", String::as_str);
+        let target = prompt.target(&query.text, answer);
+        let continuation = lm.encode(&prompt.continuation(lm, target))?;
+        if continuation.is_empty() {
+            bail!("query {:?}: the {} to score is empty", c.query_id, prompt.utility);
+        }
         let without = lm.encode(&prompt.render(lm, &query.text, None)?)?;
         // Room for the passage: the window minus the rest of the prompt, the
         // answer, and a margin for the with-passage template's own words.

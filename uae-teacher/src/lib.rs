@@ -4,10 +4,12 @@
 //! [`label`] turns them into perplexity-reduction utilities per candidate,
 //! written append-only so that a killed run resumes where it stopped.
 //! [`rerank`] is the query-time LLM re-ranking baseline and [`answer`] the
-//! generator behind the token-F1 comparison.
+//! generator behind the token-F1 comparison. [`synth`] writes synthetic
+//! training questions from a corpus.
 
 pub mod answer;
 pub mod label;
 pub mod prompt;
 pub mod rerank;
 pub mod score;
+pub mod synth;

@@ -7,13 +7,10 @@
 
 use anyhow::{Result, bail};
 use uae_data::ranking::{self, Hit, Ranking};
-use uae_model::llm::{CausalLm, ChatMessage};
+use uae_model::llm::CausalLm;
 
-use crate::prompt::fit_passage;
+use crate::prompt::{QUESTION_WITH_PASSAGE, Utility, UtilityPrompt, fit_passage};
 use crate::score::{ScoreItem, score_all};
-
-/// The default instruction placed before the question: the UPR prompt.
-pub const QUESTION_PROMPT: &str = "Passage: {passage}\n\nPlease write a question based on this passage.";
 
 /// How candidates are put before the teacher.
 #[derive(Debug, Clone)]
@@ -28,19 +25,18 @@ pub struct RerankOptions {
 
 impl Default for RerankOptions {
     fn default() -> Self {
-        Self { prompt: QUESTION_PROMPT.into(), max_passage_tokens: 256, batch_tokens: 4096 }
+        Self { prompt: QUESTION_WITH_PASSAGE.into(), max_passage_tokens: 256, batch_tokens: 4096 }
     }
 }
 
 /// Scores each of `passages` by the teacher's mean log-probability of the
-/// question's tokens after the passage prompt, in input order; a re-ranker
-/// sorts by it, highest first.
+/// question's tokens after the passage prompt (the prompts of
+/// [`Utility::Question`]), in input order; a re-ranker sorts by it, highest
+/// first.
 pub fn question_likelihoods(lm: &CausalLm, question: &str, passages: &[&str], options: &RerankOptions) -> Result<Vec<f64>> {
-    if !options.prompt.contains("{passage}") {
-        bail!("the re-ranking prompt must contain {{passage}}: {:?}", options.prompt);
-    }
-    let chat = lm.has_chat_template();
-    let continuation = lm.encode(&if chat { question.to_string() } else { format!(" {question}") })?;
+    let prompt = UtilityPrompt { with_passage: options.prompt.clone(), ..UtilityPrompt::of(Utility::Question) };
+    prompt.validate().map_err(|e| anyhow::anyhow!("the re-ranking prompt: {e}"))?;
+    let continuation = lm.encode(&prompt.continuation(lm, question))?;
     if continuation.is_empty() {
         bail!("the question is empty");
     }
@@ -48,12 +44,7 @@ pub fn question_likelihoods(lm: &CausalLm, question: &str, passages: &[&str], op
         .iter()
         .map(|passage| {
             let (passage, _) = fit_passage(lm, passage, options.max_passage_tokens)?;
-            let body = options.prompt.replace("{passage}", &passage);
-            let text = if chat {
-                lm.chat_prompt(&[ChatMessage::new("user", &body)], true)?
-            } else {
-                format!("{body}\nQuestion:")
-            };
+            let text = prompt.render(lm, question, Some(&passage))?;
             Ok(ScoreItem { prompt: lm.encode(&text)?, continuation: continuation.clone() })
         })
         .collect::<Result<Vec<_>>>()?;

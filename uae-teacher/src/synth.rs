@@ -1,0 +1,526 @@
+//! Synthetic training questions from a corpus (as InPars and Promptagator
+//! generate them): for sampled passages the teacher writes a question that
+//! the passage answers and a short answer in its own words, and filters keep
+//! the questions worth training on.
+//!
+//! Two steps, each its own file:
+//! - [`generate`] appends one [`Generated`] line per passage and question to
+//!   `synth.jsonl`, synced before the next passage; a rerun cuts a torn last
+//!   line and skips the passages already there, so a kill loses at most the
+//!   passage in flight, and a resumed run ends with the same file as an
+//!   uninterrupted one (greedy decoding is deterministic).
+//! - [`assemble`] parses and filters the generations ([`Verdict`]) and builds
+//!   a BEIR data set: the same corpus, the kept questions as extra `train`
+//!   queries (ids `synth:<passage>:<n>`, the answer filled, the source
+//!   passage judged relevant), and every other split untouched.
+//!
+//! Few-shot examples come from the data set's `train` split only: a query
+//! judged in any other split is never shown to the teacher, and a generated
+//! question equal to a held-out question (after normalisation) is dropped.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use uae_data::jsonl::{read_appended, repair_tail};
+use uae_data::{DataSet, Passage, Query};
+use uae_model::llm::{CausalLm, ChatMessage, PrefixCache};
+
+use crate::prompt::fit_passage;
+
+/// The instruction of every generation turn.
+pub const INSTRUCTION: &str = "Write one question that a user could ask and that the passage answers, then a short \
+answer to it in your own words (one sentence). Reply exactly in this form:\nQuestion: <the question>\nAnswer: <the answer>";
+
+/// The prefix of a synthetic query's id.
+pub const SYNTH_PREFIX: &str = "synth:";
+
+/// Settings of a generation run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SynthOptions {
+    /// Questions per sampled passage.
+    pub per_passage: usize,
+    /// Sample at most this many passages (all when `None`).
+    pub max_passages: Option<usize>,
+    /// Seed of the passage sample and of the few-shot examples.
+    pub seed: u64,
+    /// Few-shot examples from the train split.
+    pub shots: usize,
+    /// Passages (the source and the examples') are cut to this many tokens.
+    pub max_passage_tokens: usize,
+    /// Most tokens generated per question.
+    pub max_new_tokens: usize,
+}
+
+impl Default for SynthOptions {
+    fn default() -> Self {
+        Self { per_passage: 1, max_passages: None, seed: 42, shots: 2, max_passage_tokens: 192, max_new_tokens: 64 }
+    }
+}
+
+/// One generation, a line of `synth.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generated {
+    /// The source passage.
+    pub passage_id: String,
+    /// Which of the passage's questions (from 0).
+    pub n: usize,
+    /// The teacher's raw output.
+    pub output: String,
+}
+
+/// A question and answer parsed from a generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// The question.
+    pub question: String,
+    /// The answer.
+    pub answer: String,
+}
+
+/// Reads `Question: ...` and `Answer: ...` from the teacher's output; `None`
+/// when either is missing or empty.
+pub fn parse(output: &str) -> Option<Parsed> {
+    let field = |name: &str| -> Option<String> {
+        let at = output.find(name)? + name.len();
+        let rest = &output[at..];
+        let end = rest.find('\n').unwrap_or(rest.len());
+        let value = rest[..end].trim().trim_matches('"').trim();
+        (!value.is_empty()).then(|| value.to_string())
+    };
+    let question = field("Question:")?;
+    let answer = field("Answer:")?;
+    Some(Parsed { question, answer })
+}
+
+/// A question reduced for comparison: lowercase words of letters and digits.
+pub fn normalise(text: &str) -> String {
+    text.to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What became of a generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Kept as a training question.
+    Kept,
+    /// No `Question:` and `Answer:` in the output.
+    Malformed,
+    /// The same question (normalised) as an earlier generation.
+    Duplicate,
+    /// The same question as a held-out (dev or test) one.
+    HeldOut,
+    /// The source passage is not among the base encoder's top passages for
+    /// the question.
+    RoundTrip,
+}
+
+/// The passages a run generates for, in order: a seeded sample of the corpus.
+pub fn sample_passages<'a>(data: &'a DataSet, options: &SynthOptions) -> Vec<&'a Passage> {
+    let mut passages: Vec<&Passage> = data.corpus.as_slice().iter().filter(|p| !p.embedding_text().trim().is_empty()).collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
+    passages.shuffle(&mut rng);
+    passages.truncate(options.max_passages.unwrap_or(usize::MAX));
+    passages
+}
+
+/// Few-shot examples: train queries with an answer and a judged passage,
+/// judged in no other split; a seeded choice of `options.shots`.
+fn examples<'a>(data: &'a DataSet, options: &SynthOptions) -> Vec<(&'a Query, &'a Passage)> {
+    let Some(train) = data.qrels.get("train") else { return Vec::new() };
+    let held_out: HashSet<&str> =
+        data.qrels.iter().filter(|(split, _)| *split != "train").flat_map(|(_, q)| q.iter().map(|(id, _)| id.as_str())).collect();
+    let mut pool: Vec<(&Query, &Passage)> = train
+        .iter()
+        .filter(|(id, _)| !held_out.contains(id.as_str()))
+        .filter_map(|(id, _)| {
+            let query = data.queries.get(id)?;
+            query.answers.iter().any(|a| !a.trim().is_empty()).then_some(())?;
+            let passage = train.relevant(id).find_map(|doc| data.corpus.get(doc))?;
+            Some((query, passage))
+        })
+        .collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed ^ 0x5eed);
+    pool.shuffle(&mut rng);
+    pool.truncate(options.shots);
+    pool
+}
+
+/// The request for one more question about the same passage.
+pub const ANOTHER: &str = "Write another question about the passage, different from the ones before, in the same form.";
+
+/// The chat (or plain-text) prompt asking for a question about `passage`,
+/// after the few-shot `shots` (passage, question, answer) and the replies
+/// `before` already generated for this passage.
+fn prompt(lm: &CausalLm, shots: &[(String, String, String)], passage: &str, before: &[String]) -> Result<String> {
+    let turn = |passage: &str| format!("{INSTRUCTION}\n\nPassage: {passage}");
+    let reply = |q: &str, a: &str| format!("Question: {q}\nAnswer: {a}");
+    if lm.has_chat_template() {
+        let mut messages = Vec::new();
+        for (p, q, a) in shots {
+            messages.push(ChatMessage::new("user", &turn(p)));
+            messages.push(ChatMessage::new("assistant", &reply(q, a)));
+        }
+        messages.push(ChatMessage::new("user", &turn(passage)));
+        for output in before {
+            messages.push(ChatMessage::new("assistant", output.trim()));
+            messages.push(ChatMessage::new("user", ANOTHER));
+        }
+        lm.chat_prompt(&messages, true)
+    } else {
+        let mut text = String::new();
+        for (p, q, a) in shots {
+            text.push_str(&format!("{}\n{}\n\n", turn(p), reply(q, a)));
+        }
+        text.push_str(&turn(passage));
+        for output in before {
+            text.push_str(&format!("\n{}\n\n{ANOTHER}", output.trim()));
+        }
+        Ok(format!("{text}\n"))
+    }
+}
+
+/// What a generation run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GenerateReport {
+    /// Passages generated for by this run.
+    pub generated: usize,
+    /// Passages found finished in `synth.jsonl` and skipped.
+    pub resumed: usize,
+    /// Whether a torn last line (from a killed run) was removed.
+    pub repaired_torn_line: bool,
+    /// Few-shot examples in every prompt.
+    pub shots: usize,
+}
+
+/// Appends the teacher's generations for the sampled passages of `data` to
+/// `path` (see the module documentation for resuming). `progress` gets the
+/// passages done and to do by this run.
+pub fn generate(
+    lm: &CausalLm,
+    data: &DataSet,
+    path: &Path,
+    options: &SynthOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<GenerateReport> {
+    if options.per_passage == 0 {
+        bail!("--per-passage must be at least 1");
+    }
+    let mut report = GenerateReport::default();
+    let finished: HashSet<String> = if path.exists() {
+        report.repaired_torn_line = repair_tail::<Generated>(path)?;
+        let done = read_appended::<Generated>(path, "generation line; is this a synth.jsonl file?")?;
+        done.records.into_iter().map(|(_, g)| g.passage_id).collect()
+    } else {
+        HashSet::new()
+    };
+    let shots: Vec<(String, String, String)> = examples(data, options)
+        .into_iter()
+        .map(|(q, p)| {
+            let answer = q.answers.iter().find(|a| !a.trim().is_empty()).cloned().unwrap_or_default();
+            Ok((fit_passage(lm, &p.embedding_text(), options.max_passage_tokens)?.0, q.text.clone(), answer))
+        })
+        .collect::<Result<_>>()?;
+    report.shots = shots.len();
+    let todo: Vec<&Passage> = sample_passages(data, options)
+        .into_iter()
+        .filter(|p| {
+            let done = finished.contains(&p.id);
+            report.resumed += usize::from(done);
+            !done
+        })
+        .collect();
+    let mut writer = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {} for appending", path.display()))?;
+    // Every prompt begins with the same few-shot turns: they run once.
+    let mut prefix = PrefixCache::default();
+    for (i, passage) in todo.iter().enumerate() {
+        let (text, _) = fit_passage(lm, &passage.embedding_text(), options.max_passage_tokens)?;
+        let mut outputs: Vec<String> = Vec::with_capacity(options.per_passage);
+        let mut lines = String::new();
+        for n in 0..options.per_passage {
+            // Greedy decoding is deterministic: a later question of the same
+            // passage is asked for after the earlier replies, so it differs.
+            let ids = lm.encode(&prompt(lm, &shots, &text, &outputs)?)?;
+            let output = lm.decode(&lm.generate_reusing(&ids, options.max_new_tokens, &mut prefix)?)?;
+            let generated = Generated { passage_id: passage.id.clone(), n, output: output.clone() };
+            lines.push_str(&serde_json::to_string(&generated)?);
+            lines.push('\n');
+            outputs.push(output);
+        }
+        writer.write_all(lines.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+        writer.sync_data().with_context(|| format!("cannot sync {}", path.display()))?;
+        report.generated += 1;
+        progress(i + 1, todo.len());
+    }
+    Ok(report)
+}
+
+/// What assembling kept and dropped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SynthSummary {
+    /// Generations read.
+    pub generations: usize,
+    /// How many got each verdict.
+    pub verdicts: BTreeMap<Verdict, usize>,
+    /// Kept answers that are a verbatim span of their passage (normalised):
+    /// the answer utility of those collapses onto the source passage.
+    pub copied_answers: usize,
+    /// The round-trip depth: the source passage had to be in this many of
+    /// the base encoder's top passages.
+    pub round_trip_depth: usize,
+    /// Few-shot examples in every prompt.
+    pub shots: usize,
+}
+
+impl std::fmt::Display for SynthSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = |v: Verdict| self.verdicts.get(&v).copied().unwrap_or(0);
+        write!(
+            f,
+            "{} of {} generations kept; dropped: {} malformed, {} duplicates, {} equal to a held-out question, \
+             {} whose passage is not in the base encoder's top {}; {} kept answers copy their passage",
+            count(Verdict::Kept),
+            self.generations,
+            count(Verdict::Malformed),
+            count(Verdict::Duplicate),
+            count(Verdict::HeldOut),
+            count(Verdict::RoundTrip),
+            self.round_trip_depth,
+            self.copied_answers
+        )
+    }
+}
+
+/// One generation with what became of it, a line of `verdicts.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Judged {
+    /// The source passage.
+    pub passage_id: String,
+    /// Which of the passage's questions.
+    pub n: usize,
+    /// The parsed question, when there was one.
+    pub question: Option<String>,
+    /// The parsed answer, when there was one.
+    pub answer: Option<String>,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+/// The id of the `n`-th synthetic question of `passage_id`.
+pub fn synthetic_id(passage_id: &str, n: usize) -> String {
+    format!("{SYNTH_PREFIX}{passage_id}:{n}")
+}
+
+/// Filters `generations` and returns `data` with the kept questions added
+/// as `train` queries judging their source passage relevant, each
+/// generation's verdict, and the summary. `top` ranks the corpus for a
+/// batch of questions with the base encoder and returns each one's best
+/// `depth` passage ids (the round-trip check).
+pub fn assemble(
+    data: &DataSet,
+    generations: &[Generated],
+    depth: usize,
+    top: impl FnOnce(&[String]) -> Result<Vec<Vec<String>>>,
+) -> Result<(DataSet, Vec<Judged>, SynthSummary)> {
+    let held_out: HashSet<String> = data
+        .qrels
+        .iter()
+        .filter(|(split, _)| *split != "train")
+        .flat_map(|(_, qrels)| qrels.iter().filter_map(|(id, _)| data.queries.get(id)).map(|q| normalise(&q.text)))
+        .collect();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut judged = Vec::with_capacity(generations.len());
+    for g in generations {
+        let parsed = parse(&g.output);
+        let verdict = match &parsed {
+            None => Verdict::Malformed,
+            Some(p) if held_out.contains(&normalise(&p.question)) => Verdict::HeldOut,
+            Some(p) if !seen.insert(normalise(&p.question)) => Verdict::Duplicate,
+            Some(_) => Verdict::Kept,
+        };
+        judged.push(Judged {
+            passage_id: g.passage_id.clone(),
+            n: g.n,
+            question: parsed.as_ref().map(|p| p.question.clone()),
+            answer: parsed.map(|p| p.answer),
+            verdict,
+        });
+    }
+    let candidates: Vec<usize> = (0..judged.len()).filter(|&i| judged[i].verdict == Verdict::Kept).collect();
+    let questions: Vec<String> = candidates.iter().map(|&i| judged[i].question.clone().unwrap_or_default()).collect();
+    let ranked = if questions.is_empty() { Vec::new() } else { top(&questions)? };
+    if ranked.len() != questions.len() {
+        bail!("the round-trip retriever ranked {} of {} questions", ranked.len(), questions.len());
+    }
+    for (&i, ids) in candidates.iter().zip(&ranked) {
+        if !ids.iter().take(depth).any(|id| *id == judged[i].passage_id) {
+            judged[i].verdict = Verdict::RoundTrip;
+        }
+    }
+    let mut out = data.clone();
+    let train = out.qrels.entry("train".into()).or_default();
+    let mut summary = SynthSummary { generations: generations.len(), round_trip_depth: depth, ..SynthSummary::default() };
+    for j in &judged {
+        *summary.verdicts.entry(j.verdict).or_default() += 1;
+        if j.verdict != Verdict::Kept {
+            continue;
+        }
+        let (question, answer) = (j.question.clone().unwrap_or_default(), j.answer.clone().unwrap_or_default());
+        let passage = data.corpus.get(&j.passage_id).with_context(|| format!("generated for unknown passage {:?}", j.passage_id))?;
+        if normalise(&passage.embedding_text()).contains(&normalise(&answer)) {
+            summary.copied_answers += 1;
+        }
+        let id = synthetic_id(&j.passage_id, j.n);
+        train.insert(id.clone(), j.passage_id.clone(), 1);
+        out.queries
+            .push(Query { id: id.clone(), text: question, answers: vec![answer] })
+            .map_err(|e| anyhow::anyhow!("synthetic query {id} is already in the data set ({e:?})"))?;
+    }
+    Ok((out, judged, summary))
+}
+
+/// The files of a synthetic data set's folder besides the BEIR ones.
+pub const GENERATIONS: &str = "synth.jsonl";
+/// Each generation's verdict.
+pub const VERDICTS: &str = "verdicts.jsonl";
+/// The [`SynthSummary`] and the options.
+pub const SUMMARY: &str = "synth.json";
+
+/// What `synth.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SynthRecord {
+    teacher: String,
+    options: SynthOptions,
+    summary: Option<SynthSummary>,
+}
+
+/// The whole of `uae synth`: generates (or resumes generating) into
+/// `out/synth.jsonl`, filters with the round-trip retriever `top` (see
+/// [`assemble`]), and writes the BEIR folder `out` with `verdicts.jsonl` and
+/// `synth.json`. A resume with other options or another teacher is refused.
+pub fn synthesize(
+    lm: &CausalLm,
+    data: &DataSet,
+    out: &Path,
+    options: &SynthOptions,
+    depth: usize,
+    top: impl FnOnce(&[String]) -> Result<Vec<Vec<String>>>,
+    progress: impl FnMut(usize, usize),
+) -> Result<(GenerateReport, SynthSummary)> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let record_path = out.join(SUMMARY);
+    let mut record = SynthRecord { teacher: lm.source().display().to_string(), options: options.clone(), summary: None };
+    let generations = out.join(GENERATIONS);
+    if generations.exists() && record_path.exists() {
+        let old: SynthRecord = uae_data::json::read_json(&record_path)?;
+        if (&old.teacher, &old.options) != (&record.teacher, &record.options) {
+            bail!(
+                "{} was generated with another teacher or other options ({}); pass another --out or delete it to start over",
+                generations.display(),
+                record_path.display()
+            );
+        }
+    }
+    uae_data::atomic::write_file_atomically(&record_path, serde_json::to_string_pretty(&record)?.as_bytes())?;
+    let report = generate(lm, data, &generations, options, progress)?;
+    let lines = read_appended::<Generated>(&generations, "generation line")?;
+    let all: Vec<Generated> = lines.records.into_iter().map(|(_, g)| g).collect();
+    let (synthetic, judged, mut summary) = assemble(data, &all, depth, top)?;
+    summary.shots = report.shots;
+    synthetic.write_beir(out)?;
+    let mut verdicts = Vec::new();
+    for j in &judged {
+        serde_json::to_writer(&mut verdicts, j)?;
+        verdicts.push(b'\n');
+    }
+    uae_data::atomic::write_file_atomically(&out.join(VERDICTS), &verdicts)?;
+    record.summary = Some(summary.clone());
+    uae_data::atomic::write_file_atomically(&record_path, serde_json::to_string_pretty(&record)?.as_bytes())?;
+    Ok((report, summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn questions_and_answers_parse_from_the_reply() {
+        let parsed = parse("Question: How do I sort a list?\nAnswer: Use sorted().\n").unwrap();
+        assert_eq!(parsed, Parsed { question: "How do I sort a list?".into(), answer: "Use sorted().".into() });
+        assert!(parse("Question: only a question").is_none());
+        assert!(parse("Question:\nAnswer: x").is_none());
+        assert_eq!(normalise("  How do I, sort a LIST? "), "how do i sort a list");
+    }
+
+    /// Passages p0..p3; q0 is a train query, q1 is judged in train and test
+    /// (held out), q2 is a test query.
+    fn data() -> DataSet {
+        let mut data = DataSet::default();
+        for i in 0..4 {
+            let text = format!("passage {i} says the answer is {i}");
+            data.corpus.push(Passage { id: format!("p{i}"), title: String::new(), text }).unwrap();
+        }
+        for (i, text) in ["what is zero", "what is one", "what is two"].iter().enumerate() {
+            data.queries.push(Query { id: format!("q{i}"), text: text.to_string(), answers: vec![format!("{i}")] }).unwrap();
+        }
+        let train = data.qrels.entry("train".into()).or_default();
+        train.insert("q0", "p0", 1);
+        train.insert("q1", "p1", 1);
+        let test = data.qrels.entry("test".into()).or_default();
+        test.insert("q1", "p1", 1);
+        test.insert("q2", "p2", 1);
+        data
+    }
+
+    #[test]
+    fn few_shot_examples_are_train_queries_judged_nowhere_else() {
+        let data = data();
+        let shots = examples(&data, &SynthOptions { shots: 5, ..SynthOptions::default() });
+        let ids: Vec<&str> = shots.iter().map(|(q, p)| (q.id.as_str(), p.id.as_str())).map(|(q, _)| q).collect();
+        assert_eq!(ids, ["q0"]);
+    }
+
+    #[test]
+    fn every_filter_counts_and_kept_questions_train_on_their_passage() {
+        let data = data();
+        let g = |passage: &str, n: usize, output: &str| Generated { passage_id: passage.into(), n, output: output.into() };
+        let generations = [
+            g("p0", 0, "Question: What does passage zero say?\nAnswer: It says zero."),
+            g("p0", 1, "no question here"),
+            g("p1", 0, "Question: what does passage ZERO say\nAnswer: Zero."),
+            g("p2", 0, "Question: What is two?\nAnswer: Two."),
+            g("p3", 0, "Question: Which passage is three?\nAnswer: the answer is 3"),
+            g("p3", 1, "Question: Is this about p1?\nAnswer: No."),
+        ];
+        // The retriever finds p3 for its first question but p1 for its second.
+        let top = |questions: &[String]| -> Result<Vec<Vec<String>>> {
+            assert_eq!(questions.len(), 3, "only questions that passed the other filters are ranked: {questions:?}");
+            Ok(vec![vec!["p0".into()], vec!["p2".into(), "p3".into()], vec!["p1".into()]])
+        };
+        let (out, judged, summary) = assemble(&data, &generations, 2, top).unwrap();
+        let verdicts: Vec<Verdict> = judged.iter().map(|j| j.verdict).collect();
+        use Verdict::*;
+        assert_eq!(verdicts, [Kept, Malformed, Duplicate, HeldOut, Kept, RoundTrip]);
+        assert_eq!(summary.verdicts[&Kept], 2);
+        assert_eq!(summary.copied_answers, 1, "'the answer is 3' is a span of passage 3");
+        let train = &out.qrels["train"];
+        assert!(train.is_relevant(&synthetic_id("p0", 0), "p0") && train.is_relevant(&synthetic_id("p3", 0), "p3"));
+        assert!(!train.contains(&synthetic_id("p3", 1)));
+        assert_eq!(out.queries.get(&synthetic_id("p3", 0)).unwrap().answers, ["the answer is 3"]);
+        assert_eq!(out.qrels["test"], data.qrels["test"], "held-out splits are untouched");
+        assert_eq!(out.queries.len(), data.queries.len() + 2);
+    }
+}
