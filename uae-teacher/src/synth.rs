@@ -125,7 +125,7 @@ pub enum Verdict {
 }
 
 /// The passages a run generates for, in order: a seeded sample of the corpus.
-pub fn sample_passages<'a>(data: &'a DataSet, options: &SynthOptions) -> Vec<&'a Passage> {
+fn sample_passages<'a>(data: &'a DataSet, options: &SynthOptions) -> Vec<&'a Passage> {
     let mut passages: Vec<&Passage> = data.corpus.as_slice().iter().filter(|p| !p.embedding_text().trim().is_empty()).collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
     passages.shuffle(&mut rng);
