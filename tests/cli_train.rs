@@ -157,6 +157,11 @@ fn fixture(n: usize) -> (tempfile::TempDir, PathBuf, PathBuf, Vec<Pool>) {
     (work, model, data, pools)
 }
 
+/// A run's `selection.json`.
+fn read_selection(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("selection.json")).unwrap()).unwrap()
+}
+
 /// `uae train` on `data`'s labels.jsonl.
 fn train_on(model: &Path, data: &Path, run: &Path, config: &Path) -> Output {
     let labels = data.join("labels.jsonl");
@@ -193,7 +198,7 @@ fn training_moves_the_student_towards_the_teacher_and_exports() {
     // fine-tuned checkpoint.
     assert!(stdout.contains("| Dev MAP "), "{stdout}");
     assert!(stdout.contains("exporting the weights after"), "{stdout}");
-    let selection: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("selection.json")).unwrap()).unwrap();
+    let selection = read_selection(&run);
     assert_eq!(selection["history"].as_array().unwrap().len(), 7, "the base and six epochs: {selection}");
     assert!(selection["chosen_step"].as_u64().unwrap() > 0);
 
@@ -235,7 +240,7 @@ fn selection_exports_the_base_when_training_only_hurts() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("no checkpoint beat the base model on the dev split (24 queries)"), "{stdout}");
     assert!(stdout.contains("exporting the base weights unchanged"), "{stdout}");
-    let selection: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("selection.json")).unwrap()).unwrap();
+    let selection = read_selection(&run);
     let history = selection["history"].as_array().unwrap();
     assert_eq!(history.len(), 4, "{selection}");
     assert_eq!(selection["chosen_step"], 0);
@@ -258,7 +263,7 @@ fn merges_with_the_base_are_evaluated_and_exported_only_when_better() {
     .unwrap();
     let run = work.path().join("run");
     check(&train_on(&model, &data, &run, &config));
-    let selection: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("selection.json")).unwrap()).unwrap();
+    let selection = read_selection(&run);
     let chosen = selection["chosen_step"].as_u64().unwrap();
     assert!(chosen > 0, "{selection}");
     let history = selection["history"].as_array().unwrap();
@@ -304,7 +309,7 @@ fn query_only_training_keeps_the_base_passage_encoder() {
     check(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("frozen passage vectors of 192 candidates read from"), "{stdout}");
-    let selection: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("selection.json")).unwrap()).unwrap();
+    let selection = read_selection(&run);
     assert!(selection["chosen_step"].as_u64().unwrap() > 0, "{selection}");
 
     let exported = work.path().join("exported");

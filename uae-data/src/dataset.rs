@@ -56,6 +56,13 @@ pub struct Query {
     pub answers: Vec<String>,
 }
 
+impl Query {
+    /// The first answer that is not blank, the one utilities are measured on.
+    pub fn first_answer(&self) -> Option<&str> {
+        self.answers.iter().map(String::as_str).find(|a| !a.trim().is_empty())
+    }
+}
+
 impl Keyed for Query {
     fn id(&self) -> &str {
         &self.id

@@ -13,7 +13,7 @@ use anyhow::Result;
 use burn::tensor::Device;
 use uae_data::{DataSet, Run};
 use uae_index::{corpus_index, exact};
-use uae_index::store::normalize;
+use uae_index::store::unit_rows;
 use uae_model::encoder::{BiEncoder, EncoderOptions, SentenceEmbedder, TextRole};
 use uae_train::select::{DevEvaluator, DevQueries, PassageSide};
 
@@ -134,15 +134,4 @@ impl DevRetrieval {
         let texts: Vec<String> = rows.iter().map(|&r| corpus[r].embedding_text()).collect();
         Ok(unit_rows(self.encoder.embed(&texts, TextRole::Passage, BATCH_TOKENS, |_| {})?.vectors))
     }
-}
-
-/// Vectors normalised to unit length, flattened row after row.
-fn unit_rows(vectors: Vec<Vec<f32>>) -> Vec<f32> {
-    vectors
-        .into_iter()
-        .flat_map(|mut v| {
-            normalize(&mut v);
-            v
-        })
-        .collect()
 }

@@ -144,11 +144,6 @@ pub fn search_texts(
     k: usize,
     batch_tokens: usize,
 ) -> Result<Vec<Ranking>> {
-    let vectors = encoder.embed(queries, TextRole::Query, batch_tokens, |_| {})?.vectors;
-    let mut flat = Vec::with_capacity(vectors.len() * encoder.dim());
-    for mut v in vectors {
-        crate::store::normalize(&mut v);
-        flat.extend(v);
-    }
+    let flat = crate::store::unit_rows(encoder.embed(queries, TextRole::Query, batch_tokens, |_| {})?.vectors);
     Ok(searcher.search(store, &flat, k).iter().map(|hits| exact::ranking_of(hits, store.ids())).collect())
 }

@@ -17,7 +17,7 @@ use uae_data::ranking::{self, Hit, Ranking};
 use uae_data::{CandidateLine, DataSet, Passage, Progress, Query};
 
 use crate::exact;
-use crate::store::normalize;
+use crate::store::unit_rows;
 
 /// The constant of reciprocal-rank fusion, `1 / (RRF_K + rank)` (Cormack et
 /// al. 2009 use 60).
@@ -239,17 +239,6 @@ pub fn check_split_hygiene(
         }
     }
     Ok(())
-}
-
-/// Normalises each vector and flattens them row-major.
-fn unit_rows(vectors: Vec<Vec<f32>>) -> Vec<f32> {
-    vectors
-        .into_iter()
-        .flat_map(|mut v| {
-            normalize(&mut v);
-            v
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -72,6 +72,18 @@ pub fn normalize(v: &mut [f32]) {
     }
 }
 
+/// Vectors normalised to unit length ([`normalize`]), flattened row after
+/// row, as exact search and the stores take them.
+pub fn unit_rows(vectors: Vec<Vec<f32>>) -> Vec<f32> {
+    vectors
+        .into_iter()
+        .flat_map(|mut v| {
+            normalize(&mut v);
+            v
+        })
+        .collect()
+}
+
 impl VectorStore {
     /// Writes a new index to `dir` (created if needed, replacing any index
     /// there). Vectors are L2-normalised on the way in.

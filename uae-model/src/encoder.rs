@@ -134,6 +134,8 @@ pub struct BiEncoder {
     pub sentence: SentenceConfig,
     /// Where the model came from.
     pub dir: ModelDir,
+    /// The passage encoder's directory ([`PASSAGE_DIR`]), when there is one.
+    passage_dir: Option<ModelDir>,
     device: Device,
 }
 
@@ -163,7 +165,8 @@ impl BiEncoder {
         let tokenizer = TextTokenizer::from_file(&dir.file("tokenizer.json"), max_length)?;
         let bert = BertModel::load(&config, &dir.file("model.safetensors"), device)?;
         let embedder = SentenceEmbedder { bert, pooling: sentence.pooling, normalize: sentence.normalize };
-        let passage_embedder = match Self::passage_dir(&dir) {
+        let passage_dir = Self::find_passage_dir(&dir);
+        let passage_embedder = match &passage_dir {
             Some(passage) => {
                 let same_config = std::fs::read(passage.file("config.json")).ok() == std::fs::read(dir.file("config.json")).ok();
                 if !same_config || SentenceConfig::load(&passage)?.pooling != sentence.pooling {
@@ -178,12 +181,12 @@ impl BiEncoder {
             }
             None => None,
         };
-        Ok(Self { embedder, passage_embedder, tokenizer, config, sentence, dir, device: device.clone() })
+        Ok(Self { embedder, passage_embedder, tokenizer, config, sentence, dir, passage_dir, device: device.clone() })
     }
 
     /// The separate passage encoder's directory ([`PASSAGE_DIR`]), if the
     /// model has one.
-    fn passage_dir(dir: &ModelDir) -> Option<ModelDir> {
+    fn find_passage_dir(dir: &ModelDir) -> Option<ModelDir> {
         let path = dir.file(PASSAGE_DIR);
         path.join("model.safetensors").is_file().then(|| ModelDir::local(&path).ok()).flatten()
     }
@@ -218,7 +221,7 @@ impl BiEncoder {
     /// read the whole weights file again; any change of the file recomputes it.
     pub fn fingerprint(&self) -> Result<String> {
         let mut hasher = crc32fast::Hasher::new();
-        let side = Self::passage_dir(&self.dir).unwrap_or_else(|| self.dir.clone());
+        let side = self.passage_dir.as_ref().unwrap_or(&self.dir);
         let config = side.file("config.json");
         let bytes = std::fs::read(&config).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", config.display()))?;
         hasher.update(&bytes);

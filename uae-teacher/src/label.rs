@@ -177,7 +177,7 @@ pub fn label(
             continue;
         }
         let query = data.queries.get(&c.query_id).expect("checked above");
-        if options.prompt.utility == Utility::Answer && query.answers.iter().all(|a| a.trim().is_empty()) {
+        if options.prompt.utility == Utility::Answer && query.first_answer().is_none() {
             report.no_answer.push(c.query_id.clone());
             continue;
         }
@@ -228,7 +228,7 @@ fn build_items(
     let mut spans = Vec::new();
     for c in step {
         let query = data.queries.get(&c.query_id).expect("checked");
-        let answer = query.answers.iter().find(|a| !a.trim().is_empty()).map_or("", String::as_str);
+        let answer = query.first_answer().unwrap_or("");
         let target = prompt.target(&query.text, answer);
         let continuation = lm.encode(&prompt.continuation(lm, target))?;
         if continuation.is_empty() {

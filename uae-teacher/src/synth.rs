@@ -133,18 +133,22 @@ fn sample_passages<'a>(data: &'a DataSet, options: &SynthOptions) -> Vec<&'a Pas
     passages
 }
 
+/// The ids of the queries judged in any split other than `train`.
+fn held_out_queries(data: &DataSet) -> HashSet<&str> {
+    data.qrels.iter().filter(|(split, _)| *split != "train").flat_map(|(_, q)| q.iter().map(|(id, _)| id.as_str())).collect()
+}
+
 /// Few-shot examples: train queries with an answer and a judged passage,
 /// judged in no other split; a seeded choice of `options.shots`.
 fn examples<'a>(data: &'a DataSet, options: &SynthOptions) -> Vec<(&'a Query, &'a Passage)> {
     let Some(train) = data.qrels.get("train") else { return Vec::new() };
-    let held_out: HashSet<&str> =
-        data.qrels.iter().filter(|(split, _)| *split != "train").flat_map(|(_, q)| q.iter().map(|(id, _)| id.as_str())).collect();
+    let held_out = held_out_queries(data);
     let mut pool: Vec<(&Query, &Passage)> = train
         .iter()
         .filter(|(id, _)| !held_out.contains(id.as_str()))
         .filter_map(|(id, _)| {
             let query = data.queries.get(id)?;
-            query.answers.iter().any(|a| !a.trim().is_empty()).then_some(())?;
+            query.first_answer()?;
             let passage = train.relevant(id).find_map(|doc| data.corpus.get(doc))?;
             Some((query, passage))
         })
@@ -203,7 +207,8 @@ pub struct GenerateReport {
 }
 
 /// Appends the teacher's generations for the sampled passages of `data` to
-/// `path` (see the module documentation for resuming). `progress` gets the
+/// `path` (see the module documentation for resuming) and returns every
+/// generation the file holds, earlier runs' first. `progress` gets the
 /// passages done and to do by this run.
 pub fn generate(
     lm: &CausalLm,
@@ -211,22 +216,23 @@ pub fn generate(
     path: &Path,
     options: &SynthOptions,
     mut progress: impl FnMut(usize, usize),
-) -> Result<GenerateReport> {
+) -> Result<(GenerateReport, Vec<Generated>)> {
     if options.per_passage == 0 {
         bail!("--per-passage must be at least 1");
     }
     let mut report = GenerateReport::default();
-    let finished: HashSet<String> = if path.exists() {
+    let mut all: Vec<Generated> = if path.exists() {
         report.repaired_torn_line = repair_tail::<Generated>(path)?;
         let done = read_appended::<Generated>(path, "generation line; is this a synth.jsonl file?")?;
-        done.records.into_iter().map(|(_, g)| g.passage_id).collect()
+        done.records.into_iter().map(|(_, g)| g).collect()
     } else {
-        HashSet::new()
+        Vec::new()
     };
+    let finished: HashSet<String> = all.iter().map(|g| g.passage_id.clone()).collect();
     let shots: Vec<(String, String, String)> = examples(data, options)
         .into_iter()
         .map(|(q, p)| {
-            let answer = q.answers.iter().find(|a| !a.trim().is_empty()).cloned().unwrap_or_default();
+            let answer = q.first_answer().unwrap_or_default().to_string();
             Ok((fit_passage(lm, &p.embedding_text(), options.max_passage_tokens)?.0, q.text.clone(), answer))
         })
         .collect::<Result<_>>()?;
@@ -252,12 +258,14 @@ pub fn generate(
         let mut lines = String::new();
         for n in 0..options.per_passage {
             // Greedy decoding is deterministic: a later question of the same
-            // passage is asked for after the earlier replies, so it differs.
+            // passage is asked for after the earlier replies, so that it can
+            // differ (a model that repeats itself meets the duplicate filter).
             let ids = lm.encode(&prompt(lm, &shots, &text, &outputs)?)?;
             let output = lm.decode(&lm.generate_reusing(&ids, options.max_new_tokens, &mut prefix)?)?;
             let generated = Generated { passage_id: passage.id.clone(), n, output: output.clone() };
             lines.push_str(&serde_json::to_string(&generated)?);
             lines.push('\n');
+            all.push(generated);
             outputs.push(output);
         }
         writer.write_all(lines.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
@@ -265,7 +273,7 @@ pub fn generate(
         report.generated += 1;
         progress(i + 1, todo.len());
     }
-    Ok(report)
+    Ok((report, all))
 }
 
 /// What assembling kept and dropped.
@@ -335,12 +343,8 @@ pub fn assemble(
     depth: usize,
     top: impl FnOnce(&[String]) -> Result<Vec<Vec<String>>>,
 ) -> Result<(DataSet, Vec<Judged>, SynthSummary)> {
-    let held_out: HashSet<String> = data
-        .qrels
-        .iter()
-        .filter(|(split, _)| *split != "train")
-        .flat_map(|(_, qrels)| qrels.iter().filter_map(|(id, _)| data.queries.get(id)).map(|q| normalise(&q.text)))
-        .collect();
+    let held_out: HashSet<String> =
+        held_out_queries(data).into_iter().filter_map(|id| data.queries.get(id)).map(|q| normalise(&q.text)).collect();
     let mut seen: HashSet<String> = HashSet::new();
     let mut judged = Vec::with_capacity(generations.len());
     for g in generations {
@@ -435,9 +439,7 @@ pub fn synthesize(
         }
     }
     uae_data::atomic::write_file_atomically(&record_path, serde_json::to_string_pretty(&record)?.as_bytes())?;
-    let report = generate(lm, data, &generations, options, progress)?;
-    let lines = read_appended::<Generated>(&generations, "generation line")?;
-    let all: Vec<Generated> = lines.records.into_iter().map(|(_, g)| g).collect();
+    let (report, all) = generate(lm, data, &generations, options, progress)?;
     let (synthetic, judged, mut summary) = assemble(data, &all, depth, top)?;
     summary.shots = report.shots;
     synthetic.write_beir(out)?;

@@ -309,11 +309,11 @@ fn frozen_vectors(
     if let Some(dir) = &paths.base_index {
         match uae_index::corpus_index::open_matching(dir, &base, &paths.model, data.corpus.as_slice()) {
             Ok(store) => {
+                // A matching index holds the corpus in order.
                 let dim = store.header().dim;
-                let rows: HashMap<&str, usize> = store.ids().iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
                 let found: Option<HashMap<String, Vec<f32>>> = wanted
                     .keys()
-                    .map(|&id| Some((id.to_string(), store.vectors()[rows.get(id)? * dim..][..dim].to_vec())))
+                    .map(|&id| Some((id.to_string(), store.vectors()[data.corpus.position(id)? * dim..][..dim].to_vec())))
                     .collect();
                 if let Some(found) = found {
                     note(&format!("frozen passage vectors of {} candidates read from {}", found.len(), dir.display()));
