@@ -51,11 +51,11 @@ fn quickstart_runs_every_stage_reuses_them_and_keeps_the_test_split_out() {
     write_tiny_llama(&root.join("teacher"), &TinyLlamaSpec { hidden: 64, layers: 2, max_positions: 256, ..Default::default() })
         .unwrap();
 
-    let first = quickstart(root, &["--max-new-tokens", "4"]);
+    let first = quickstart(root, &["--max-new-tokens", "4", "--synth-passages", "5"]);
     assert!(first.status.success(), "{}", stderr(&first));
     let w = root.join("work");
     for file in [
-        "indexes/base/header.json", "candidates.jsonl", "labels.jsonl", "runs/infonce/model.safetensors",
+        "indexes/base/header.json", "data/synth.jsonl", "data/verdicts.jsonl", "data/corpus.jsonl", "candidates.jsonl", "labels.jsonl", "runs/infonce/model.safetensors",
         "runs/uae/model.safetensors", "runs/uae/train/epoch-1/Loss.log", "models/infonce/config.json",
         "models/uae/model.safetensors", "models/uae/passage/model.safetensors", "report/report.md",
         "report/metrics.png", "report/training.png", "report/answers.jsonl", "report/runs/BM25.trec",
@@ -81,12 +81,17 @@ fn quickstart_runs_every_stage_reuses_them_and_keeps_the_test_split_out() {
         assert!(system["token_f1"].as_f64().is_some() && system["latency"]["p50_ms"].as_f64().unwrap() > 0.0);
     }
     assert_eq!(report["goals"].as_array().unwrap().len(), 5);
-    assert_eq!(report["teacher"]["queries"], 18);
+    // The teacher wrote for 5 passages; later stages read the synthetic data
+    // set, whose held-out splits are the input's.
+    assert_eq!(std::fs::read_to_string(w.join("data/synth.jsonl")).unwrap().lines().count(), 5);
+    assert_eq!(std::fs::read(w.join("data/qrels/test.tsv")).unwrap(), std::fs::read(root.join("data/qrels/test.tsv")).unwrap());
+    let kept = std::fs::read_to_string(w.join("data/verdicts.jsonl")).unwrap().matches("\"kept\"").count();
+    assert_eq!(report["teacher"]["queries"], 18 + kept);
     assert_eq!(report["curves"].as_array().unwrap().len(), 2);
     assert_eq!(std::fs::read_to_string(w.join("report/answers.jsonl")).unwrap().lines().count(), 5 * 6);
     assert!(std::fs::read(w.join("report/metrics.png")).unwrap().starts_with(b"\x89PNG"));
 
-    // Split hygiene: only training queries were mined and labelled.
+    // Split hygiene: only training queries (real or synthetic) were mined and labelled.
     let train: Vec<String> = (0..18).map(|q| format!("q{q}")).collect();
     for file in ["candidates.jsonl", "labels.jsonl"] {
         let text = std::fs::read_to_string(w.join(file)).unwrap();
@@ -94,21 +99,21 @@ fn quickstart_runs_every_stage_reuses_them_and_keeps_the_test_split_out() {
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["query_id"].as_str().unwrap().to_string())
             .collect();
-        assert_eq!(ids.len(), 18, "{file}");
-        assert!(ids.iter().all(|id| train.contains(id)), "{file} holds a held-out query: {ids:?}");
+        assert_eq!(ids.len(), 18 + kept, "{file}");
+        assert!(ids.iter().all(|id| train.contains(id) || id.starts_with("synth:")), "{file} holds a held-out query: {ids:?}");
     }
 
     // A rerun reuses every stage.
-    let second = quickstart(root, &["--max-new-tokens", "4"]);
+    let second = quickstart(root, &["--max-new-tokens", "4", "--synth-passages", "5"]);
     let log = stderr(&second);
     assert!(second.status.success(), "{log}");
-    for stage in ["index-base", "mine", "label", "train-infonce", "export-infonce", "train-uae", "export-uae", "eval"] {
+    for stage in ["index-base", "synth", "mine", "label", "train-infonce", "export-infonce", "train-uae", "export-uae", "eval"] {
         assert!(stage_line(&log, stage).contains("reused"), "{stage} was not reused:\n{log}");
     }
     assert!(String::from_utf8_lossy(&second.stdout).contains("| uae |"));
 
     // A changed evaluation option reruns the evaluation only.
-    let third = quickstart(root, &["--max-new-tokens", "3"]);
+    let third = quickstart(root, &["--max-new-tokens", "3", "--synth-passages", "5"]);
     let log = stderr(&third);
     assert!(third.status.success(), "{log}");
     assert!(stage_line(&log, "label").contains("reused") && stage_line(&log, "train-uae").contains("reused"), "{log}");
@@ -128,7 +133,7 @@ fn held_out_queries_in_the_training_candidates_are_refused() {
     std::fs::write(&train, text).unwrap();
     write_tiny_bert(&root.join("student"), &TinyBertSpec::default()).unwrap();
     // No teacher is written: the check must stop the run before it is needed.
-    let out = quickstart(root, &[]);
+    let out = quickstart(root, &["--synth-passages", "0"]);
     let log = stderr(&out);
     assert!(!out.status.success());
     assert!(log.contains("candidates.jsonl:19: query \"q29\" is also judged in the held-out test split"), "{log}");

@@ -310,4 +310,30 @@ fn logprob_and_generate_run_and_reject_empty_fields() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(json["ids"].as_array().unwrap().len() <= 5);
     assert_eq!(json["prompt_ids"][0], 1, "the chat template opens with <|im_start|>: {json}");
+
+    // A file of prompts, decoded in padded batches, gives each prompt's
+    // one-at-a-time generation, in order.
+    let prompts = ["hi", "a much longer prompt than the others, to pad the batch", "x y"];
+    let file = s.root.join("prompts.jsonl");
+    std::fs::write(&file, prompts.iter().map(|p| format!("{{\"prompt\":{p:?}}}\n")).collect::<String>()).unwrap();
+    let batched = s.root.join("generated.jsonl");
+    let out = uae(&[
+        "generate", "--teacher", &s.teacher, "--input", file.to_str().unwrap(), "--output", batched.to_str().unwrap(),
+        "--batch", "2", "--max-new-tokens", "6",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("for 3 prompts"), "{}", stderr(&out));
+    let lines = read_lines(&batched);
+    assert_eq!(lines.len(), 3);
+    for (line, prompt) in lines.iter().zip(prompts) {
+        let out = uae(&["generate", "--teacher", &s.teacher, "--prompt", prompt, "--max-new-tokens", "6", "--json"]);
+        let single: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(line["prompt"], prompt);
+        assert_eq!(line["ids"], single["ids"], "{prompt}");
+        assert_eq!(line["text"], single["text"], "{prompt}");
+    }
+    std::fs::write(&file, "{\"prompt\":\"hi\"}\n{\"text\":\"no prompt\"}\n").unwrap();
+    let out = uae(&["generate", "--teacher", &s.teacher, "--input", file.to_str().unwrap(), "--output", "-"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(&format!("{}:2", file.display())), "{}", stderr(&out));
 }

@@ -18,7 +18,8 @@ use crate::progress::Bars;
 #[derive(Args)]
 pub struct QuickstartArgs {
     /// The data set, BEIR layout with train/dev/test qrels and answers
-    /// [default: $UAE_CACHE/data/python-faq, built by scripts/quickstart.sh].
+    /// [default: $UAE_CACHE/data/python-faq-heldout, the Python FAQ split
+    /// 10/20/70, built by scripts/quickstart.sh].
     #[arg(long)]
     data: Option<PathBuf>,
     /// The base encoder [default: $UAE_CACHE/models/all-MiniLM-L6-v2].
@@ -31,6 +32,14 @@ pub struct QuickstartArgs {
     /// The work directory [default: $UAE_CACHE/quickstart].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Corpus passages the teacher writes synthetic training questions for
+    /// (`uae synth`, added to the data set's own train questions); 0 trains
+    /// on the data set's train questions only.
+    #[arg(long, default_value_t = 96)]
+    synth_passages: usize,
+    /// Synthetic questions per sampled passage.
+    #[arg(long, default_value_t = 1)]
+    synth_per_passage: usize,
     /// Candidates mined and labelled per training query.
     #[arg(long, default_value_t = 6)]
     candidates: usize,
@@ -86,7 +95,7 @@ pub fn run(args: QuickstartArgs, device: &Device) -> Result<()> {
     let data = match &args.data {
         Some(d) => d.clone(),
         None => {
-            let d = uae_cache().join("data/python-faq");
+            let d = uae_cache().join("data/python-faq-heldout");
             if !d.join("corpus.jsonl").is_file() {
                 bail!("{} is missing: run scripts/quickstart.sh, which builds it, or give --data", d.display());
             }
@@ -107,6 +116,8 @@ pub fn run(args: QuickstartArgs, device: &Device) -> Result<()> {
         student,
         teacher,
         out: args.out.clone().unwrap_or_else(|| uae_cache().join("quickstart")),
+        synth_passages: args.synth_passages,
+        synth_per_passage: args.synth_per_passage,
         candidates: args.candidates,
         train_candidates: args.train_candidates,
         utility: args.utility,

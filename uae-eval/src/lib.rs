@@ -2,8 +2,9 @@
 //! ([`metrics`]), the end-to-end comparison of BM25, bi-encoders and LLM
 //! re-ranking ([`compare`]), its report ([`report`]) and charts ([`plot`]),
 //! training curves read back from a run's metric logs ([`curves`]),
-//! held-out retrieval for model selection during training ([`dev`]), and the
-//! whole pipeline as typed stages ([`pipeline`]).
+//! held-out retrieval for model selection during training ([`dev`]), synthetic
+//! training questions filtered by a retrieval round trip ([`synth`]), and
+//! the whole pipeline as typed stages ([`pipeline`]).
 
 pub mod compare;
 pub mod curves;
@@ -13,3 +14,4 @@ pub mod pipeline;
 pub mod plot;
 pub mod report;
 pub mod significance;
+pub mod synth;

@@ -27,9 +27,11 @@ use uae_model::encoder::{BiEncoder, EncoderOptions};
 use uae_model::llm::CausalLm;
 use uae_teacher::label::{LabelOptions, label};
 use uae_teacher::prompt::{Utility, UtilityPrompt};
+use uae_teacher::synth::SynthOptions;
 use uae_train::train::{RunPaths, TrainConfig, last_checkpoint, train};
 
 use crate::compare::{CompareOptions, compare};
+use crate::synth::{SynthJob, run_synth};
 
 /// The pipeline's inputs and settings (the defaults are `uae quickstart`'s).
 #[derive(Debug, Clone)]
@@ -43,6 +45,11 @@ pub struct PipelineOptions {
     pub teacher: String,
     /// The work directory.
     pub out: PathBuf,
+    /// Corpus passages the teacher writes synthetic training questions for
+    /// (`uae synth`); 0 trains on the data set's own train questions only.
+    pub synth_passages: usize,
+    /// Synthetic questions per sampled passage.
+    pub synth_per_passage: usize,
     /// Candidates mined and labelled per training query.
     pub candidates: usize,
     /// Candidates each training query keeps per step.
@@ -116,6 +123,7 @@ struct StageRecord {
 enum Work {
     Index { model: String, corpus: PathBuf, out: PathBuf },
     Mine { model: String, index: PathBuf, data: PathBuf, k: usize, per_document: bool, out: PathBuf },
+    Synth(Box<SynthJob>),
     Label { teacher: String, data: PathBuf, candidates: PathBuf, out: PathBuf, utility: Utility },
     Train { paths: RunPaths, config: PathBuf },
     Export { run: PathBuf, out: PathBuf },
@@ -165,6 +173,40 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
         resumable: false,
         work: Work::Index { model: o.student.clone(), corpus: data.join("corpus.jsonl"), out: base_index.clone() },
     })?;
+    // With synthetic questions, every later stage reads the data set that
+    // `uae synth` writes: the same corpus and held-out splits, the synthetic
+    // questions added to the train split.
+    let data = &if o.synth_passages > 0 {
+        let synth = out.join("data");
+        let job = SynthJob {
+            teacher: o.teacher.clone(),
+            data: o.data.clone(),
+            out: synth.clone(),
+            student: o.student.clone(),
+            index: Some(base_index.clone()),
+            round_trip: SynthJob::DEFAULT_ROUND_TRIP,
+            options: SynthOptions {
+                per_passage: o.synth_per_passage,
+                max_passages: Some(o.synth_passages),
+                ..SynthOptions::default()
+            },
+        };
+        runner.run(Stage {
+            name: "synth",
+            argv: argv(&[
+                "synth", "--teacher", &o.teacher, "--data", &s(&o.data), "--out", &s(&synth), "--student", &o.student,
+                "--index", &s(&base_index), "--max-passages", &o.synth_passages.to_string(), "--per-passage",
+                &o.synth_per_passage.to_string(),
+            ]),
+            inputs: [local(&o.student), local(&o.teacher), vec![o.data.clone(), base_index.clone()]].concat(),
+            outputs: vec![synth.clone()],
+            resumable: true,
+            work: Work::Synth(Box::new(job)),
+        })?;
+        synth
+    } else {
+        o.data.clone()
+    };
     runner.run(Stage {
         name: "mine",
         argv: argv(&[
@@ -255,7 +297,8 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
     }
     let report = out.join("report");
     let pipeline = serde_json::json!({
-        "data": s(data), "student": o.student, "teacher": o.teacher, "candidates": o.candidates,
+        "data": s(&o.data), "student": o.student, "teacher": o.teacher, "synth_passages": o.synth_passages,
+        "synth_per_passage": o.synth_per_passage, "candidates": o.candidates,
         "train_candidates": o.train_candidates, "utility": o.utility.to_string(), "tau_u": o.tau_u, "utility_norm": o.utility_norm,
         "infonce_weight": o.infonce_weight, "query_only": o.query_only,
         "epochs": o.epochs, "batch_size": o.batch_size, "lr": o.lr, "max_length": o.max_length,
@@ -407,6 +450,9 @@ impl Runner<'_> {
                 let lines = mine::mine(&set, Some(dense), &options, progress)?;
                 uae_data::records::write_candidates(out, &lines)?;
                 progress.message(&format!("mined {k} candidates for each of {} train queries into {}", lines.len(), out.display()));
+            }
+            Work::Synth(job) => {
+                run_synth(job, device, progress)?;
             }
             Work::Label { teacher, data, candidates, out, utility } => {
                 let set = DataSet::load(data, &[])?;

@@ -5,10 +5,12 @@
 //!
 //! Two steps, each its own file:
 //! - [`generate`] appends one [`Generated`] line per passage and question to
-//!   `synth.jsonl`, synced before the next passage; a rerun cuts a torn last
+//!   `synth.jsonl`, a batch of passages at a time (one padded batch through
+//!   the teacher), synced before the next batch; a rerun cuts a torn last
 //!   line and skips the passages already there, so a kill loses at most the
-//!   passage in flight, and a resumed run ends with the same file as an
-//!   uninterrupted one (greedy decoding is deterministic).
+//!   batch in flight, and a resumed run ends with the same file as an
+//!   uninterrupted one (greedy decoding is deterministic, and padding does
+//!   not change a row's tokens).
 //! - [`assemble`] parses and filters the generations ([`Verdict`]) and builds
 //!   a BEIR data set: the same corpus, the kept questions as extra `train`
 //!   queries (ids `synth:<passage>:<n>`, the answer filled, the source
@@ -29,7 +31,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use uae_data::jsonl::{read_appended, repair_tail};
 use uae_data::{DataSet, Passage, Query};
-use uae_model::llm::{CausalLm, ChatMessage, PrefixCache};
+use uae_model::llm::{CausalLm, ChatMessage};
 
 use crate::prompt::fit_passage;
 
@@ -39,6 +41,10 @@ answer to it in your own words (one sentence). Reply exactly in this form:\nQues
 
 /// The prefix of a synthetic query's id.
 pub const SYNTH_PREFIX: &str = "synth:";
+
+/// Passages generated for at once (one padded batch through the teacher):
+/// as many as `uae eval` answers at once.
+const SYNTH_BATCH: usize = crate::answer::ANSWER_BATCH;
 
 /// Settings of a generation run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -250,28 +256,41 @@ pub fn generate(
         .append(true)
         .open(path)
         .with_context(|| format!("cannot open {} for appending", path.display()))?;
-    // Every prompt begins with the same few-shot turns: they run once.
-    let mut prefix = PrefixCache::default();
-    for (i, passage) in todo.iter().enumerate() {
-        let (text, _) = fit_passage(lm, &passage.embedding_text(), options.max_passage_tokens)?;
-        let mut outputs: Vec<String> = Vec::with_capacity(options.per_passage);
-        let mut lines = String::new();
-        for n in 0..options.per_passage {
+    let mut done = 0;
+    for chunk in todo.chunks(SYNTH_BATCH) {
+        let texts = chunk
+            .iter()
+            .map(|p| Ok(fit_passage(lm, &p.embedding_text(), options.max_passage_tokens)?.0))
+            .collect::<Result<Vec<String>>>()?;
+        let mut outputs: Vec<Vec<String>> = vec![Vec::with_capacity(options.per_passage); chunk.len()];
+        for _ in 0..options.per_passage {
             // Greedy decoding is deterministic: a later question of the same
             // passage is asked for after the earlier replies, so that it can
             // differ (a model that repeats itself meets the duplicate filter).
-            let ids = lm.encode(&prompt(lm, &shots, &text, &outputs)?)?;
-            let output = lm.decode(&lm.generate_reusing(&ids, options.max_new_tokens, &mut prefix)?)?;
-            let generated = Generated { passage_id: passage.id.clone(), n, output: output.clone() };
-            lines.push_str(&serde_json::to_string(&generated)?);
-            lines.push('\n');
-            all.push(generated);
-            outputs.push(output);
+            let prompts = texts
+                .iter()
+                .zip(&outputs)
+                .map(|(text, before)| lm.encode(&prompt(lm, &shots, text, before)?))
+                .collect::<Result<Vec<_>>>()?;
+            let refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+            for (ids, before) in lm.generate_batch(&refs, options.max_new_tokens)?.iter().zip(&mut outputs) {
+                before.push(lm.decode(ids)?);
+            }
+        }
+        let mut lines = String::new();
+        for (passage, replies) in chunk.iter().zip(outputs) {
+            for (n, output) in replies.into_iter().enumerate() {
+                let generated = Generated { passage_id: passage.id.clone(), n, output };
+                lines.push_str(&serde_json::to_string(&generated)?);
+                lines.push('\n');
+                all.push(generated);
+            }
         }
         writer.write_all(lines.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
         writer.sync_data().with_context(|| format!("cannot sync {}", path.display()))?;
-        report.generated += 1;
-        progress(i + 1, todo.len());
+        report.generated += chunk.len();
+        done += chunk.len();
+        progress(done, todo.len());
     }
     Ok((report, all))
 }
