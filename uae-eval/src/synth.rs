@@ -78,8 +78,8 @@ pub fn run_synth(job: &SynthJob, device: &Device, progress: &dyn Progress) -> Re
         progress.message(&format!("removed a torn last line from {}", job.out.join(uae_teacher::synth::GENERATIONS).display()));
     }
     progress.message(&format!(
-        "generated for {} passages ({} already done) with {} few-shot examples",
-        report.generated, report.resumed, report.shots
+        "generated for {} passages ({} already done) with {} few-shot examples; {} passages gold for held-out queries left out",
+        report.generated, report.resumed, report.shots, report.held_out_sources
     ));
     progress.message(&summary.to_string());
     progress.message(&format!("wrote the data set to {}", job.out.display()));

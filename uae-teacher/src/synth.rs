@@ -17,8 +17,9 @@
 //!   passage judged relevant), and every other split untouched.
 //!
 //! Few-shot examples come from the data set's `train` split only: a query
-//! judged in any other split is never shown to the teacher, and a generated
-//! question equal to a held-out question (after normalisation) is dropped.
+//! judged in any other split is never shown to the teacher, a passage such a
+//! query judges relevant is never a source, and a generated question equal
+//! to a held-out question (after normalisation) is dropped.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::OpenOptions;
@@ -130,13 +131,23 @@ pub enum Verdict {
     RoundTrip,
 }
 
-/// The passages a run generates for, in order: a seeded sample of the corpus.
-fn sample_passages<'a>(data: &'a DataSet, options: &SynthOptions) -> Vec<&'a Passage> {
-    let mut passages: Vec<&Passage> = data.corpus.as_slice().iter().filter(|p| !p.embedding_text().trim().is_empty()).collect();
+/// The passages a run generates for, in order: a seeded sample of the
+/// corpus's passages with text, leaving out every passage a held-out query
+/// judges relevant (a question about one would make a dev or test query's
+/// gold passage a training positive); and how many were left out so.
+fn sample_passages<'a>(data: &'a DataSet, options: &SynthOptions) -> (Vec<&'a Passage>, usize) {
+    let held_out: HashSet<&str> = data
+        .qrels
+        .iter()
+        .filter(|(split, _)| *split != "train")
+        .flat_map(|(_, qrels)| qrels.iter().flat_map(|(_, judged)| judged.iter().filter(|(_, g)| **g > 0).map(|(d, _)| d.as_str())))
+        .collect();
+    let with_text = data.corpus.as_slice().iter().filter(|p| !p.embedding_text().trim().is_empty());
+    let (mut passages, left_out): (Vec<&Passage>, Vec<&Passage>) = with_text.partition(|p| !held_out.contains(p.id.as_str()));
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
     passages.shuffle(&mut rng);
     passages.truncate(options.max_passages.unwrap_or(usize::MAX));
-    passages
+    (passages, left_out.len())
 }
 
 /// The ids of the queries judged in any split other than `train`.
@@ -210,6 +221,8 @@ pub struct GenerateReport {
     pub repaired_torn_line: bool,
     /// Few-shot examples in every prompt.
     pub shots: usize,
+    /// Passages never sampled because a held-out query judges them relevant.
+    pub held_out_sources: usize,
 }
 
 /// Appends the teacher's generations for the sampled passages of `data` to
@@ -243,7 +256,9 @@ pub fn generate(
         })
         .collect::<Result<_>>()?;
     report.shots = shots.len();
-    let todo: Vec<&Passage> = sample_passages(data, options)
+    let (sample, held_out_sources) = sample_passages(data, options);
+    report.held_out_sources = held_out_sources;
+    let todo: Vec<&Passage> = sample
         .into_iter()
         .filter(|p| {
             let done = finished.contains(&p.id);
@@ -512,6 +527,15 @@ mod tests {
         let shots = examples(&data, &SynthOptions { shots: 5, ..SynthOptions::default() });
         let ids: Vec<&str> = shots.iter().map(|(q, p)| (q.id.as_str(), p.id.as_str())).map(|(q, _)| q).collect();
         assert_eq!(ids, ["q0"]);
+    }
+
+    #[test]
+    fn passages_gold_for_a_held_out_query_are_never_sampled() {
+        let (sample, left_out) = sample_passages(&data(), &SynthOptions::default());
+        let mut ids: Vec<&str> = sample.iter().map(|p| p.id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, ["p0", "p3"], "p1 and p2 are gold for test queries");
+        assert_eq!(left_out, 2);
     }
 
     #[test]
