@@ -531,7 +531,8 @@ mod tests {
 
     #[test]
     fn passages_gold_for_a_held_out_query_are_never_sampled() {
-        let (sample, left_out) = sample_passages(&data(), &SynthOptions::default());
+        let data = data();
+        let (sample, left_out) = sample_passages(&data, &SynthOptions::default());
         let mut ids: Vec<&str> = sample.iter().map(|p| p.id.as_str()).collect();
         ids.sort();
         assert_eq!(ids, ["p0", "p3"], "p1 and p2 are gold for test queries");
