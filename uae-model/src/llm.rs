@@ -247,31 +247,17 @@ impl CausalLm {
     /// after an end-of-sequence id (which is included) or at the context
     /// window. Uses a KV cache, so each new token costs one position.
     pub fn generate(&self, prompt: &[u32], max_new_tokens: usize) -> Result<Vec<u32>> {
-        self.generate_reusing(prompt, max_new_tokens, &mut PrefixCache::default())
-    }
-
-    /// [`Self::generate`] starting from the keys and values `prefix` holds
-    /// for the first tokens `prompt` shares with the prompt it last ran;
-    /// `prefix` then holds this prompt's. Prompts that begin alike (the same
-    /// few-shot examples) run their common beginning once.
-    pub fn generate_reusing(&self, prompt: &[u32], max_new_tokens: usize, prefix: &mut PrefixCache) -> Result<Vec<u32>> {
         if prompt.is_empty() {
             bail!("generation needs a prompt of at least one token");
         }
-        let shared = prefix.ids.iter().zip(prompt).take_while(|(a, b)| a == b).count();
-        // At least the prompt's last token runs, for the first logits.
-        let reused = shared.min(prompt.len() - 1);
-        let mut cache = prefix.cache.truncated(reused);
-        let mut next_input: Vec<u32> = prompt[reused..].to_vec();
+        let mut cache = KvCache::new();
+        let mut next_input: Vec<u32> = prompt.to_vec();
         let mut out = Vec::new();
         while out.len() < max_new_tokens && cache.len() + next_input.len() <= self.context_length() {
             let n = next_input.len();
             let ids: Vec<i32> = next_input.iter().map(|&x| x as i32).collect();
             let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &self.device);
             let hidden = self.model.hidden_states(input, Some(&mut cache));
-            if out.is_empty() {
-                *prefix = PrefixCache { ids: prompt.to_vec(), cache: cache.clone() };
-            }
             let width = hidden.dims()[2];
             let last = hidden.narrow(1, n - 1, 1).reshape([1, width]);
             let next = self.model.logits(last).argmax(1).reshape([1]);
@@ -332,14 +318,6 @@ impl CausalLm {
             input = Tensor::<2, Int>::from_data(TensorData::new(fed, [rows, 1]), &self.device);
         }
     }
-}
-
-/// The keys and values of the last prompt [`CausalLm::generate_reusing`]
-/// ran, with its ids.
-#[derive(Debug, Clone, Default)]
-pub struct PrefixCache {
-    ids: Vec<u32>,
-    cache: KvCache,
 }
 
 /// The special tokens and chat template of `tokenizer_config.json` (or

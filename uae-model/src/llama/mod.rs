@@ -167,24 +167,6 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
-
-    /// The cache of the first `n` positions only (all of it when `n` is
-    /// longer). Keys and values depend only on earlier tokens, so this is
-    /// exactly the cache of those `n` tokens.
-    pub fn truncated(&self, n: usize) -> Self {
-        if n >= self.len {
-            return self.clone();
-        }
-        if n == 0 {
-            return Self::new();
-        }
-        let layers = self
-            .layers
-            .iter()
-            .map(|layer| layer.as_ref().map(|(k, v)| (k.clone().narrow(2, 0, n), v.clone().narrow(2, 0, n))))
-            .collect();
-        Self { layers, len: n }
-    }
 }
 
 /// A Llama-family decoder with its language-model head
