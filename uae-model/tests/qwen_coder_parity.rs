@@ -7,61 +7,10 @@
 //! come from `assets/fetch.sh qwen2.5-coder-1.5b` (scripts/test.sh runs it).
 //! The model is about 8 GB resident in f32.
 
+#[macro_use]
 mod common;
-
-use std::sync::OnceLock;
-
-use common::Parity;
 
 /// Largest accepted |logit difference| (the bound).
 const LOGIT_TOLERANCE: f64 = 1e-3;
 
-/// The real model and its fixture, or `None` (the test is skipped) when the
-/// model was not fetched.
-fn parity() -> Option<&'static Parity> {
-    static PARITY: OnceLock<Parity> = OnceLock::new();
-    let path = uae_test_support::weights::qwen_coder()?;
-    Some(PARITY.get_or_init(|| Parity::load(&path, "qwen2.5-coder-1.5b_reference.json", LOGIT_TOLERANCE)))
-}
-
-#[test]
-fn token_ids_equal_transformers() {
-    if let Some(p) = parity() {
-        p.token_ids();
-    }
-}
-
-#[test]
-fn logits_equal_transformers_one_sequence_at_a_time() {
-    if let Some(p) = parity() {
-        p.logits_one_at_a_time();
-    }
-}
-
-#[test]
-fn padded_batch_logits_equal_transformers() {
-    if let Some(p) = parity() {
-        p.padded_batch();
-    }
-}
-
-#[test]
-fn continuation_logprobs_equal_transformers() {
-    if let Some(p) = parity() {
-        p.continuation_logprobs();
-    }
-}
-
-#[test]
-fn greedy_continuations_equal_transformers() {
-    if let Some(p) = parity() {
-        p.greedy();
-    }
-}
-
-#[test]
-fn chat_template_renders_like_transformers() {
-    if let Some(p) = parity() {
-        p.chat_template();
-    }
-}
+parity_tests!(uae_test_support::weights::qwen_coder(), "qwen2.5-coder-1.5b_reference.json", LOGIT_TOLERANCE);

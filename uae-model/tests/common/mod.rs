@@ -166,3 +166,59 @@ impl Parity {
         }
     }
 }
+
+/// The six parity tests of one teacher, each skipped when its weights were
+/// not fetched: `$weights` gives the GGUF path (`Option<PathBuf>`), `$fixture`
+/// names the file in `assets/fixtures`, `$tolerance` bounds |logit diff|.
+macro_rules! parity_tests {
+    ($weights:expr, $fixture:literal, $tolerance:expr) => {
+        /// The real model and its fixture, or `None` when the model was not fetched.
+        fn parity() -> Option<&'static common::Parity> {
+            static PARITY: std::sync::OnceLock<common::Parity> = std::sync::OnceLock::new();
+            let path = $weights?;
+            Some(PARITY.get_or_init(|| common::Parity::load(&path, $fixture, $tolerance)))
+        }
+
+        #[test]
+        fn token_ids_equal_transformers() {
+            if let Some(p) = parity() {
+                p.token_ids();
+            }
+        }
+
+        #[test]
+        fn logits_equal_transformers_one_sequence_at_a_time() {
+            if let Some(p) = parity() {
+                p.logits_one_at_a_time();
+            }
+        }
+
+        #[test]
+        fn padded_batch_logits_equal_transformers() {
+            if let Some(p) = parity() {
+                p.padded_batch();
+            }
+        }
+
+        #[test]
+        fn continuation_logprobs_equal_transformers() {
+            if let Some(p) = parity() {
+                p.continuation_logprobs();
+            }
+        }
+
+        #[test]
+        fn greedy_continuations_equal_transformers() {
+            if let Some(p) = parity() {
+                p.greedy();
+            }
+        }
+
+        #[test]
+        fn chat_template_renders_like_transformers() {
+            if let Some(p) = parity() {
+                p.chat_template();
+            }
+        }
+    };
+}
