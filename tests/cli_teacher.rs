@@ -190,7 +190,7 @@ fn killed_synth_resumes_to_the_uninterrupted_result() {
     let args = |out: &str| -> Vec<String> {
         [
             "synth", "--teacher", &s.teacher, "--data", &s.data, "--out", out, "--student", student.to_str().unwrap(),
-            "--index", index.to_str().unwrap(), "--max-passages", "12", "--per-passage", "2", "--max-new-tokens", "12",
+            "--index", index.to_str().unwrap(), "--max-passages", "24", "--per-passage", "2", "--max-new-tokens", "12",
         ]
         .iter()
         .map(|a| a.to_string())
@@ -200,11 +200,11 @@ fn killed_synth_resumes_to_the_uninterrupted_result() {
     let out = uae(&args(full.to_str().unwrap()).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("generated for 12 passages (0 already done) with 2 few-shot examples"), "{err}");
-    assert!(err.contains("of 24 generations kept"), "{err}");
+    assert!(err.contains("generated for 24 passages (0 already done) with 2 few-shot examples"), "{err}");
+    assert!(err.contains("of 48 generations kept"), "{err}");
     let generations = std::fs::read_to_string(full.join("synth.jsonl")).unwrap();
-    assert_eq!(generations.lines().count(), 24);
-    assert_eq!(std::fs::read_to_string(full.join("verdicts.jsonl")).unwrap().lines().count(), 24);
+    assert_eq!(generations.lines().count(), 48);
+    assert_eq!(std::fs::read_to_string(full.join("verdicts.jsonl")).unwrap().lines().count(), 48);
     for file in ["corpus.jsonl", "qrels/train.tsv"] {
         assert!(full.join(file).is_file(), "{file} is missing");
     }
@@ -228,7 +228,7 @@ fn killed_synth_resumes_to_the_uninterrupted_result() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let partial = std::fs::read_to_string(killed.join("synth.jsonl")).unwrap();
-    assert!(partial.lines().count() < 24, "the run finished before the kill; make it slower");
+    assert!(partial.lines().count() < 48, "the run finished before the kill; make it slower");
     std::fs::write(killed.join("synth.jsonl"), format!("{partial}{{\"passage_id\":\"d")).unwrap();
     let out = uae(&args(killed.to_str().unwrap()).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(out.status.success(), "{}", stderr(&out));
@@ -238,6 +238,17 @@ fn killed_synth_resumes_to_the_uninterrupted_result() {
         assert_eq!(std::fs::read(killed.join(file)).unwrap(), std::fs::read(full.join(file)).unwrap(), "{file}");
     }
     assert_eq!(std::fs::read_to_string(full.join("qrels/test.tsv")).unwrap(), held_out, "the held-out split is the input's");
+    assert!(err.contains("sources: corpus"), "{err}");
+
+    // The stricter protocol leaves out the test query's gold passage d11.
+    let strict = s.root.join("strict");
+    let mut strict_args = args(strict.to_str().unwrap());
+    strict_args.extend(["--sources", "not-held-out-gold"].map(String::from));
+    let out = uae(&strict_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("sources: not-held-out-gold (1 passages gold for held-out queries left out)"), "{}", stderr(&out));
+    let sources = std::fs::read_to_string(strict.join("synth.jsonl")).unwrap();
+    assert!(!sources.contains("\"passage_id\":\"d11\""), "{sources}");
 }
 
 #[test]

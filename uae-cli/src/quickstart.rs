@@ -10,6 +10,7 @@ use clap::Args;
 use uae_data::cache::{fetched_model, uae_cache};
 use uae_eval::pipeline::{PipelineOptions, run_pipeline};
 use uae_teacher::prompt::Utility;
+use uae_teacher::synth::Sources;
 use uae_train::loss::UtilityNorm;
 
 use crate::progress::Bars;
@@ -40,6 +41,10 @@ pub struct QuickstartArgs {
     /// Synthetic questions per sampled passage.
     #[arg(long, default_value_t = 1)]
     synth_per_passage: usize,
+    /// Which passages synthetic questions may be about: the whole `corpus`,
+    /// or `not-held-out-gold` (no passage a dev or test query judges relevant).
+    #[arg(long, default_value_t = Sources::Corpus)]
+    synth_sources: Sources,
     /// Candidates mined and labelled per training query.
     #[arg(long, default_value_t = 6)]
     candidates: usize,
@@ -119,6 +124,7 @@ pub fn run(args: QuickstartArgs, device: &Device) -> Result<()> {
         out: args.out.clone().unwrap_or_else(|| uae_cache().join("quickstart")),
         synth_passages: args.synth_passages,
         synth_per_passage: args.synth_per_passage,
+        synth_sources: args.synth_sources,
         candidates: args.candidates,
         train_candidates: args.train_candidates,
         utility: args.utility,

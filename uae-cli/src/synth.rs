@@ -7,7 +7,7 @@ use anyhow::Result;
 use burn::tensor::Device;
 use clap::Args;
 use uae_eval::synth::{SynthJob, run_synth};
-use uae_teacher::synth::SynthOptions;
+use uae_teacher::synth::{Sources, SynthOptions};
 
 use crate::progress::Bars;
 
@@ -30,6 +30,12 @@ pub struct SynthArgs {
     /// the corpus is embedded into <out>/index.
     #[arg(long)]
     index: Option<PathBuf>,
+    /// Which passages may be sources: the whole `corpus` (a held-out
+    /// question is never seen, but a passage it judges relevant may be
+    /// written about, as GPL and InPars do), or `not-held-out-gold` (no
+    /// passage a dev or test query judges relevant).
+    #[arg(long, default_value_t = Sources::Corpus)]
+    sources: Sources,
     /// Questions per sampled passage.
     #[arg(long, default_value_t = 1)]
     per_passage: usize,
@@ -60,6 +66,7 @@ pub fn run(args: SynthArgs, device: &Device) -> Result<()> {
         index: args.index,
         round_trip: args.round_trip,
         options: SynthOptions {
+            sources: args.sources,
             per_passage: args.per_passage,
             max_passages: args.max_passages,
             seed: args.seed,

@@ -57,6 +57,15 @@ pub struct Query {
 }
 
 impl Query {
+    /// The prefix of a synthetic query's id (a question an LLM wrote about a
+    /// corpus passage, `uae synth`), as in `synth:<passage>:<n>`.
+    pub const SYNTHETIC_PREFIX: &'static str = "synth:";
+
+    /// Whether `id` names a synthetic query.
+    pub fn is_synthetic_id(id: &str) -> bool {
+        id.starts_with(Self::SYNTHETIC_PREFIX)
+    }
+
     /// The first answer that is not blank, the one utilities are measured on.
     pub fn first_answer(&self) -> Option<&str> {
         self.answers.iter().map(String::as_str).find(|a| !a.trim().is_empty())

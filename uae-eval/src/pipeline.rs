@@ -27,7 +27,7 @@ use uae_model::encoder::{BiEncoder, EncoderOptions};
 use uae_model::llm::CausalLm;
 use uae_teacher::label::{LabelOptions, label};
 use uae_teacher::prompt::{Utility, UtilityPrompt};
-use uae_teacher::synth::SynthOptions;
+use uae_teacher::synth::{Sources, SynthOptions};
 use uae_train::train::{RunPaths, TrainConfig, last_checkpoint, train};
 
 use crate::compare::{CompareOptions, compare};
@@ -50,6 +50,8 @@ pub struct PipelineOptions {
     pub synth_passages: usize,
     /// Synthetic questions per sampled passage.
     pub synth_per_passage: usize,
+    /// Which passages synthetic questions may be about.
+    pub synth_sources: Sources,
     /// Candidates mined and labelled per training query.
     pub candidates: usize,
     /// Candidates each training query keeps per step.
@@ -186,6 +188,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
             index: Some(base_index.clone()),
             round_trip: SynthJob::DEFAULT_ROUND_TRIP,
             options: SynthOptions {
+                sources: o.synth_sources,
                 per_passage: o.synth_per_passage,
                 max_passages: Some(o.synth_passages),
                 ..SynthOptions::default()
@@ -196,7 +199,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
             argv: argv(&[
                 "synth", "--teacher", &o.teacher, "--data", &s(&o.data), "--out", &s(&synth), "--student", &o.student,
                 "--index", &s(&base_index), "--max-passages", &o.synth_passages.to_string(), "--per-passage",
-                &o.synth_per_passage.to_string(),
+                &o.synth_per_passage.to_string(), "--sources", &o.synth_sources.to_string(),
             ]),
             inputs: [local(&o.student), local(&o.teacher), vec![o.data.clone(), base_index.clone()]].concat(),
             outputs: vec![synth.clone()],
@@ -296,13 +299,17 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
         })?;
     }
     let report = out.join("report");
+    // A query-side student embeds passages as its base does, so it searches
+    // the base's index; a fully trained one gets its own in the eval stage.
+    let student_index = out.join("indexes").join(if o.query_only { "base" } else { "uae" });
+    let serve = format!("uae serve --model {} --index {}", s(&out.join("models/uae")), s(&student_index));
     let pipeline = serde_json::json!({
         "data": s(&o.data), "student": o.student, "teacher": o.teacher, "synth_passages": o.synth_passages,
-        "synth_per_passage": o.synth_per_passage, "candidates": o.candidates,
+        "synth_per_passage": o.synth_per_passage, "synth_sources": o.synth_sources, "candidates": o.candidates,
         "train_candidates": o.train_candidates, "utility": o.utility.to_string(), "tau_u": o.tau_u, "utility_norm": o.utility_norm,
         "infonce_weight": o.infonce_weight, "query_only": o.query_only,
         "epochs": o.epochs, "batch_size": o.batch_size, "lr": o.lr, "max_length": o.max_length,
-        "stages": runner.summary,
+        "stages": runner.summary, "serve": serve,
     });
     write_atomically(out, "pipeline.json", serde_json::to_string_pretty(&pipeline)?.as_bytes())?;
     let models = [("base", PathBuf::from(&o.student)), ("infonce", out.join("models/infonce")), ("uae", out.join("models/uae"))];

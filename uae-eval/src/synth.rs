@@ -11,7 +11,7 @@ use uae_data::{DataSet, Progress};
 use uae_index::corpus_index::{self, Searcher};
 use uae_model::encoder::{BiEncoder, EncoderOptions};
 use uae_model::llm::CausalLm;
-use uae_teacher::synth::{GenerateReport, SynthOptions, SynthSummary, synthesize};
+use uae_teacher::synth::{GenerateReport, Sources, SynthOptions, SynthSummary, synthesize};
 
 /// Texts embedded per batch (word pieces).
 const BATCH_TOKENS: usize = 1024;
@@ -78,8 +78,15 @@ pub fn run_synth(job: &SynthJob, device: &Device, progress: &dyn Progress) -> Re
         progress.message(&format!("removed a torn last line from {}", job.out.join(uae_teacher::synth::GENERATIONS).display()));
     }
     progress.message(&format!(
-        "generated for {} passages ({} already done) with {} few-shot examples; {} passages gold for held-out queries left out",
-        report.generated, report.resumed, report.shots, report.held_out_sources
+        "generated for {} passages ({} already done) with {} few-shot examples; sources: {}{}",
+        report.generated,
+        report.resumed,
+        report.shots,
+        job.options.sources,
+        match job.options.sources {
+            Sources::Corpus => String::new(),
+            Sources::NotHeldOutGold => format!(" ({} passages gold for held-out queries left out)", report.held_out_sources),
+        }
     ));
     progress.message(&summary.to_string());
     progress.message(&format!("wrote the data set to {}", job.out.display()));

@@ -17,9 +17,11 @@
 //!   passage judged relevant), and every other split untouched.
 //!
 //! Few-shot examples come from the data set's `train` split only: a query
-//! judged in any other split is never shown to the teacher, a passage such a
-//! query judges relevant is never a source, and a generated question equal
-//! to a held-out question (after normalisation) is dropped.
+//! judged in any other split is never shown to the teacher, and a generated
+//! question equal or close to a held-out question ([`near_duplicate`]) is
+//! dropped. Source passages are sampled from the whole corpus ([`Sources`]),
+//! as GPL and InPars do on the target corpus; `Sources::NotHeldOutGold`
+//! also leaves out every passage a held-out query judges relevant.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::OpenOptions;
@@ -40,16 +42,52 @@ use crate::prompt::fit_passage;
 pub const INSTRUCTION: &str = "Write one question that a user could ask and that the passage answers, then a short \
 answer to it in your own words (one sentence). Reply exactly in this form:\nQuestion: <the question>\nAnswer: <the answer>";
 
-/// The prefix of a synthetic query's id.
-pub const SYNTH_PREFIX: &str = "synth:";
-
 /// Passages generated for at once (one padded batch through the teacher):
 /// as many as `uae eval` answers at once.
 const SYNTH_BATCH: usize = crate::answer::ANSWER_BATCH;
 
+/// Which corpus passages a run may write questions about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sources {
+    /// Every passage with text: the user's case (a corpus and no questions),
+    /// and the protocol of GPL and InPars on a target corpus. A held-out
+    /// question is never seen; a passage it judges relevant may be a source.
+    #[default]
+    Corpus,
+    /// Leave out every passage a held-out (dev or test) query judges
+    /// relevant: no held-out gold passage becomes a training positive.
+    NotHeldOutGold,
+}
+
+impl std::fmt::Display for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Corpus => "corpus",
+            Self::NotHeldOutGold => "not-held-out-gold",
+        })
+    }
+}
+
+impl std::str::FromStr for Sources {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "corpus" => Ok(Self::Corpus),
+            "not-held-out-gold" => Ok(Self::NotHeldOutGold),
+            _ => bail!("unknown sources {s:?}: expected corpus or not-held-out-gold"),
+        }
+    }
+}
+
 /// Settings of a generation run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SynthOptions {
+    /// Which passages may be sources. A `synth.json` from before this
+    /// option was written with `NotHeldOutGold`, the one behaviour then.
+    #[serde(default = "not_held_out_gold")]
+    pub sources: Sources,
     /// Questions per sampled passage.
     pub per_passage: usize,
     /// Sample at most this many passages (all when `None`).
@@ -64,9 +102,13 @@ pub struct SynthOptions {
     pub max_new_tokens: usize,
 }
 
+fn not_held_out_gold() -> Sources {
+    Sources::NotHeldOutGold
+}
+
 impl Default for SynthOptions {
     fn default() -> Self {
-        Self { per_passage: 1, max_passages: None, seed: 42, shots: 2, max_passage_tokens: 192, max_new_tokens: 64 }
+        Self { sources: Sources::default(), per_passage: 1, max_passages: None, seed: 42, shots: 2, max_passage_tokens: 192, max_new_tokens: 64 }
     }
 }
 
@@ -105,6 +147,19 @@ pub fn parse(output: &str) -> Option<Parsed> {
     Some(Parsed { question, answer })
 }
 
+/// Word overlap (Jaccard over the sets of [`normalise`]d words) from which a
+/// generated question counts as a near copy of a held-out question.
+pub const NEAR_DUPLICATE: f64 = 0.7;
+
+/// Whether two questions are equal or close: the Jaccard similarity of
+/// their sets of normalised words is at least [`NEAR_DUPLICATE`].
+pub fn near_duplicate(a: &str, b: &str) -> bool {
+    let words = |t: &str| -> HashSet<String> { normalise(t).split(' ').filter(|w| !w.is_empty()).map(str::to_string).collect() };
+    let (a, b) = (words(a), words(b));
+    let union = a.union(&b).count();
+    union > 0 && a.intersection(&b).count() as f64 >= NEAR_DUPLICATE * union as f64
+}
+
 /// A question reduced for comparison: lowercase words of letters and digits.
 pub fn normalise(text: &str) -> String {
     text.to_lowercase()
@@ -124,7 +179,8 @@ pub enum Verdict {
     Malformed,
     /// The same question (normalised) as an earlier generation.
     Duplicate,
-    /// The same question as a held-out (dev or test) one.
+    /// The same question as a held-out (dev or test) one, or a close one
+    /// ([`near_duplicate`]).
     HeldOut,
     /// The source passage is not among the base encoder's top passages for
     /// the question.
@@ -132,16 +188,20 @@ pub enum Verdict {
 }
 
 /// The passages a run generates for, in order: a seeded sample of the
-/// corpus's passages with text, leaving out every passage a held-out query
-/// judges relevant (a question about one would make a dev or test query's
-/// gold passage a training positive); and how many were left out so.
+/// corpus's passages with text, with `Sources::NotHeldOutGold` leaving out
+/// every passage a held-out query judges relevant; and how many were left
+/// out so.
 fn sample_passages<'a>(data: &'a DataSet, options: &SynthOptions) -> (Vec<&'a Passage>, usize) {
-    let held_out: HashSet<&str> = data
+    let held_out: HashSet<&str> = if options.sources == Sources::Corpus {
+        HashSet::new()
+    } else {
+        data
         .qrels
         .iter()
         .filter(|(split, _)| *split != "train")
-        .flat_map(|(_, qrels)| qrels.iter().flat_map(|(_, judged)| judged.iter().filter(|(_, g)| **g > 0).map(|(d, _)| d.as_str())))
-        .collect();
+            .flat_map(|(_, qrels)| qrels.iter().flat_map(|(_, judged)| judged.iter().filter(|(_, g)| **g > 0).map(|(d, _)| d.as_str())))
+            .collect()
+    };
     let with_text = data.corpus.as_slice().iter().filter(|p| !p.embedding_text().trim().is_empty());
     let (mut passages, left_out): (Vec<&Passage>, Vec<&Passage>) = with_text.partition(|p| !held_out.contains(p.id.as_str()));
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
@@ -221,7 +281,8 @@ pub struct GenerateReport {
     pub repaired_torn_line: bool,
     /// Few-shot examples in every prompt.
     pub shots: usize,
-    /// Passages never sampled because a held-out query judges them relevant.
+    /// Passages never sampled because a held-out query judges them relevant
+    /// (`Sources::NotHeldOutGold`).
     pub held_out_sources: usize,
 }
 
@@ -332,7 +393,7 @@ impl std::fmt::Display for SynthSummary {
         let count = |v: Verdict| self.verdicts.get(&v).copied().unwrap_or(0);
         write!(
             f,
-            "{} of {} generations kept; dropped: {} malformed, {} duplicates, {} equal to a held-out question, \
+            "{} of {} generations kept; dropped: {} malformed, {} duplicates, {} equal or close to a held-out question, \
              {} whose passage is not in the base encoder's top {}; {} kept answers copy their passage",
             count(Verdict::Kept),
             self.generations,
@@ -363,7 +424,7 @@ pub struct Judged {
 
 /// The id of the `n`-th synthetic question of `passage_id`.
 pub fn synthetic_id(passage_id: &str, n: usize) -> String {
-    format!("{SYNTH_PREFIX}{passage_id}:{n}")
+    format!("{}{passage_id}:{n}", Query::SYNTHETIC_PREFIX)
 }
 
 /// Filters `generations` and returns `data` with the kept questions added
@@ -377,15 +438,14 @@ pub fn assemble(
     depth: usize,
     top: impl FnOnce(&[String]) -> Result<Vec<Vec<String>>>,
 ) -> Result<(DataSet, Vec<Judged>, SynthSummary)> {
-    let held_out: HashSet<String> =
-        held_out_queries(data).into_iter().filter_map(|id| data.queries.get(id)).map(|q| normalise(&q.text)).collect();
+    let held_out: Vec<&str> = held_out_queries(data).into_iter().filter_map(|id| data.queries.get(id)).map(|q| q.text.as_str()).collect();
     let mut seen: HashSet<String> = HashSet::new();
     let mut judged = Vec::with_capacity(generations.len());
     for g in generations {
         let parsed = parse(&g.output);
         let verdict = match &parsed {
             None => Verdict::Malformed,
-            Some(p) if held_out.contains(&normalise(&p.question)) => Verdict::HeldOut,
+            Some(p) if held_out.iter().any(|h| near_duplicate(h, &p.question)) => Verdict::HeldOut,
             Some(p) if !seen.insert(normalise(&p.question)) => Verdict::Duplicate,
             Some(_) => Verdict::Kept,
         };
@@ -530,13 +590,24 @@ mod tests {
     }
 
     #[test]
-    fn passages_gold_for_a_held_out_query_are_never_sampled() {
+    fn sources_are_the_corpus_or_leave_out_held_out_gold() {
         let data = data();
-        let (sample, left_out) = sample_passages(&data, &SynthOptions::default());
-        let mut ids: Vec<&str> = sample.iter().map(|p| p.id.as_str()).collect();
-        ids.sort();
-        assert_eq!(ids, ["p0", "p3"], "p1 and p2 are gold for test queries");
-        assert_eq!(left_out, 2);
+        let ids = |sources: Sources| {
+            let (sample, left_out) = sample_passages(&data, &SynthOptions { sources, ..SynthOptions::default() });
+            let mut ids: Vec<&str> = sample.iter().map(|p| p.id.as_str()).collect();
+            ids.sort();
+            (ids, left_out)
+        };
+        assert_eq!(ids(Sources::Corpus), (vec!["p0", "p1", "p2", "p3"], 0));
+        assert_eq!(ids(Sources::NotHeldOutGold), (vec!["p0", "p3"], 2), "p1 and p2 are gold for test queries");
+    }
+
+    #[test]
+    fn near_duplicates_share_most_of_their_words() {
+        assert!(near_duplicate("Why is Python slow?", "why is python SLOW"));
+        assert!(near_duplicate("How do I make a Python script executable?", "How can I make a Python script executable?"));
+        assert!(!near_duplicate("How do I sort a list?", "How do I copy a file?"));
+        assert!(!near_duplicate("", ""));
     }
 
     #[test]
@@ -547,7 +618,7 @@ mod tests {
             g("p0", 0, "Question: What does passage zero say?\nAnswer: It says zero."),
             g("p0", 1, "no question here"),
             g("p1", 0, "Question: what does passage ZERO say\nAnswer: Zero."),
-            g("p2", 0, "Question: What is two?\nAnswer: Two."),
+            g("p2", 0, "Question: What is two, then?\nAnswer: Two."),
             g("p3", 0, "Question: Which passage is three?\nAnswer: the answer is 3"),
             g("p3", 1, "Question: Is this about p1?\nAnswer: No."),
         ];
