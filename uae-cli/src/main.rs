@@ -13,6 +13,7 @@ mod logprob;
 mod mine;
 mod progress;
 mod quickstart;
+mod serve;
 mod synth;
 mod train;
 
@@ -45,6 +46,8 @@ enum Command {
     Index(index::IndexArgs),
     /// Search an index with text queries.
     Search(index::SearchArgs),
+    /// Serve embeddings, search and teacher log-probabilities over HTTP.
+    Serve(serve::ServeArgs),
     /// Mine candidate passages per query for the teacher to label.
     Mine(mine::MineArgs),
     /// Log-likelihood of continuations given prompts under a teacher LLM.
@@ -82,6 +85,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::run(args, device),
         Command::Index(args) => index::run_index(args, &device()?),
         Command::Search(args) => index::run_search(args, &device()?),
+        Command::Serve(args) => serve::run(args, device()?),
         Command::Mine(args) => mine::run(args, &device()?),
         Command::Logprob(args) => logprob::run(args, &device()?),
         Command::Label(args) => label::run(args, &device()?),

@@ -354,6 +354,9 @@ impl ComparisonReport {
                 t.mean_gold_rank
             );
         }
+        if let Some(serve) = self.config.pointer("/pipeline/serve").and_then(|v| v.as_str()) {
+            let _ = writeln!(md, "\n## Serving the student\n\nThe trained student and its corpus index behind HTTP (`/search`, `/embed`, `/v1/embeddings`):\n\n    {serve}");
+        }
         md.push_str("\n![metrics](metrics.png)\n");
         if !self.curves.is_empty() {
             md.push_str("\n![training](training.png)\n");
