@@ -157,10 +157,7 @@ async fn embed_texts(state: &AppState, texts: Vec<String>, role: TextRole, token
 }
 
 fn l2_normalised(mut v: Vec<f32>) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
+    uae_index::store::normalize(&mut v);
     v
 }
 
