@@ -9,6 +9,9 @@
 #![allow(non_snake_case)]
 
 pub mod config;
+#[cfg(feature = "flex")]
+mod flex;
+mod gelu;
 pub mod load;
 
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -28,6 +31,8 @@ pub struct TokenBatch {
     pub token_type_ids: Tensor<2, Int>,
     /// 1.0 for real tokens and 0.0 for padding, `[batch, seq]`.
     pub attention_mask: Tensor<2>,
+    /// Whether any input is shorter than `seq` (so `attention_mask` holds a 0).
+    pub padded: bool,
 }
 
 impl TokenBatch {
@@ -39,6 +44,7 @@ impl TokenBatch {
         let mut flat_ids = vec![pad_id as i32; batch * seq];
         let mut flat_types = vec![0i32; batch * seq];
         let mut mask = vec![0f32; batch * seq];
+        let padded = ids.iter().any(|x| x.len() < seq);
         for (row, (ids, types)) in ids.iter().zip(type_ids).enumerate() {
             for (col, (&id, &ty)) in ids.iter().zip(types.iter()).enumerate() {
                 flat_ids[row * seq + col] = id as i32;
@@ -50,6 +56,7 @@ impl TokenBatch {
             input_ids: Tensor::from_data(TensorData::new(flat_ids, [batch, seq]), device),
             token_type_ids: Tensor::from_data(TensorData::new(flat_types, [batch, seq]), device),
             attention_mask: Tensor::from_data(TensorData::new(mask, [batch, seq]), device),
+            padded,
         }
     }
 }
@@ -102,13 +109,13 @@ pub struct BertSelfAttention {
 }
 
 impl BertSelfAttention {
-    fn forward(&self, hidden: Tensor<3>, pad_mask: Tensor<4, Bool>) -> Tensor<3> {
+    fn forward(&self, hidden: Tensor<3>, pad_mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
         let [batch, seq, width] = hidden.dims();
         let heads = |t: Tensor<3>| t.reshape([batch, seq, self.num_heads, width / self.num_heads]).swap_dims(1, 2);
         let q = heads(self.query.forward(hidden.clone()));
         let k = heads(self.key.forward(hidden.clone()));
         let v = heads(self.value.forward(hidden));
-        let context = attention(q, k, v, Some(pad_mask), None, AttentionModuleOptions::default());
+        let context = attention(q, k, v, pad_mask, None, AttentionModuleOptions::default());
         context.swap_dims(1, 2).reshape([batch, seq, width])
     }
 }
@@ -152,7 +159,7 @@ impl BertIntermediate {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let x = self.dense.forward(x);
         match self.act {
-            HiddenAct::Gelu => activation::gelu(x),
+            HiddenAct::Gelu => gelu::gelu(x),
             HiddenAct::GeluNew => activation::gelu_approximate(x),
             HiddenAct::Relu => activation::relu(x),
         }
@@ -171,7 +178,7 @@ pub struct BertLayer {
 }
 
 impl BertLayer {
-    fn forward(&self, hidden: Tensor<3>, pad_mask: Tensor<4, Bool>) -> Tensor<3> {
+    fn forward(&self, hidden: Tensor<3>, pad_mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
         let attended = self.attention.self_attn.forward(hidden.clone(), pad_mask);
         let hidden = self.attention.output.forward(attended, hidden);
         let inner = self.intermediate.forward(hidden.clone());
@@ -234,9 +241,19 @@ impl BertModel {
     pub fn forward(&self, batch: &TokenBatch) -> Tensor<3> {
         let [b, s] = batch.input_ids.dims();
         let heads = self.encoder.layer.first().map_or(1, |l| l.attention.self_attn.num_heads);
-        // True where the key is padding, expanded to every head and query row
-        // (the autodiff and GPU attention paths need the full shape).
-        let pad_mask = batch.attention_mask.clone().equal_elem(0.0).reshape([b, 1, 1, s]).expand([b, heads, s, s]);
+        // True where the key is padding, expanded to every query row; none
+        // when nothing is padded.
+        let pad_mask = batch.padded.then(|| {
+            let keys = batch.attention_mask.clone().equal_elem(0.0).reshape([b, 1, 1, s]);
+            // flex's inference attention takes one mask for all heads and
+            // reads a contiguous one in place (an expanded view is copied on
+            // every layer); the autodiff and GPU paths need every head.
+            #[cfg(feature = "flex")]
+            if flex::is_inference(&batch.attention_mask) {
+                return flex::contiguous(keys.expand([b, 1, s, s]));
+            }
+            keys.expand([b, heads, s, s])
+        });
         let mut hidden = self.embeddings.forward(batch.input_ids.clone(), batch.token_type_ids.clone());
         for layer in &self.encoder.layer {
             hidden = layer.forward(hidden, pad_mask.clone());
