@@ -53,15 +53,16 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// Defaults for `model`: loopback port 8080, TEI's limits (16,384 batch
-    /// tokens, 512 concurrent requests, 2 MB bodies).
+    /// Defaults for `model`: loopback port 8080, 2,048 batch tokens (on a
+    /// CPU, larger batches are slower per text: BENCHMARKS.md, "Serving"),
+    /// and TEI's other limits (512 concurrent requests, 2 MB bodies).
     pub fn new(model: impl Into<String>) -> Self {
         Self {
             model: model.into(),
             index: None,
             teacher: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            max_batch_tokens: 16_384,
+            max_batch_tokens: 2_048,
             max_concurrent_requests: 512,
             max_input_length: None,
             api_key: None,
