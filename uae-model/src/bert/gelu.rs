@@ -128,7 +128,7 @@ fn gelu_grad_avx2(xs: &[f32], gs: &mut [f32]) {
     gelu_grad_portable(xs, gs)
 }
 
-/// gelu'(x) = Phi(x) + x phi(x), with the CDF as in [`gelu_portable`] and the
+/// gelu'(x) = Phi(x) + x phi(x), with the CDF of [`normal_cdf`] and the
 /// density term dropped beyond |x| = 6 sqrt 2 (where it is below 1e-15).
 #[inline(always)]
 fn gelu_grad_portable(xs: &[f32], gs: &mut [f32]) {
@@ -136,15 +136,8 @@ fn gelu_grad_portable(xs: &[f32], gs: &mut [f32]) {
     for (x, g) in xs.iter().zip(gs.iter_mut()) {
         let v = *x as f64;
         let t = v * std::f64::consts::FRAC_1_SQRT_2;
-        let cdf = if t >= 4.0 {
-            1.0
-        } else if t <= -4.0 {
-            0.0
-        } else {
-            0.5 * (1.0 + erf(t))
-        };
         let density = if t.abs() < 6.0 { v * INV_SQRT_2PI * exp_small(-t * t) } else { 0.0 };
-        *g = (*g as f64 * (cdf + density)) as f32;
+        *g = (*g as f64 * (normal_cdf(t) + density)) as f32;
     }
 }
 
@@ -174,17 +167,21 @@ fn exp_small(a: f64) -> f64 {
 fn gelu_portable(xs: &mut [f32]) {
     for x in xs.iter_mut() {
         let v = *x as f64;
-        let t = v * std::f64::consts::FRAC_1_SQRT_2;
-        // Beyond |t| = 4 the CDF is 0 or 1 to within 2e-8; pinning it keeps
-        // huge inputs exact (the rational form is not exactly ±1 there).
-        let cdf = if t >= 4.0 {
-            1.0
-        } else if t <= -4.0 {
-            0.0
-        } else {
-            0.5 * (1.0 + erf(t))
-        };
-        *x = (v * cdf) as f32;
+        *x = (v * normal_cdf(v * std::f64::consts::FRAC_1_SQRT_2)) as f32;
+    }
+}
+
+/// The standard normal CDF at `t sqrt 2`, `(1 + erf(t)) / 2`. Beyond |t| = 4
+/// it is 0 or 1 to within 2e-8; pinning it keeps huge inputs exact (the
+/// rational form is not exactly ±1 there).
+#[inline(always)]
+fn normal_cdf(t: f64) -> f64 {
+    if t >= 4.0 {
+        1.0
+    } else if t <= -4.0 {
+        0.0
+    } else {
+        0.5 * (1.0 + erf(t))
     }
 }
 
