@@ -3,7 +3,7 @@
 
     $UAE_CACHE/venv/bin/python assets/bench_embed_reference.py \
         --model $UAE_CACHE/models/all-MiniLM-L6-v2 \
-        --input $UAE_CACHE/data/passages-1000.jsonl --batch-size 32
+        --input $UAE_CACHE/data/passages-1000-20-250.jsonl --batch-size 32
 
 Sets torch threads to the number of cores (override with --threads), encodes
 one warm-up batch, then times encoding all passages (in input order, batches
@@ -24,7 +24,7 @@ UAE_CACHE = Path(os.environ.get("UAE_CACHE", Path.home() / ".cache" / "uae"))
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(UAE_CACHE / "models" / "all-MiniLM-L6-v2"))
-    ap.add_argument("--input", default=str(UAE_CACHE / "data" / "passages-1000.jsonl"))
+    ap.add_argument("--input", default=str(UAE_CACHE / "data" / "passages-1000-20-250.jsonl"))
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--repeats", type=int, default=1,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark: embeddings per second for all-MiniLM-L6-v2 on 1,000 real passages
-# (20-250 tokens, from Debian's python3.11-doc), `uae embed` (release, flex CPU
+# (20-250 word-pieces by default, from Debian's python3.11-doc), `uae embed` (release, flex CPU
 # backend) against sentence-transformers (PyTorch CPU fp32), same machine,
 # same run. Prints both figures and the ratio. Needs the reference venv:
 # assets/setup-reference-env.sh.
@@ -9,8 +9,12 @@ cd "$(dirname "$0")/.."
 
 . scripts/bench_env.sh
 model="$(assets/fetch.sh minilm | tail -n1)"
-passages="$UAE_CACHE/data/passages-1000.jsonl"
-[ -s "$passages" ] || "$py" assets/make_passages.py -n 1000 -o "$passages"
+# MIN_TOKENS / MAX_TOKENS: the passages' word-piece range (short texts:
+# MIN_TOKENS=5 MAX_TOKENS=39, all under 40 words).
+min_tokens="${MIN_TOKENS:-20}"
+max_tokens="${MAX_TOKENS:-250}"
+passages="$UAE_CACHE/data/passages-1000-$min_tokens-$max_tokens.jsonl"
+[ -s "$passages" ] || "$py" assets/make_passages.py -n 1000 --min-tokens "$min_tokens" --max-tokens "$max_tokens" -o "$passages"
 batch_tokens="${BATCH_TOKENS:-1024}"
 
 best_uae=""
