@@ -23,7 +23,7 @@ pub struct ServeArgs {
     /// Address to listen on (loopback unless told otherwise; port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Tokens merged into one inference batch at most.
+    /// Padded tokens in one forward pass at most.
     #[arg(long, default_value_t = ServeConfig::new("").max_batch_tokens)]
     max_batch_tokens: usize,
     /// Requests admitted at once (queued or running); more are answered 429.

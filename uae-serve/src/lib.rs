@@ -8,8 +8,8 @@
 //! use them), `GET /health`, `GET /info` and `GET /metrics` (Prometheus).
 //!
 //! Requests are parsed and validated on tokio's threads and queued for one
-//! inference thread ([`worker`]), which merges whatever is waiting into
-//! batches under `--max-batch-tokens`. Admission is bounded by
+//! inference thread ([`worker`]), which merges whatever is waiting into one
+//! batch, run in forward passes of at most `--max-batch-tokens`. Admission is bounded by
 //! `--max-concurrent-requests` (429 beyond it); bodies over
 //! `--payload-limit` get 413, inputs longer than the model's maximum 413
 //! unless `truncate`, invalid ones 422 naming the field, a missing or wrong
@@ -40,7 +40,7 @@ pub struct ServeConfig {
     pub teacher: Option<String>,
     /// Where to listen; port 0 picks a free one.
     pub addr: SocketAddr,
-    /// Tokens merged into one inference batch at most.
+    /// Padded tokens in one forward pass at most.
     pub max_batch_tokens: usize,
     /// Requests admitted at once (queued or running); more get 429.
     pub max_concurrent_requests: usize,

@@ -1,6 +1,7 @@
 //! The inference thread: owns the models and the index, takes jobs from a
 //! queue, and merges the embedding and search jobs waiting there into one
-//! batch per role under the token budget (dynamic batching).
+//! batch per role, run in forward passes under the token budget (dynamic
+//! batching).
 //!
 //! Burn runs on this one thread (its CPU backend spreads each operation over
 //! the cores itself), so the async threads only parse, validate and queue.
