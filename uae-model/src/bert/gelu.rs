@@ -44,23 +44,23 @@ mod flex {
     pub(super) const GELU: super::super::flex::Elementwise =
         super::super::flex::Elementwise { forward, backward };
 
+    /// A new tensor: the input is kept for the backward pass.
     fn forward(x: &FlexTensor) -> FlexTensor {
-        let mut y = values(x);
+        let mut y = x.to_contiguous().as_slice::<f32>().expect("a contiguous f32 tensor").to_vec();
         y.par_chunks_mut(CHUNK).for_each(gelu_slice);
         FlexTensor::from_data(TensorData::new(y, x.layout().shape().clone()))
     }
 
+    /// Scales the output gradient in place (copied first only when shared).
     fn backward(x: &FlexTensor, grad: FlexTensor) -> FlexTensor {
         let x = x.to_contiguous();
         let xs = x.as_slice::<f32>().expect("a contiguous f32 tensor");
-        let mut g = values(&grad);
-        xs.par_chunks(CHUNK).zip(g.par_chunks_mut(CHUNK)).for_each(|(x, g)| gelu_grad_slice(x, g));
-        FlexTensor::from_data(TensorData::new(g, grad.layout().shape().clone()))
-    }
-
-    /// The elements of an f32 tensor in row-major order, copied.
-    fn values(t: &FlexTensor) -> Vec<f32> {
-        t.to_contiguous().as_slice::<f32>().expect("a contiguous f32 tensor").to_vec()
+        let mut g = grad.to_contiguous();
+        drop(grad);
+        let (start, end) = g.layout().contiguous_offsets().expect("a contiguous tensor");
+        let gs = &mut g.storage_mut::<f32>()[start..end];
+        xs.par_chunks(CHUNK).zip(gs.par_chunks_mut(CHUNK)).for_each(|(x, g)| gelu_grad_slice(x, g));
+        g
     }
 }
 
