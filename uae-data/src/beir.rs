@@ -16,11 +16,9 @@
 //! without three columns or with a non-integer score, and conflicting
 //! judgements of one pair (an exact repeat is accepted).
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use serde::de::{Deserializer, Error as _};
 
@@ -87,7 +85,7 @@ struct PoolLine {
 
 /// Reads `pools.jsonl`, checking that every id is a known query or passage.
 fn read_pools(path: &Path, data: &DataSet) -> Result<Pools> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = crate::text::read(path)?;
     let mut pools = Pools::new();
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let at = || format!("{}:{}", path.display(), n + 1);
@@ -221,48 +219,31 @@ fn qrels_path(dir: &Path, split: &str) -> Result<PathBuf> {
 }
 
 /// Reads the JSON lines of `path` as `L` records converted to `T`, refusing
+/// an id a qrels or run file cannot hold ([`crate::trec::check_id`]) and
 /// repeated ids with both line numbers.
 fn read_records<L, T>(path: &Path, convert: impl Fn(L) -> T) -> Result<Records<T>>
 where
     L: serde::de::DeserializeOwned,
     T: Keyed,
 {
-    let name = path.display().to_string();
-    let file = File::open(path).with_context(|| format!("cannot open {name}"))?;
+    let name = path.display();
     let mut records = Records::default();
-    for (position, line) in crate::jsonl::read_from::<L>(BufReader::new(file), &name)?.into_iter().enumerate() {
-        if let Err(DuplicateId { id, first }) = records.push(convert(line)) {
-            bail!(
-                "{name}:{}: duplicate _id {id:?} (first at line {})",
-                record_line(path, position)?,
-                record_line(path, first)?
-            );
+    let mut line_of = Vec::new();
+    for (line, record) in crate::jsonl::read_numbered::<L>(path, "record")? {
+        let record = convert(record);
+        crate::trec::check_id(record.id()).map_err(|e| anyhow!("{name}:{line}: _id: {e}"))?;
+        if let Err(DuplicateId { id, first }) = records.push(record) {
+            bail!("{name}:{line}: duplicate _id {id:?} (first at line {})", line_of[first]);
         }
+        line_of.push(line);
     }
     Ok(records)
-}
-
-/// The 1-based line number of the record at `position`, counting records as
-/// `jsonl::read_from` does: one per non-blank line.
-fn record_line(path: &Path, position: usize) -> Result<usize> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut seen = 0;
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        if line?.trim().is_empty() {
-            continue;
-        }
-        if seen == position {
-            return Ok(i + 1);
-        }
-        seen += 1;
-    }
-    bail!("{} changed while it was read", path.display())
 }
 
 /// Reads the judgements of `path` with the one qrels parser
 /// ([`Qrels::parse_checked`]), checking every id against `data`.
 fn read_qrels(path: &Path, data: &DataSet) -> Result<Qrels> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = crate::text::read(path)?;
     Qrels::parse_checked(&text, &path.display().to_string(), true, |qid, docid| {
         if !data.queries.contains(qid) {
             bail!("unknown query id {qid:?} (not in queries.jsonl)");
@@ -368,6 +349,27 @@ mod tests {
         let dir = valid(&[("corpus.jsonl", &corpus)]);
         let err = load_err(&dir, &[]);
         assert!(err.ends_with("corpus.jsonl:5: duplicate _id \"2\" (first at line 3)"), "{err}");
+    }
+
+    #[test]
+    fn byte_order_marks_are_dropped() {
+        let bom = |text: &str| format!("\u{feff}{text}");
+        let (corpus, queries, test) = (bom(CORPUS), bom(QUERIES), bom(TEST));
+        let dir = valid(&[("corpus.jsonl", &corpus), ("queries.jsonl", &queries), ("qrels/test.tsv", &test)]);
+        let data = DataSet::load_split(dir.path(), "test").unwrap();
+        assert_eq!(data.corpus.as_slice()[0].id, "d1");
+        assert_eq!(data.queries.as_slice()[0].id, "q1");
+        assert_eq!(data.qrels["test"]["q1"]["d1"], 1);
+    }
+
+    #[test]
+    fn ids_a_qrels_file_cannot_hold_are_refused() {
+        let dir = valid(&[("corpus.jsonl", "{\"_id\": \"d1\", \"text\": \"a\"}\n\n{\"_id\": \"d\\t2\", \"text\": \"b\"}\n")]);
+        let err = load_err(&dir, &[]);
+        assert!(err.ends_with("corpus.jsonl:3: _id: \"d\\t2\" holds a tab or a line break, which a qrels or run file cannot hold"), "{err}");
+        let dir = valid(&[("queries.jsonl", "{\"_id\": \"\", \"text\": \"a\"}\n")]);
+        let err = load_err(&dir, &[]);
+        assert!(err.ends_with("queries.jsonl:1: _id: an empty id cannot be written to a qrels or run file"), "{err}");
     }
 
     #[test]

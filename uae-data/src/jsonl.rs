@@ -1,6 +1,7 @@
 //! JSON Lines input and output shared by every uae stage: one JSON object per
 //! line, `-` for standard input or output, and errors that name the file and
-//! the line.
+//! the line. A byte-order mark before the first line is dropped
+//! ([`crate::text`]).
 //!
 //! Append-only files (labels, and any stage that resumes after a kill) follow
 //! one torn-tail rule, [`read_appended`]: a last line that lacks its newline
@@ -52,7 +53,8 @@ fn numbered_from<T: DeserializeOwned>(mut reader: impl BufRead, name: &str, what
             break;
         }
         line_no += 1;
-        let Ok(line) = std::str::from_utf8(&buf) else {
+        let bytes = if line_no == 1 { crate::text::strip_bom(&buf) } else { &buf };
+        let Ok(line) = std::str::from_utf8(bytes) else {
             bail!("{name}:{line_no}: the line is not valid UTF-8");
         };
         let line = line.trim();
@@ -84,6 +86,7 @@ pub fn read_appended<T: DeserializeOwned>(path: &Path, what: &str) -> Result<App
 }
 
 fn parse_appended<T: DeserializeOwned>(bytes: &[u8], name: &str, what: &str) -> Result<Appended<T>> {
+    let bytes = crate::text::strip_bom(bytes);
     let unterminated = !bytes.is_empty() && !bytes.ends_with(b"\n");
     let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
     let last = lines.len() - 1;
@@ -115,7 +118,8 @@ pub fn repair_tail<T: DeserializeOwned>(path: &Path) -> Result<bool> {
         return Ok(false);
     }
     let start = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let torn = serde_json::from_slice::<T>(&bytes[start..]).is_err();
+    let last = if start == 0 { crate::text::strip_bom(&bytes) } else { &bytes[start..] };
+    let torn = serde_json::from_slice::<T>(last).is_err();
     if torn {
         file.set_len(start as u64).with_context(|| format!("cannot repair {}", path.display()))?;
     } else {
@@ -199,6 +203,20 @@ mod tests {
         let input = b"{\"text\":\"a\"}\n{\"text\":\"\xff\"}\n";
         let err = read_from::<Rec>(&input[..], "in.jsonl").unwrap_err().to_string();
         assert_eq!(err, "in.jsonl:2: the line is not valid UTF-8");
+    }
+
+    #[test]
+    fn a_leading_bom_is_dropped() {
+        let input = b"\xEF\xBB\xBF{\"text\":\"a\"}\n{\"text\":\"b\"}\n";
+        assert_eq!(read_from::<Rec>(&input[..], "in.jsonl").unwrap().len(), 2);
+        let appended = parse_appended::<Rec>(&input[..], "l.jsonl", "record").unwrap();
+        assert_eq!((appended.records.len(), appended.torn), (2, false));
+        // A lone unterminated record after a BOM is complete, not torn.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        std::fs::write(&path, b"\xEF\xBB\xBF{\"text\":\"a\"}").unwrap();
+        assert!(!repair_tail::<Rec>(&path).unwrap());
+        assert_eq!(read_appended::<Rec>(&path, "record").unwrap().records.len(), 1);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! - the files passed between stages ([`records`]: `candidates.jsonl`,
 //!   `labels.jsonl`);
 //! - JSON files read with the file named in errors ([`json`]), JSON Lines
-//!   with one torn-tail rule ([`jsonl`]), atomic writes that
+//!   with one torn-tail rule ([`jsonl`]), text files read without a
+//!   byte-order mark ([`text`]), atomic writes that
 //!   always sync ([`atomic`]), uae's cache folder ([`cache`]), and progress
 //!   reporting for long stages ([`progress`]).
 
@@ -23,6 +24,7 @@ pub mod progress;
 pub mod qasper;
 pub mod ranking;
 pub mod records;
+pub mod text;
 pub mod trec;
 
 pub use dataset::{Corpus, DataSet, DuplicateId, Keyed, Passage, Pools, Queries, Query, Records};

@@ -130,8 +130,8 @@ struct Answer {
 
 /// Reads a file's top-level object: paper id -> paper, in id order.
 fn read_papers(path: &Path, name: &str) -> Result<BTreeMap<String, Value>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {name}"))?;
-    serde_json::from_slice(&bytes)
+    let text = crate::text::read(path)?;
+    serde_json::from_str(&text)
         .with_context(|| format!("{name}: not a QASPER file (one JSON object mapping paper ids to papers)"))
 }
 
@@ -179,6 +179,7 @@ impl Builder {
     /// Adds a paper's passages, and its usable questions to `split`.
     fn add_paper(&mut self, split: &str, paper_id: &str, paper: Paper) -> Result<()> {
         self.report.papers += 1;
+        crate::trec::check_id(paper_id)?;
         let passages = paragraphs(paper_id, &paper.full_text);
         let pool: Vec<String> = passages.iter().map(|p| p.id.clone()).collect();
         let mut by_text: HashMap<&str, Vec<&str>> = HashMap::new();
@@ -204,6 +205,7 @@ impl Builder {
         pool: &[String],
     ) -> Result<()> {
         self.report.questions += 1;
+        crate::trec::check_id(&qa.question_id).map_err(|e| anyhow!("question_id: {e}"))?;
         let used: Vec<&Answer> = qa.answers.iter().map(|a| &a.answer).filter(|a| !a.unanswerable).collect();
         let mut answers: Vec<String> = Vec::new();
         for text in used.iter().filter_map(|a| answer_text(a)) {
@@ -349,6 +351,24 @@ mod tests {
 
         let (_dir, path) = edited(|json| json["2003.04707"].as_object_mut().unwrap().clear());
         assert_eq!(error_of(&path), format!("{}: paper 2003.04707: missing field `full_text`", path.display()));
+    }
+
+    #[test]
+    fn ids_a_qrels_file_cannot_hold_are_refused() {
+        let (_dir, path) = edited(|json| json["2003.04707"]["qas"][1]["question_id"] = "b\t2".into());
+        let expected = format!(
+            "{}: paper 2003.04707: qas[1]: question_id: \"b\\t2\" holds a tab or a line break, which a qrels or run file cannot hold",
+            path.display()
+        );
+        assert_eq!(error_of(&path), expected);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qasper-bom.json");
+        std::fs::write(&path, format!("\u{feff}{}", std::fs::read_to_string(SAMPLE).unwrap())).unwrap();
+        assert_eq!(DataSet::from_qasper(&[("dev", &path)]).unwrap().1.kept, 4);
     }
 
     #[test]

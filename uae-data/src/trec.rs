@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 
 /// Relevance judgements: query id -> document id -> grade. A document is
 /// relevant when its grade is at least 1; unjudged documents are not.
@@ -66,7 +66,7 @@ impl Qrels {
     /// file and line; a document judged twice with different grades is one.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = crate::text::read(path)?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -146,6 +146,18 @@ impl Qrels {
 /// The first line of a BEIR qrels file.
 pub const BEIR_HEADER: &str = "query-id\tcorpus-id\tscore";
 
+/// Refuses an id that a qrels TSV or a TREC run cannot hold: an empty one,
+/// or one with a tab or a line break. Checked where ids enter a data set.
+pub(crate) fn check_id(id: &str) -> Result<()> {
+    if id.is_empty() {
+        bail!("an empty id cannot be written to a qrels or run file");
+    }
+    if id.contains(['\t', '\n', '\r']) {
+        bail!("{id:?} holds a tab or a line break, which a qrels or run file cannot hold");
+    }
+    Ok(())
+}
+
 /// Read-only access to the judgements as a map: query id -> document id ->
 /// grade, in id order.
 impl std::ops::Deref for Qrels {
@@ -218,7 +230,7 @@ impl Run {
     /// count, a score that is not a number, a document listed twice for a query.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = crate::text::read(path)?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -317,6 +329,18 @@ mod tests {
             err("q1 Q0 d1 1 0.5 t\nq2 Q0 d1 1 0.5 t\nq1 Q0 d1 2 0.4 t\n"),
             "run.trec:3: document \"d1\" listed twice for query \"q1\""
         );
+    }
+
+    #[test]
+    fn files_with_a_byte_order_mark_keep_their_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (run, qrels) = (dir.path().join("run.trec"), dir.path().join("qrels.trec"));
+        std::fs::write(&run, "\u{feff}q1 Q0 d1 1 0.5 t\n").unwrap();
+        std::fs::write(&qrels, "\u{feff}q1 0 d1 1\n").unwrap();
+        assert_eq!(Run::read(&run).unwrap(), Run::from_triples([("q1", "d1", 0.5)]));
+        assert_eq!(Qrels::read(&qrels).unwrap(), Qrels::from_triples([("q1", "d1", 1)]));
+        std::fs::write(&qrels, "\u{feff}query-id\tcorpus-id\tscore\nq1\td1\t1\n").unwrap();
+        assert_eq!(Qrels::read(&qrels).unwrap(), Qrels::from_triples([("q1", "d1", 1)]));
     }
 
     #[test]
