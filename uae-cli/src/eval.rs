@@ -5,15 +5,17 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use burn::tensor::Device;
 use clap::{Args, Subcommand};
+use uae_data::json::read_json;
 use uae_data::{Qrels, Run};
 use uae_eval::compare::{CompareOptions, compare};
 use uae_eval::metrics::{self, DEFAULT_KS};
 use uae_eval::significance::TestOptions;
 
 use crate::progress::Bars;
+use crate::stdout;
 
 /// Arguments of `uae eval`.
 #[derive(Args)]
@@ -129,13 +131,7 @@ fn run_compare(args: CompareArgs, device: &Device) -> Result<()> {
     let (Some(data), Some(report)) = (args.data, args.report) else {
         bail!("`uae eval` needs --data and --report (or a subcommand such as `uae eval metrics`)");
     };
-    let pipeline = match &args.pipeline_config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            Some(serde_json::from_str::<serde_json::Value>(&text).with_context(|| format!("{} is not JSON", path.display()))?)
-        }
-        None => None,
-    };
+    let pipeline = args.pipeline_config.as_deref().map(read_json::<serde_json::Value>).transpose()?;
     let options = CompareOptions {
         data,
         split: args.split,
@@ -158,7 +154,7 @@ fn run_compare(args: CompareArgs, device: &Device) -> Result<()> {
         report,
     };
     let report = compare(&options, device, &Bars::default())?;
-    print!("{}", report.markdown());
+    stdout::print(&report.markdown())?;
     eprintln!("report written to {}", options.report.display());
     Ok(())
 }
@@ -174,13 +170,22 @@ fn run_metrics(args: MetricsArgs) -> Result<()> {
         );
     }
     if args.json {
-        println!("{}", serde_json::to_string(&report.mean)?);
+        stdout::print(&format!("{}\n", serde_json::to_string(&report.mean)?))?;
     } else {
-        println!("{:<12}value", "metric");
+        let mut table = format!("{:<12}value\n", "metric");
         for name in metrics::metric_names(&DEFAULT_KS) {
-            println!("{name:<12}{:.4}", report.mean[&name]);
+            table.push_str(&format!("{name:<12}{:.4}\n", report.mean[&name]));
         }
+        stdout::print(&table)?;
         eprintln!("averaged over {} queries", report.per_query.len());
+    }
+    let absent = report.per_query.keys().filter(|q| run.ranking(q).is_empty()).count();
+    if absent > 0 {
+        eprintln!("note: judged queries missing from {} (they score 0): {absent}", args.run.display());
+    }
+    let unjudged = run.queries().filter(|q| !report.per_query.contains_key(*q)).count();
+    if unjudged > 0 {
+        eprintln!("note: queries of {} without a relevant judgement (not scored): {unjudged}", args.run.display());
     }
     Ok(())
 }

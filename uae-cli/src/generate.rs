@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uae_data::jsonl::{self, JsonlWriter};
 use uae_model::llm::{CausalLm, ChatMessage};
 
-use crate::progress;
+use crate::{progress, stdout};
 
 /// Arguments of `uae generate`.
 #[derive(Args)]
@@ -105,11 +105,11 @@ pub fn run(args: GenerateArgs, device: &Device) -> Result<()> {
     let seconds = start.elapsed().as_secs_f64();
     let answer = lm.decode(&ids)?;
     eprintln!("generated {} tokens in {seconds:.3} s ({:.1} tokens/s)", ids.len(), ids.len() as f64 / seconds.max(1e-9));
-    if args.json {
-        let object = serde_json::json!({ "prompt_ids": prompt_ids, "ids": ids, "text": answer });
-        println!("{object}");
+    let text = if args.json {
+        serde_json::json!({ "prompt_ids": prompt_ids, "ids": ids, "text": answer }).to_string()
     } else {
-        println!("{answer}");
-    }
+        answer
+    };
+    stdout::print(&format!("{text}\n"))?;
     Ok(())
 }

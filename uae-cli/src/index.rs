@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::{Args, Subcommand};
 use uae_data::Hit;
@@ -15,7 +15,7 @@ use uae_data::trec::write_run;
 use uae_model::encoder::{BiEncoder, EncoderOptions};
 use uae_data::jsonl::JsonlWriter;
 
-use crate::progress;
+use crate::{progress, stdout};
 
 mod bench;
 
@@ -242,9 +242,9 @@ pub fn run_search(args: SearchArgs, device: &Device) -> Result<()> {
     }
     let results = corpus_index::search_texts(&store, &searcher, &encoder, &texts, args.k, args.batch_tokens)?;
     if args.query.is_some() && args.run_out.is_none() {
-        for (rank, Hit { id, score }) in results[0].iter().enumerate() {
-            println!("{}\t{score:.6}\t{id}", rank + 1);
-        }
+        let lines: String =
+            results[0].iter().enumerate().map(|(rank, Hit { id, score })| format!("{}\t{score:.6}\t{id}\n", rank + 1)).collect();
+        stdout::print(&lines)?;
         return Ok(());
     }
     let mut run = Run::default();
@@ -255,6 +255,6 @@ pub fn run_search(args: SearchArgs, device: &Device) -> Result<()> {
     }
     let target = args.run_out.as_deref().unwrap_or("-");
     let mut writer = JsonlWriter::create(target)?;
-    write_run(&run, "uae", writer.writer())?;
+    write_run(&run, "uae", writer.writer()).with_context(|| format!("cannot write the run to {target}"))?;
     writer.finish()
 }

@@ -14,6 +14,7 @@ mod mine;
 mod progress;
 mod quickstart;
 mod serve;
+mod stdout;
 mod synth;
 mod train;
 
@@ -79,6 +80,11 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     if let Err(err) = run(cli) {
+        if stdout::is_closed(&err) {
+            // The reader of standard output has gone (`uae ... | head`): end
+            // quietly, with the status of a process killed by SIGPIPE.
+            std::process::exit(141);
+        }
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }

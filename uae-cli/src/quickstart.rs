@@ -14,6 +14,7 @@ use uae_teacher::synth::Sources;
 use uae_train::loss::UtilityNorm;
 
 use crate::progress::Bars;
+use crate::stdout;
 
 /// Arguments of `uae quickstart`.
 #[derive(Args)]
@@ -143,7 +144,7 @@ pub fn run(args: QuickstartArgs, device: &Device) -> Result<()> {
         command: std::env::args().collect(),
     };
     let done = run_pipeline(&options, device, &Bars::default())?;
-    print!("{}", done.markdown);
+    stdout::print(&done.markdown)?;
     eprintln!("\nstage            seconds  reused");
     for st in &done.stages {
         eprintln!("{:<16} {:>7.0}  {}", st.name, st.seconds, if st.reused { "yes" } else { "no" });

@@ -15,6 +15,8 @@ use uae_train::loss::{LossKind, UtilityNorm};
 use uae_train::select::{DevEvaluator, SelectMetric};
 use uae_train::train::{RunPaths, TrainConfig, config_path, train};
 
+use crate::stdout;
+
 /// Arguments of `uae train`.
 #[derive(Args)]
 pub struct TrainArgs {
@@ -144,7 +146,10 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
         None
     };
     let paths = RunPaths { model: args.model, data: args.data, labels: args.labels, out: args.out, base_index: args.base_index };
-    let summary = train(&paths, &config, args.resume, device, evaluator, &mut |line| println!("{line}"))?;
+    let summary = train(&paths, &config, args.resume, device, evaluator, &mut |line| {
+        // A closed stdout must not stop training (as in uae_train's renderer).
+        let _ = stdout::print(&format!("{line}\n"));
+    })?;
     if let Some(epoch) = summary.resumed_from {
         eprintln!("resumed after epoch {epoch}");
     }

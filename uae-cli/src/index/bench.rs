@@ -10,6 +10,7 @@ use uae_index::npy::{self, Matrix};
 use uae_index::store::normalize;
 
 use super::HnswOptions;
+use crate::stdout;
 
 /// Arguments of `uae index bench`.
 #[derive(Args)]
@@ -55,6 +56,6 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         exact_only: args.exact_only,
     };
     let report = bench::run(&rows.values, &queries.values, rows.cols, &options)?;
-    println!("{}", serde_json::to_string(&report)?);
+    stdout::print(&format!("{}\n", serde_json::to_string(&report)?))?;
     Ok(())
 }
