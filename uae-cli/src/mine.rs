@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
-use uae_data::DataSet;
+use uae_data::{CandidateLine, DataSet};
 use uae_index::corpus_index;
 use uae_index::mine::{self, DenseSource, MineOptions, Retriever};
 use uae_model::encoder::{BiEncoder, EncoderOptions};
@@ -98,13 +98,27 @@ pub fn run(args: MineArgs, device: &Device) -> Result<()> {
     let dense = encoder.as_ref().map(|encoder| DenseSource { encoder, corpus: store.as_ref().map(|s| s.vectors()) });
     let lines = mine::mine(&data, dense, &options, &Bars::default())?;
     uae_data::records::write_candidates(Path::new(&args.out), &lines)?;
-    let inserted: usize = lines.iter().map(|l| l.inserted.len()).sum();
-    eprintln!(
-        "mined {} candidates for each of {} {} queries into {}; {inserted} relevant passages were missed by retrieval and inserted",
-        args.k,
-        lines.len(),
-        args.split,
-        args.out
-    );
+    eprintln!("{}", summary(&lines, args.k, &args.split, &args.out));
     Ok(())
+}
+
+/// What `uae mine` wrote: how many candidates each query got, saying how
+/// many got fewer than `k` (a pool or BM25's matches can be smaller).
+fn summary(lines: &[CandidateLine], k: usize, split: &str, out: &str) -> String {
+    let total: usize = lines.iter().map(|l| l.doc_ids.len()).sum();
+    let short: Vec<usize> = lines.iter().map(|l| l.doc_ids.len()).filter(|&n| n < k).collect();
+    let each = match short.iter().min() {
+        None => format!("{k} for each"),
+        Some(min) => format!(
+            "{k} for {} of them, fewer for {} (as few as {min}: their pool or BM25's matches are smaller than --k)",
+            lines.len() - short.len(),
+            short.len()
+        ),
+    };
+    let inserted: usize = lines.iter().map(|l| l.inserted.len()).sum();
+    format!(
+        "mined {total} candidates for {} {split} queries into {out}, {each}; \
+         {inserted} relevant passages were missed by retrieval and inserted",
+        lines.len()
+    )
 }

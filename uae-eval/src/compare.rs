@@ -115,6 +115,16 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
     if args.k == 0 || args.rerank_k == 0 || args.tests.resamples == 0 {
         bail!("--k, --rerank-k and --test-resamples must be at least 1");
     }
+    // Read first, so that a --run without training logs stops the
+    // comparison before any model runs.
+    let curves = args
+        .runs
+        .iter()
+        .map(|spec| {
+            let (name, dir) = named(spec);
+            crate::curves::read_curves(Path::new(&dir), &name)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let data = DataSet::load(&data_dir, &[args.split.as_str()])?;
     let qrels = &data.qrels[&args.split];
     let queries: Vec<&Query> =
@@ -214,14 +224,6 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
         }
         None => None,
     };
-    let curves = args
-        .runs
-        .iter()
-        .map(|spec| {
-            let (name, dir) = named(spec);
-            crate::curves::read_curves(Path::new(&dir), &name)
-        })
-        .collect::<Result<Vec<_>>>()?;
     let config = serde_json::json!({
         "command": args.command,
         "data": data_dir, "split": args.split, "models": args.models,

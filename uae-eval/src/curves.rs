@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use crate::report::RunCurves;
 
 /// One metric's per-epoch lines: `(epoch, values of the steps, final value)`.
@@ -50,8 +50,12 @@ fn epoch_value(steps: &[(f64, f64)], last: Option<f64>) -> Option<f64> {
 /// The curves of the run in `run`, named `name`: the training loss at every
 /// logged step (numbered across epochs, NaN entries skipped), the
 /// validation loss and gold Recall@1 of each epoch, and, when the run kept
-/// a `selection.json`, the dev retrieval metric by training batch.
+/// a `selection.json`, the dev retrieval metric by training batch. A folder
+/// that does not exist or holds no curve at all is an error naming it.
 pub fn read_curves(run: &Path, name: &str) -> Result<RunCurves> {
+    if !run.is_dir() {
+        bail!("run {name}: {} is not a folder (give a `uae train --out` folder)", run.display());
+    }
     let mut train_loss = Vec::new();
     let mut step = 0usize;
     for (_, steps, _) in read_metric(run, "train", "Loss")? {
@@ -76,14 +80,22 @@ pub fn read_curves(run: &Path, name: &str) -> Result<RunCurves> {
         let points = s.history.iter().filter_map(|p| Some((p.step as f64, *p.metrics.get(metric)?))).collect();
         (s.metric.title().to_string(), points)
     });
-    Ok(RunCurves {
+    let curves = RunCurves {
         name: name.to_string(),
         train_loss,
         valid_loss: per_epoch("Loss")?,
         valid_recall_at_1: per_epoch("Recall@1")?,
         dev,
         chosen_step: selection.map(|s| s.chosen_step),
-    })
+    };
+    let points = [&curves.train_loss, &curves.valid_loss, &curves.valid_recall_at_1];
+    if points.iter().all(|p| p.is_empty()) && curves.dev.as_ref().is_none_or(|(_, p)| p.is_empty()) {
+        bail!(
+            "run {name}: {} holds no training curve (train/epoch-N/Loss.log, valid/epoch-N/*.log or selection.json)",
+            run.display()
+        );
+    }
+    Ok(curves)
 }
 
 #[cfg(test)]
@@ -109,5 +121,15 @@ mod tests {
         assert_eq!(c.valid_recall_at_1, [(2.0, 0.5)]);
         write("train/epoch-1/Loss.log", "oops\n");
         assert!(read_curves(dir.path(), "uae").unwrap_err().to_string().contains("epoch-1/Loss.log:1"));
+    }
+
+    #[test]
+    fn a_run_without_curves_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let err = read_curves(&missing, "x").unwrap_err().to_string();
+        assert_eq!(err, format!("run x: {} is not a folder (give a `uae train --out` folder)", missing.display()));
+        let err = read_curves(dir.path(), "x").unwrap_err().to_string();
+        assert!(err.starts_with(&format!("run x: {} holds no training curve", dir.path().display())), "{err}");
     }
 }

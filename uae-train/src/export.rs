@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use uae_model::bert::BertConfig;
 use uae_model::sentence::{Pooling, SentenceConfig};
 use uae_model::source::ModelDir;
+use uae_model::weights::WeightReader;
 
 use crate::train::BASE_FILES;
 
@@ -30,8 +31,12 @@ pub fn export(run: &Path, out: &Path) -> Result<()> {
             bail!("{} is missing from the run directory", base.join(required).display());
         }
     }
-    write_model(&base, &weights, out)?;
     let frozen = base.join("model.safetensors");
+    check_weights(&weights)?;
+    if frozen.is_file() {
+        check_weights(&frozen)?;
+    }
+    write_model(&base, &weights, out)?;
     let passage = out.join(uae_model::encoder::PASSAGE_DIR);
     if frozen.is_file() {
         write_model(&base, &frozen, &passage)
@@ -41,6 +46,13 @@ pub fn export(run: &Path, out: &Path) -> Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Checks that `weights` is a whole safetensors file, before anything is
+/// copied: its header parses and its tensors end where the file does (a
+/// file cut short by a full disk or a kill does not). Errors name the file.
+fn check_weights(weights: &Path) -> Result<()> {
+    WeightReader::safetensors(&[weights.to_path_buf()]).map(drop)
 }
 
 /// Writes `weights` with the configuration and tokenizer files of `base`
