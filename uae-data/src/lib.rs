@@ -12,7 +12,10 @@
 //!   with one torn-tail rule ([`jsonl`]), text files read without a
 //!   byte-order mark ([`text`]), atomic writes that
 //!   always sync ([`atomic`]), uae's cache folder ([`cache`]), and progress
-//!   reporting for long stages ([`progress`]).
+//!   reporting for long stages ([`progress`]);
+//! - guards on what a command writes ([`lock`]): a lock per output against a
+//!   second uae process writing it, and checks that keep writes out of
+//!   folders and paths that are not uae's.
 
 pub mod atomic;
 pub mod beir;
@@ -20,6 +23,7 @@ pub mod cache;
 mod dataset;
 pub mod json;
 pub mod jsonl;
+pub mod lock;
 pub mod progress;
 pub mod qasper;
 pub mod ranking;
