@@ -9,11 +9,12 @@ use uae_data::Hit;
 use uae_index::corpus_index::{self, Searcher};
 use uae_data::beir::{read_corpus, read_queries};
 use uae_index::hnsw::{HnswIndex, HnswParams};
-use uae_index::store::VectorStore;
+use uae_index::store::{self, VectorStore};
 use uae_data::Run;
 use uae_data::trec::write_run;
 use uae_model::encoder::{BiEncoder, EncoderOptions};
 use uae_data::jsonl::JsonlWriter;
+use uae_data::lock::claim_folder;
 
 use crate::{progress, stdout};
 
@@ -103,9 +104,14 @@ struct BuildArgs {
     /// The corpus, BEIR corpus.jsonl format.
     #[arg(long)]
     corpus: String,
-    /// The index directory to write.
+    /// The index directory to write: a new or empty folder, or an index to
+    /// replace.
     #[arg(long)]
     out: PathBuf,
+    /// Write into --out even when it is a folder of other files (they are
+    /// kept, but any of the index's own file names is replaced).
+    #[arg(long)]
+    force: bool,
     /// Padded tokens per forward pass.
     #[arg(long, default_value_t = 1024)]
     batch_tokens: usize,
@@ -181,6 +187,7 @@ fn load_encoder(model: &str, device: &Device) -> Result<BiEncoder> {
 pub fn run_index(args: IndexArgs, device: &Device) -> Result<()> {
     match args.command {
         IndexCommand::Build(a) => {
+            claim_folder(&a.out, &a.out.join(store::HEADER), "an index", a.force)?;
             let passages = read_corpus(&a.corpus)?;
             let encoder = load_encoder(&a.model, device)?;
             let hnsw = a.hnsw.then(|| a.hnsw_options.params());

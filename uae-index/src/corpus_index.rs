@@ -5,12 +5,17 @@
 //! The graph, when the index has one, is kept consistent with the vectors:
 //! building without a graph removes a stale one, and adding passages
 //! rebuilds it with the parameters it was built with.
+//!
+//! Every write holds the index folder's [`Lock`] from before it reads the
+//! index until its last file is in place, so two writers never lose each
+//! other's passages: the second is refused while the first runs.
 
 use std::path::Path;
 
 use anyhow::Result;
 use uae_model::encoder::{BiEncoder, TextRole};
 
+use uae_data::lock::Lock;
 use uae_data::{Passage, Ranking};
 
 use crate::exact::{self, Hit};
@@ -37,7 +42,8 @@ fn embed_passages(
 
 /// Embeds `passages` and writes a new index to `dir`, with an HNSW graph
 /// built with `hnsw` when given (and without any graph a previous index in
-/// `dir` had, otherwise). Returns the graph.
+/// `dir` had, otherwise). Returns the graph. Refused while another process
+/// writes `dir`.
 pub fn build(
     encoder: &BiEncoder,
     model_name: &str,
@@ -47,11 +53,12 @@ pub fn build(
     hnsw: Option<HnswParams>,
     progress: impl FnMut(usize),
 ) -> Result<Option<HnswIndex>> {
+    let _lock = Lock::acquire(dir)?;
     let vectors = embed_passages(encoder, passages, batch_tokens, progress)?;
     let ids: Vec<String> = passages.iter().map(|p| p.id.clone()).collect();
     HnswIndex::remove(dir)?;
     VectorStore::create(dir, model_stamp(encoder, model_name)?, encoder.dim(), &ids, &vectors)?;
-    hnsw.map(|params| build_graph(dir, params)).transpose()
+    hnsw.map(|params| save_graph(dir, params)).transpose()
 }
 
 /// Opens the index in `dir` for reuse as the vectors of `passages` under
@@ -73,8 +80,15 @@ pub fn open_matching(dir: &Path, encoder: &BiEncoder, model_name: &str, passages
 }
 
 /// Builds an HNSW graph over the vectors of the index in `dir` and saves it
-/// there, replacing any graph it had.
+/// there, replacing any graph it had. Refused while another process writes
+/// `dir`.
 pub fn build_graph(dir: &Path, params: HnswParams) -> Result<HnswIndex> {
+    let _lock = Lock::acquire(dir)?;
+    save_graph(dir, params)
+}
+
+/// [`build_graph`] for a caller that holds the lock of `dir`.
+fn save_graph(dir: &Path, params: HnswParams) -> Result<HnswIndex> {
     let store = VectorStore::open(dir)?;
     let graph = HnswIndex::build(store.vectors(), store.header().dim, params)?;
     graph.save(dir, &store)?;
@@ -84,7 +98,8 @@ pub fn build_graph(dir: &Path, params: HnswParams) -> Result<HnswIndex> {
 /// Embeds `passages` and appends them to the index in `dir`, which must
 /// have been built with the same model. A graph the index has is rebuilt
 /// over all the vectors with the parameters it was built with (saved graphs
-/// cannot take new points) and returned.
+/// cannot take new points) and returned. Refused while another process
+/// writes `dir`.
 pub fn add(
     encoder: &BiEncoder,
     model_name: &str,
@@ -93,6 +108,7 @@ pub fn add(
     batch_tokens: usize,
     progress: impl FnMut(usize),
 ) -> Result<Option<HnswIndex>> {
+    let _lock = Lock::acquire(dir)?;
     let store = VectorStore::open(dir)?;
     let stamp = model_stamp(encoder, model_name)?;
     store.check_model(&stamp, encoder.dim())?;
@@ -102,7 +118,7 @@ pub fn add(
     let vectors = embed_passages(encoder, passages, batch_tokens, progress)?;
     let ids: Vec<String> = passages.iter().map(|p| p.id.clone()).collect();
     store.add(&stamp, &ids, &vectors)?;
-    graph.map(|params| build_graph(dir, params)).transpose()
+    graph.map(|params| save_graph(dir, params)).transpose()
 }
 
 /// How an index is searched.

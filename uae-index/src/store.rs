@@ -24,7 +24,8 @@ use uae_data::atomic::{publish, stage};
 /// The index format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
-const HEADER: &str = "header.json";
+/// The header's file name; a folder holding one is an index.
+pub const HEADER: &str = "header.json";
 const VECTORS: &str = "vectors.f32";
 const IDS: &str = "ids.jsonl";
 
