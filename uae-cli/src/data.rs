@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use uae_data::DataSet;
+use uae_data::beir::POOLS;
+use uae_data::lock::{Lock, check_name, claim_folder};
 
 /// Arguments of `uae data`.
 #[derive(Args)]
@@ -27,9 +29,14 @@ struct QasperArgs {
     /// A split and its file as SPLIT=FILE, e.g. train=qasper-train-v0.3.json; repeat per split.
     #[arg(long = "split", required = true)]
     splits: Vec<String>,
-    /// The BEIR folder to write.
+    /// The BEIR folder to write: a new or empty folder, or an earlier
+    /// conversion's (it has pools.jsonl) to replace.
     #[arg(long)]
     out: PathBuf,
+    /// Write into --out even when it is a folder of other files (a data set
+    /// there would have its corpus, queries and qrels replaced).
+    #[arg(long)]
+    force: bool,
 }
 
 /// Runs `uae data`.
@@ -41,8 +48,12 @@ pub fn run(args: DataArgs) -> Result<()> {
                 let Some((split, file)) = spec.split_once('=') else {
                     bail!("--split {spec:?}: expected SPLIT=FILE, e.g. train=qasper-train-v0.3.json");
                 };
+                // The split names a file, qrels/<split>.tsv.
+                check_name(&format!("--split {spec}"), split)?;
                 files.push((split, PathBuf::from(file)));
             }
+            let _lock = Lock::acquire(&a.out)?;
+            claim_folder(&a.out, &a.out.join(POOLS), "a converted data set", a.force)?;
             let (data, report) = DataSet::from_qasper(&files)?;
             data.write_beir(&a.out)?;
             eprintln!("{report}");

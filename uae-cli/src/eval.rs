@@ -9,6 +9,7 @@ use anyhow::{Result, bail};
 use burn::tensor::Device;
 use clap::{Args, Subcommand};
 use uae_data::json::read_json;
+use uae_data::lock::Lock;
 use uae_data::{Qrels, Run};
 use uae_eval::compare::{CompareOptions, compare};
 use uae_eval::metrics::{self, DEFAULT_KS};
@@ -131,6 +132,9 @@ fn run_compare(args: CompareArgs, device: &Device) -> Result<()> {
     let (Some(data), Some(report)) = (args.data, args.report) else {
         bail!("`uae eval` needs --data and --report (or a subcommand such as `uae eval metrics`)");
     };
+    // One comparison writes a report folder at a time (the indexes it
+    // builds are locked one by one as they are written).
+    let _lock = Lock::acquire(&report)?;
     let pipeline = args.pipeline_config.as_deref().map(read_json::<serde_json::Value>).transpose()?;
     let options = CompareOptions {
         data,

@@ -1,5 +1,7 @@
 //! `uae label`: perplexity-reduction utilities of each query's candidates,
-//! appended per query so that a killed run resumes.
+//! appended per query so that a killed run resumes. The labels file is
+//! locked for the whole run: a second `uae label` on it would label every
+//! query again into the same file.
 
 use std::path::PathBuf;
 
@@ -7,6 +9,7 @@ use anyhow::Result;
 use burn::tensor::Device;
 use clap::Args;
 use uae_data::DataSet;
+use uae_data::lock::Lock;
 use uae_model::llm::CausalLm;
 use uae_teacher::label::{LabelOptions, Shard, label};
 use uae_teacher::prompt::{Utility, UtilityPrompt};
@@ -62,6 +65,7 @@ pub struct LabelArgs {
 
 /// Runs `uae label`.
 pub fn run(args: LabelArgs, device: &Device) -> Result<()> {
+    let _lock = Lock::acquire(&args.out)?;
     let data = DataSet::load(&args.data, &[])?;
     let lm = CausalLm::load(&args.teacher, device)?;
     let options = LabelOptions {

@@ -6,6 +6,7 @@ use anyhow::{Result, bail};
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use uae_data::{CandidateLine, DataSet};
+use uae_data::lock::Lock;
 use uae_index::corpus_index;
 use uae_index::mine::{self, DenseSource, MineOptions, Retriever};
 use uae_model::encoder::{BiEncoder, EncoderOptions};
@@ -71,6 +72,9 @@ fn load_data(path: &Path, split: &str) -> Result<DataSet> {
 
 /// Runs `uae mine`.
 pub fn run(args: MineArgs, device: &Device) -> Result<()> {
+    // The candidates file is replaced whole at the end: a second mine into
+    // it is refused rather than silently replacing this one's.
+    let _lock = (args.out != "-").then(|| Lock::acquire(Path::new(&args.out))).transpose()?;
     let data = load_data(Path::new(&args.data), &args.split)?;
     let retriever = match (args.bm25, args.hybrid, &args.model) {
         (true, _, _) => Retriever::Bm25,

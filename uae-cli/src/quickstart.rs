@@ -92,7 +92,8 @@ pub struct QuickstartArgs {
     /// The split evaluated.
     #[arg(long, default_value = "test")]
     split: String,
-    /// Recompute every stage.
+    /// Recompute every stage (and work in --out even when it holds files
+    /// that are not an earlier quickstart's).
     #[arg(long)]
     force: bool,
 }

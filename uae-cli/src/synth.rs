@@ -7,7 +7,8 @@ use anyhow::Result;
 use burn::tensor::Device;
 use clap::Args;
 use uae_eval::synth::{SynthJob, run_synth};
-use uae_teacher::synth::{Sources, SynthOptions};
+use uae_data::lock::{Lock, claim_folder};
+use uae_teacher::synth::{SUMMARY, Sources, SynthOptions};
 
 use crate::progress::Bars;
 
@@ -20,9 +21,14 @@ pub struct SynthArgs {
     /// The data set, BEIR layout; few-shot examples come from its train split.
     #[arg(long)]
     data: PathBuf,
-    /// The new data set's folder (BEIR, plus synth.jsonl, verdicts.jsonl and synth.json).
+    /// The new data set's folder (BEIR, plus synth.jsonl, verdicts.jsonl and
+    /// synth.json): a new or empty folder, or an earlier run's to resume.
     #[arg(long)]
     out: PathBuf,
+    /// Write into --out even when it is a folder of other files (a data set
+    /// there would have its corpus, queries and qrels replaced).
+    #[arg(long)]
+    force: bool,
     /// The base bi-encoder whose index checks the round trip.
     #[arg(long)]
     student: String,
@@ -58,6 +64,8 @@ pub struct SynthArgs {
 
 /// Runs `uae synth`.
 pub fn run(args: SynthArgs, device: &Device) -> Result<()> {
+    let _lock = Lock::acquire(&args.out)?;
+    claim_folder(&args.out, &args.out.join(SUMMARY), "a synthetic data set", args.force)?;
     let job = SynthJob {
         teacher: args.teacher,
         data: args.data,

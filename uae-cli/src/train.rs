@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use burn::tensor::Device;
 use clap::Args;
+use uae_data::lock::{Lock, claim_folder};
 use uae_eval::dev::DevRetrieval;
 use uae_train::loss::{LossKind, UtilityNorm};
 use uae_train::select::{DevEvaluator, SelectMetric};
@@ -29,9 +30,14 @@ pub struct TrainArgs {
     /// labels.jsonl written by `uae label`.
     #[arg(long)]
     labels: PathBuf,
-    /// The run directory (checkpoints, logs, final weights).
+    /// The run directory (checkpoints, logs, final weights): a new or empty
+    /// folder, or an earlier run's.
     #[arg(long)]
     out: PathBuf,
+    /// Write the run into --out even when it is a folder of other files
+    /// (any of the run's own file names there is replaced).
+    #[arg(long)]
+    force: bool,
     /// The objective: um-infonce, infonce, kl or stable-distill.
     #[arg(long)]
     loss: Option<LossKind>,
@@ -93,6 +99,12 @@ pub struct TrainArgs {
 
 /// Runs `uae train`.
 pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
+    // Held until the run ends; `uae export` takes it too, so that it never
+    // reads a run that is still being written.
+    let _lock = Lock::acquire(&args.out)?;
+    if !args.resume {
+        claim_folder(&args.out, &config_path(&args.out), "a training run", args.force)?;
+    }
     let mut config = match (&args.config, args.resume) {
         (Some(path), _) => TrainConfig::from_file(path)?,
         (None, true) => TrainConfig::from_file(&config_path(&args.out))?,

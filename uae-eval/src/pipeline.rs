@@ -19,6 +19,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use uae_data::atomic::write_atomically;
+use uae_data::lock::{Lock, claim_folder};
 use uae_data::records::read_candidates;
 use uae_data::{DataSet, Progress};
 use uae_index::corpus_index;
@@ -80,7 +81,8 @@ pub struct PipelineOptions {
     pub max_new_tokens: usize,
     /// The split evaluated.
     pub split: String,
-    /// Recompute every stage.
+    /// Recompute every stage (and work in `out` even when it holds files
+    /// that are not an earlier run's).
     pub force: bool,
     /// The command line that asked for the run, stored in the report.
     pub command: Vec<String>,
@@ -149,11 +151,16 @@ struct Stage {
 const BATCH_TOKENS: usize = 1024;
 
 /// Runs the pipeline on `device`. Status lines (which stage runs, which is
-/// reused) and progress go to `progress`; the report is returned.
+/// reused) and progress go to `progress`; the report is returned. The work
+/// folder is locked for the whole run, and must be new, empty or an earlier
+/// run's (it has `stages/`) unless `force`, since stages replace whole
+/// folders in it.
 pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn Progress) -> Result<PipelineReport> {
     let o = options;
     let out = &o.out;
     let stages_dir = out.join("stages");
+    let _lock = Lock::acquire(out)?;
+    claim_folder(out, &stages_dir, "a quickstart work folder", o.force)?;
     for dir in [&stages_dir, &out.join("configs")] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
