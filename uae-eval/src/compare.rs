@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use uae_data::atomic::write_atomically;
 use uae_data::jsonl::JsonlWriter;
+use uae_data::lock::check_name;
 use uae_data::trec::write_run;
 use uae_data::{DataSet, Hit, Progress, Query, Ranking, Run, TeacherAgreement};
 use uae_index::bm25::Bm25Index;
@@ -91,15 +92,21 @@ struct Ranked {
     latencies_ms: Vec<f64>,
 }
 
-/// Splits `NAME=PATH`; a bare path is named after its last component.
-fn named(spec: &str) -> (String, String) {
-    match spec.split_once('=') {
+/// Splits `NAME=PATH` given with `flag`; a bare path is named after its
+/// last component (that of its real path when it ends in `..`). A name
+/// becomes a folder name (`<indexes>/<NAME>`), so one that would leave that
+/// folder is refused.
+fn named(spec: &str, flag: &str) -> Result<(String, String)> {
+    let (name, path) = match spec.split_once('=') {
         Some((name, path)) if !name.is_empty() && !name.contains('/') => (name.to_string(), path.to_string()),
         _ => {
-            let name = Path::new(spec).file_name().and_then(|n| n.to_str()).unwrap_or(spec);
-            (name.to_string(), spec.to_string())
+            let path = Path::new(spec);
+            let last = path.file_name().map(PathBuf::from).or_else(|| path.canonicalize().ok()?.file_name().map(PathBuf::from));
+            (last.and_then(|n| n.to_str().map(str::to_owned)).unwrap_or_default(), spec.to_string())
         }
-    }
+    };
+    check_name(&format!("{flag} {spec}"), &name)?;
+    Ok((name, path))
 }
 
 fn millis(start: Instant) -> f64 {
@@ -112,6 +119,8 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
     if args.models.is_empty() {
         bail!("give at least one --model (the base encoder)");
     }
+    // Checked before any work: each name becomes an index folder's.
+    let models = args.models.iter().map(|spec| named(spec, "--model")).collect::<Result<Vec<_>>>()?;
     if args.k == 0 || args.rerank_k == 0 || args.tests.resamples == 0 {
         bail!("--k, --rerank-k and --test-resamples must be at least 1");
     }
@@ -121,7 +130,7 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
         .runs
         .iter()
         .map(|spec| {
-            let (name, dir) = named(spec);
+            let (name, dir) = named(spec, "--run")?;
             crate::curves::read_curves(Path::new(&dir), &name)
         })
         .collect::<Result<Vec<_>>>()?;
@@ -142,12 +151,11 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
 
     let mut systems = vec![bm25_system(&data, &queries, args.k)?];
     let indexes = args.indexes.clone().unwrap_or_else(|| report_dir.join("indexes"));
-    for spec in &args.models {
-        let (name, path) = named(spec);
-        if systems.iter().any(|s| s.name == name) {
+    for (name, path) in &models {
+        if systems.iter().any(|s| &s.name == name) {
             bail!("two systems are named {name:?}; name models as NAME=PATH");
         }
-        systems.push(dense_system(&name, &path, &data, &queries, &indexes, args, device, progress)?);
+        systems.push(dense_system(name, path, &data, &queries, &indexes, args, device, progress)?);
     }
     let mut generator_lm = None;
     if let Some(teacher) = &args.rerank_teacher {
