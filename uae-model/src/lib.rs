@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod bert;
+mod check;
 pub mod encoder;
 pub mod gguf;
 pub mod llama;

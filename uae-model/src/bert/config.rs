@@ -6,6 +6,8 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::check;
+
 /// The activation between the two feed-forward projections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -74,28 +76,41 @@ impl BertConfig {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
         let config: Self = uae_data::json::read_json(path)?;
-        config.validate(path)?;
+        config.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(config)
     }
 
-    fn validate(&self, path: &Path) -> Result<()> {
+    /// Checks every value the modules rely on: a BERT with absolute
+    /// positions, sizes above zero, a hidden size the heads divide, a finite
+    /// positive LayerNorm epsilon and a padding id inside the vocabulary.
+    /// Errors name the `config.json` key.
+    pub fn validate(&self) -> Result<()> {
         if self.model_type != "bert" {
             bail!(
-                "{}: model_type is {:?}; uae's bi-encoder implements BERT (model_type \"bert\")",
-                path.display(),
+                "model_type is {:?}; uae's bi-encoder implements BERT (model_type \"bert\")",
                 self.model_type
             );
         }
         if self.position_embedding_type != "absolute" {
-            bail!("{}: position_embedding_type {:?} is not supported, only \"absolute\"", path.display(), self.position_embedding_type);
+            bail!("position_embedding_type {:?} is not supported, only \"absolute\"", self.position_embedding_type);
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
-            bail!(
-                "{}: hidden_size {} is not a multiple of num_attention_heads {}",
-                path.display(),
-                self.hidden_size,
-                self.num_attention_heads
-            );
+        for (field, value) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ] {
+            check::positive(field, value)?;
+        }
+        if self.hidden_size % self.num_attention_heads != 0 {
+            bail!("hidden_size {} is not a multiple of num_attention_heads {}", self.hidden_size, self.num_attention_heads);
+        }
+        check::positive_finite("layer_norm_eps", self.layer_norm_eps)?;
+        if self.pad_token_id >= self.vocab_size {
+            bail!("pad_token_id {} is outside the vocabulary of vocab_size {}", self.pad_token_id, self.vocab_size);
         }
         Ok(())
     }
@@ -135,6 +150,35 @@ mod tests {
             "num_attention_heads":1,"intermediate_size":4,"max_position_embeddings":8}"#).unwrap();
         let err = BertConfig::from_file(&path).unwrap_err().to_string();
         assert!(err.contains("config.json") && err.contains("mpnet"), "{err}");
+    }
+
+    /// Values the modules would panic on or silently mis-compute with are
+    /// refused, naming the file and the field.
+    #[test]
+    fn bad_values_are_refused_naming_the_field() {
+        let cases = [
+            ("layer_norm_eps", serde_json::json!(0.0), "layer_norm_eps is 0"),
+            ("layer_norm_eps", serde_json::json!(-1e-12), "layer_norm_eps is -0.000000000001"),
+            ("num_attention_heads", serde_json::json!(0), "num_attention_heads is 0"),
+            ("num_attention_heads", serde_json::json!(3), "hidden_size 4 is not a multiple of num_attention_heads 3"),
+            ("hidden_size", serde_json::json!(0), "hidden_size is 0"),
+            ("vocab_size", serde_json::json!(0), "vocab_size is 0"),
+            ("num_hidden_layers", serde_json::json!(0), "num_hidden_layers is 0"),
+            ("intermediate_size", serde_json::json!(0), "intermediate_size is 0"),
+            ("max_position_embeddings", serde_json::json!(0), "max_position_embeddings is 0"),
+            ("type_vocab_size", serde_json::json!(0), "type_vocab_size is 0"),
+            ("pad_token_id", serde_json::json!(10), "pad_token_id 10 is outside the vocabulary of vocab_size 10"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        for (field, value, says) in cases {
+            let mut json = serde_json::json!({"model_type": "bert", "vocab_size": 10, "hidden_size": 4,
+                "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8, "max_position_embeddings": 8});
+            json[field] = value;
+            std::fs::write(&path, json.to_string()).unwrap();
+            let err = format!("{:#}", BertConfig::from_file(&path).unwrap_err());
+            assert!(err.contains("config.json") && err.contains(says), "{field}: {err}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::check;
 use crate::gguf::GgufFile;
 
 /// Llama 3's long-context rotary scaling (`rope_scaling` with
@@ -28,6 +29,24 @@ pub struct RopeScaling {
     /// The context length the model was pre-trained with.
     #[serde(default = "default_original_context")]
     pub original_max_position_embeddings: usize,
+}
+
+impl RopeScaling {
+    /// Checks the values Llama 3 scaling divides by: a finite, positive
+    /// factor and low-frequency factor, a high-frequency factor above the
+    /// low one, and a positive original context.
+    fn validate(&self) -> Result<()> {
+        check::positive_finite("rope_scaling.factor", self.factor)?;
+        check::positive_finite("rope_scaling.low_freq_factor", self.low_freq_factor)?;
+        if !(self.high_freq_factor.is_finite() && self.high_freq_factor > self.low_freq_factor) {
+            bail!(
+                "rope_scaling.high_freq_factor is {}; it must be a finite number above low_freq_factor {}",
+                self.high_freq_factor,
+                self.low_freq_factor
+            );
+        }
+        check::positive("rope_scaling.original_max_position_embeddings", self.original_max_position_embeddings)
+    }
 }
 
 fn one() -> f64 {
@@ -136,6 +155,20 @@ fn default_act() -> String {
     "silu".into()
 }
 
+/// The GGUF metadata key (after the `<arch>.` prefix) of each configuration
+/// field [`LlamaConfig::from_gguf`] reads, for messages.
+const GGUF_KEYS: &[(&str, &str)] = &[
+    ("vocab_size", "vocab_size"),
+    ("hidden_size", "embedding_length"),
+    ("intermediate_size", "feed_forward_length"),
+    ("num_hidden_layers", "block_count"),
+    ("num_attention_heads", "attention.head_count"),
+    ("num_key_value_heads", "attention.head_count_kv"),
+    ("rms_norm_eps", "attention.layer_norm_rms_epsilon"),
+    ("rope_theta", "rope.freq_base"),
+    ("max_position_embeddings", "context_length"),
+];
+
 impl LlamaConfig {
     /// Reads and validates a transformers `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -163,9 +196,11 @@ impl LlamaConfig {
         let key = |name: &str| format!("{arch}.{name}");
         let hidden_size = file.get_u32(&key("embedding_length"))? as usize;
         let num_attention_heads = file.get_u32(&key("attention.head_count"))? as usize;
-        let head_dim = match file.get_u32_opt(&key("attention.key_length"))? {
+        let key_length = file.get_u32_opt(&key("attention.key_length"))?;
+        let head_dim_key = if key_length.is_some() { "attention.key_length" } else { "rope.dimension_count" };
+        let head_dim = match key_length {
             Some(d) => Some(d as usize),
-            None => file.get_u32_opt(&key("rope.dimension_count"))?.map(|d| d as usize),
+            None => file.get_u32_opt(&key(head_dim_key))?.map(|d| d as usize),
         };
         let vocab_size = match file.get_u32_opt(&key("vocab_size"))? {
             Some(v) => v as usize,
@@ -200,40 +235,76 @@ impl LlamaConfig {
             bos_token_id: file.get_u32_opt("tokenizer.ggml.bos_token_id")?,
             eos_token_id: file.get_u32_opt("tokenizer.ggml.eos_token_id")?.map(EosTokens::One),
         };
-        config.validate().map_err(|e| anyhow::anyhow!("{}: {e}", file.path().display()))?;
+        // Report a bad value by the metadata key it was read from.
+        let name = |field: &'static str| {
+            let gguf = match field {
+                "head_dim" => Some(head_dim_key),
+                _ => GGUF_KEYS.iter().find(|(f, _)| *f == field).map(|(_, k)| *k),
+            };
+            gguf.map_or_else(|| field.to_string(), key)
+        };
+        config.validate_named(&name).map_err(|e| anyhow::anyhow!("{}: {e}", file.path().display()))?;
         Ok(config)
     }
 
-    /// Checks the combinations the modules rely on.
+    /// Checks every value the modules rely on (sizes and head counts above
+    /// zero that divide as attention needs, epsilons and rotary parameters
+    /// finite and positive), naming a bad one by its `config.json` key.
     pub fn validate(&self) -> Result<()> {
+        self.validate_named(&|field| field.to_string())
+    }
+
+    /// [`Self::validate`], with `name` giving the name a field is reported
+    /// by (its GGUF metadata key for a configuration read from GGUF).
+    fn validate_named(&self, name: &dyn Fn(&'static str) -> String) -> Result<()> {
         if self.hidden_act != "silu" {
             bail!("hidden_act is {:?}; only silu (SwiGLU) is supported", self.hidden_act);
         }
-        if self.num_attention_heads == 0 || self.num_hidden_layers == 0 {
-            bail!("num_attention_heads and num_hidden_layers must be positive");
+        for (field, value) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            check::positive(&name(field), value)?;
         }
+        if let Some(kv_heads) = self.num_key_value_heads {
+            check::positive(&name("num_key_value_heads"), kv_heads)?;
+        }
+        if let Some(head_dim) = self.head_dim {
+            check::positive(&name("head_dim"), head_dim)?;
+        }
+        check::positive_finite(&name("rms_norm_eps"), self.rms_norm_eps)?;
+        check::positive_finite(&name("rope_theta"), self.rope_theta)?;
         if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
             bail!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
+                "{} {} is not a multiple of {} {}",
+                name("hidden_size"),
                 self.hidden_size,
+                name("num_attention_heads"),
                 self.num_attention_heads
             );
         }
         if self.head_dim() % 2 != 0 {
-            bail!("head_dim {} must be even for rotary embeddings", self.head_dim());
+            bail!("{} {} must be even for rotary embeddings", name("head_dim"), self.head_dim());
         }
         if self.num_attention_heads % self.kv_heads() != 0 {
             bail!(
-                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                "{} {} is not a multiple of {} {}",
+                name("num_attention_heads"),
                 self.num_attention_heads,
+                name("num_key_value_heads"),
                 self.kv_heads()
             );
         }
-        if let Some(scaling) = &self.rope_scaling
-            && scaling.rope_type != "llama3"
-            && scaling.rope_type != "default"
-        {
-            bail!("rope_scaling type {:?} is not supported (llama3 is)", scaling.rope_type);
+        if let Some(scaling) = &self.rope_scaling {
+            match scaling.rope_type.as_str() {
+                "default" => {}
+                "llama3" => scaling.validate()?,
+                other => bail!("rope_scaling type {other:?} is not supported (llama3 is)"),
+            }
         }
         Ok(())
     }
@@ -277,6 +348,49 @@ mod tests {
         config.validate().unwrap();
         assert_eq!(config.rope_scaling.unwrap().factor, 8.0);
         assert_eq!(config.eos_token_id.unwrap().ids(), vec![5, 6]);
+    }
+
+    /// Every value the modules would panic on or silently mis-compute with
+    /// is refused, naming the field; from a file, the file too.
+    #[test]
+    fn bad_values_are_refused_naming_the_field() {
+        let base = r#"{"hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,
+            "num_key_value_heads":2,"vocab_size":100}"#;
+        let cases = [
+            (r#"{"rms_norm_eps":0}"#, "rms_norm_eps is 0"),
+            (r#"{"rms_norm_eps":-1e-6}"#, "rms_norm_eps is -0.000001"),
+            (r#"{"rope_theta":0}"#, "rope_theta is 0"),
+            (r#"{"num_key_value_heads":0}"#, "num_key_value_heads is 0"),
+            (r#"{"num_key_value_heads":3}"#, "num_attention_heads 4 is not a multiple of num_key_value_heads 3"),
+            (r#"{"num_attention_heads":0}"#, "num_attention_heads is 0"),
+            (r#"{"hidden_size":66}"#, "hidden_size 66 is not a multiple of num_attention_heads 4"),
+            (r#"{"head_dim":0}"#, "head_dim is 0"),
+            (r#"{"vocab_size":0}"#, "vocab_size is 0"),
+            (r#"{"intermediate_size":0}"#, "intermediate_size is 0"),
+            (r#"{"num_hidden_layers":0}"#, "num_hidden_layers is 0"),
+            (r#"{"max_position_embeddings":0}"#, "max_position_embeddings is 0"),
+            (r#"{"rope_scaling":{"rope_type":"llama3","factor":0}}"#, "rope_scaling.factor is 0"),
+            (r#"{"rope_scaling":{"rope_type":"llama3","factor":8,"low_freq_factor":0}}"#, "rope_scaling.low_freq_factor is 0"),
+            (
+                r#"{"rope_scaling":{"rope_type":"llama3","factor":8,"low_freq_factor":4,"high_freq_factor":1}}"#,
+                "rope_scaling.high_freq_factor is 1",
+            ),
+            (
+                r#"{"rope_scaling":{"rope_type":"llama3","factor":8,"original_max_position_embeddings":0}}"#,
+                "rope_scaling.original_max_position_embeddings is 0",
+            ),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        for (change, says) in cases {
+            let mut json: serde_json::Value = serde_json::from_str(base).unwrap();
+            for (key, value) in serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(change).unwrap() {
+                json[key] = value;
+            }
+            std::fs::write(&path, json.to_string()).unwrap();
+            let err = format!("{:#}", LlamaConfig::from_file(&path).unwrap_err());
+            assert!(err.contains("config.json") && err.contains(says), "{change}: {err}");
+        }
     }
 
     #[test]
