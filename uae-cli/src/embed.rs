@@ -4,7 +4,7 @@ use anyhow::Result;
 use burn::tensor::Device;
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use uae_model::encoder::{BiEncoder, EncoderOptions, TextRole};
+use uae_model::encoder::{BiEncoder, EncoderOptions, NonFiniteEmbedding, TextRole};
 use uae_data::jsonl::{self, JsonlWriter};
 
 use crate::progress;
@@ -63,7 +63,13 @@ pub fn run(args: EmbedArgs, device: &Device) -> Result<()> {
     let role = if args.query { TextRole::Query } else { TextRole::Passage };
     let bar = progress::bar(texts.len() as u64, "texts");
     let start = std::time::Instant::now();
-    let output = encoder.embed(&texts, role, args.batch_tokens, |done| bar.inc(done as u64))?;
+    let output = encoder.embed(&texts, role, args.batch_tokens, |done| bar.inc(done as u64)).map_err(|e| {
+        // Name the input line a non-finite vector came from by its id.
+        match e.downcast_ref::<NonFiniteEmbedding>().map(|bad| &lines[bad.index].id) {
+            Some(id) => e.context(format!("{}: the text with id {id}", args.input)),
+            None => e,
+        }
+    })?;
     let seconds = start.elapsed().as_secs_f64();
     bar.finish_and_clear();
     eprintln!(

@@ -75,14 +75,24 @@ pub fn run(args: GenerateArgs, device: &Device) -> Result<()> {
         if let Some(n) = prompts.iter().position(Vec::is_empty) {
             bail!("{input}:{}: the prompt is empty", n + 1);
         }
+        if let Some(n) = prompts.iter().position(|p| p.len() > lm.context_length()) {
+            bail!(
+                "{input}:{}: the prompt has {} tokens, more than the teacher's context window of {}",
+                n + 1,
+                prompts[n].len(),
+                lm.context_length()
+            );
+        }
         let mut writer = JsonlWriter::create(output)?;
         let bar = progress::bar(prompts.len() as u64, "prompts");
         let start = std::time::Instant::now();
         let mut tokens = 0;
+        let mut full = 0;
         for (chunk, texts) in prompts.chunks(args.batch).zip(lines.chunks(args.batch)) {
             let refs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
-            for (ids, line) in lm.generate_batch(&refs, args.max_new_tokens)?.iter().zip(texts) {
+            for ((ids, line), prompt) in lm.generate_batch(&refs, args.max_new_tokens)?.iter().zip(texts).zip(chunk) {
                 tokens += ids.len();
+                full += usize::from(lm.context_exhausted(prompt.len(), ids));
                 writer.write(&Generation { prompt: &line.prompt, text: lm.decode(ids)?, ids })?;
             }
             bar.inc(chunk.len() as u64);
@@ -96,6 +106,13 @@ pub fn run(args: GenerateArgs, device: &Device) -> Result<()> {
             tokens as f64 / seconds.max(1e-9),
             args.batch
         );
+        if full > 0 {
+            eprintln!(
+                "warning: {full} of {} generations stopped early: prompt and answer filled the context window of {} tokens",
+                prompts.len(),
+                lm.context_length()
+            );
+        }
         return Ok(());
     }
     let prompt = args.prompt.as_deref().expect("clap requires --prompt without --input");
@@ -105,6 +122,13 @@ pub fn run(args: GenerateArgs, device: &Device) -> Result<()> {
     let seconds = start.elapsed().as_secs_f64();
     let answer = lm.decode(&ids)?;
     eprintln!("generated {} tokens in {seconds:.3} s ({:.1} tokens/s)", ids.len(), ids.len() as f64 / seconds.max(1e-9));
+    if lm.context_exhausted(prompt_ids.len(), &ids) {
+        eprintln!(
+            "warning: generation stopped early: the prompt's {} tokens and the answer filled the context window of {} tokens",
+            prompt_ids.len(),
+            lm.context_length()
+        );
+    }
     let text = if args.json {
         serde_json::json!({ "prompt_ids": prompt_ids, "ids": ids, "text": answer }).to_string()
     } else {

@@ -109,6 +109,28 @@ pub struct Embeddings {
     pub truncated: usize,
 }
 
+/// The error of [`BiEncoder::embed`] when a text's embedding holds a NaN or
+/// infinite value (the model's activations overflow): no vector is returned
+/// rather than one that would poison every similarity it enters. Callers
+/// may downcast to it to name the input by their own id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NonFiniteEmbedding {
+    /// The text's position in the `texts` given to [`BiEncoder::embed`].
+    pub index: usize,
+}
+
+impl std::fmt::Display for NonFiniteEmbedding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the embedding of text {} (counting from 0) holds NaN or infinite values: the model's activations overflow",
+            self.index
+        )
+    }
+}
+
+impl std::error::Error for NonFiniteEmbedding {}
+
 /// The folder of a model directory that holds a separate passage encoder.
 ///
 /// A query-side fine-tune (`uae train --query-only`) exports the trained
@@ -158,7 +180,6 @@ impl BiEncoder {
                 config.max_position_embeddings,
                 dir.file("config.json").display()
             ),
-            Some(0) => bail!("--max-length must be at least 1"),
             Some(n) => n,
             None => sentence.max_seq_length.unwrap_or(config.max_position_embeddings).min(config.max_position_embeddings),
         };
@@ -248,7 +269,8 @@ impl BiEncoder {
 
     /// Embeds `texts` in batches of at most `batch_tokens` padded tokens,
     /// longest first, and returns the vectors in input order. `progress` is
-    /// called with the number of texts finished after each batch.
+    /// called with the number of texts finished after each batch. A vector
+    /// with a NaN or infinite value is a [`NonFiniteEmbedding`] error.
     pub fn embed(
         &self,
         texts: &[String],
@@ -272,7 +294,11 @@ impl BiEncoder {
                 .map_err(|e| anyhow::anyhow!("cannot read embeddings back from the device: {e:?}"))?;
             let dim = self.dim();
             for (row, &i) in batch.iter().enumerate() {
-                vectors[i] = flat[row * dim..(row + 1) * dim].to_vec();
+                let vector = &flat[row * dim..(row + 1) * dim];
+                if !vector.iter().all(|x| x.is_finite()) {
+                    return Err(NonFiniteEmbedding { index: i }.into());
+                }
+                vectors[i] = vector.to_vec();
             }
             progress(batch.len());
         }

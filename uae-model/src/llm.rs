@@ -30,6 +30,32 @@ pub struct CausalLm {
     source: PathBuf,
 }
 
+/// The error of [`CausalLm::continuation_logprobs`] when a log-probability
+/// comes out NaN or infinite (the model's activations overflow): no score is
+/// returned rather than one that would poison what it is summed into.
+/// Callers may downcast to it to name the item by their own index.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NonFiniteLogprob {
+    /// The pair's position in the `pairs` given.
+    pub pair: usize,
+    /// The continuation token's position in its continuation.
+    pub token: usize,
+    /// The log-probability.
+    pub value: f32,
+}
+
+impl std::fmt::Display for NonFiniteLogprob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pair {} (counting from 0): the log-probability of continuation token {} is {}; the model's activations overflow",
+            self.pair, self.token, self.value
+        )
+    }
+}
+
+impl std::error::Error for NonFiniteLogprob {}
+
 /// One chat message for [`CausalLm::chat_prompt`].
 #[derive(Debug, Clone)]
 pub struct ChatMessage {
@@ -75,7 +101,7 @@ impl CausalLm {
         let eos_token = token("tokenizer.ggml.eos_token_id")?;
         let eos_ids = config.eos_token_id.as_ref().map(|e| e.ids()).unwrap_or_default();
         let mut weights = WeightReader::gguf(file, &config);
-        let model = LlamaForCausalLM::load(&config, &mut weights, device).with_context(|| format!("loading {}", path.display()))?;
+        let model = LlamaForCausalLM::load(&config, &mut weights, device)?;
         Ok(Self { model, config, tokenizer, chat_template, bos_token, eos_token, eos_ids, device: device.clone(), source: path.into() })
     }
 
@@ -93,7 +119,7 @@ impl CausalLm {
             eos_ids.push(id);
         }
         let mut weights = WeightReader::safetensors_dir(dir)?;
-        let model = LlamaForCausalLM::load(&config, &mut weights, device).with_context(|| format!("loading {}", dir.display()))?;
+        let model = LlamaForCausalLM::load(&config, &mut weights, device)?;
         Ok(Self {
             model,
             config,
@@ -159,7 +185,8 @@ impl CausalLm {
     /// Log-probabilities of each continuation token given everything before
     /// it, for one batch of `(prompt, continuation)` id pairs run as one
     /// right-padded batch. Each pair needs a non-empty prompt and continuation
-    /// whose total fits the context window.
+    /// whose total fits the context window. A NaN or infinite log-probability
+    /// is a [`NonFiniteLogprob`] error.
     pub fn continuation_logprobs(&self, pairs: &[(&[u32], &[u32])]) -> Result<Vec<Vec<f32>>> {
         if pairs.is_empty() {
             return Ok(Vec::new());
@@ -186,8 +213,12 @@ impl CausalLm {
         let values = self.gather_logprobs(flat, &rows, &targets)?;
         let mut out = Vec::with_capacity(pairs.len());
         let mut at = 0;
-        for (_, continuation) in pairs {
-            out.push(values[at..at + continuation.len()].to_vec());
+        for (b, (_, continuation)) in pairs.iter().enumerate() {
+            let logprobs = &values[at..at + continuation.len()];
+            if let Some(token) = logprobs.iter().position(|x| !x.is_finite()) {
+                return Err(NonFiniteLogprob { pair: b, token, value: logprobs[token] }.into());
+            }
+            out.push(logprobs.to_vec());
             at += continuation.len();
         }
         Ok(out)
@@ -243,13 +274,36 @@ impl CausalLm {
         Ok(out)
     }
 
-    /// Greedy decoding: up to `max_new_tokens` ids after `prompt`, stopping
-    /// after an end-of-sequence id (which is included) or at the context
-    /// window. Uses a KV cache, so each new token costs one position.
-    pub fn generate(&self, prompt: &[u32], max_new_tokens: usize) -> Result<Vec<u32>> {
+    /// Whether generation can start from `prompt`: it needs at least one
+    /// token and must fit the context window.
+    fn check_prompt(&self, prompt: &[u32]) -> Result<()> {
         if prompt.is_empty() {
             bail!("generation needs a prompt of at least one token");
         }
+        if prompt.len() > self.context_length() {
+            bail!(
+                "the prompt has {} tokens, more than the model's context window of {}; shorten it",
+                prompt.len(),
+                self.context_length()
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether a generation that produced `generated` after a prompt of
+    /// `prompt_len` tokens filled the context window, so that it could not go
+    /// on, without ending at an end-of-sequence id.
+    pub fn context_exhausted(&self, prompt_len: usize, generated: &[u32]) -> bool {
+        prompt_len + generated.len() > self.context_length() && generated.last().is_none_or(|id| !self.eos_ids.contains(id))
+    }
+
+    /// Greedy decoding: up to `max_new_tokens` ids after `prompt`, stopping
+    /// after an end-of-sequence id (which is included) or at the context
+    /// window ([`Self::context_exhausted`] tells). A prompt longer than the
+    /// window is an error. Uses a KV cache, so each new token costs one
+    /// position.
+    pub fn generate(&self, prompt: &[u32], max_new_tokens: usize) -> Result<Vec<u32>> {
+        self.check_prompt(prompt)?;
         let mut cache = KvCache::new();
         let mut next_input: Vec<u32> = prompt.to_vec();
         let mut out = Vec::new();
@@ -275,9 +329,11 @@ impl CausalLm {
     /// batch with one KV cache: each result is the ids [`Self::generate`]
     /// gives for that prompt alone (padding is masked and does not count as
     /// positions). A finished sequence keeps its place until the batch ends.
+    /// An empty prompt, or one longer than the context window, is an error
+    /// naming it.
     pub fn generate_batch(&self, prompts: &[&[u32]], max_new_tokens: usize) -> Result<Vec<Vec<u32>>> {
-        if prompts.iter().any(|p| p.is_empty()) {
-            bail!("generation needs a prompt of at least one token");
+        for (b, prompt) in prompts.iter().enumerate() {
+            self.check_prompt(prompt).with_context(|| format!("prompt {b} (counting from 0) of the batch"))?;
         }
         let rows = prompts.len();
         let width = prompts.iter().map(|p| p.len()).max().unwrap_or(0);

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use anyhow::{Result, anyhow};
-use tokenizers::{Tokenizer, TruncationParams};
+use anyhow::{Result, anyhow, bail};
+use tokenizers::{PostProcessor, Tokenizer, TruncationParams};
 
 /// One tokenised text: ids with the special tokens the model expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,9 +28,20 @@ pub struct TextTokenizer {
 impl TextTokenizer {
     /// Loads `tokenizer.json`. Any padding stored in the file is removed
     /// (all-MiniLM-L6-v2's pads every input to 128), and truncation is set to
-    /// `max_length` tokens, special tokens included.
+    /// `max_length` tokens, special tokens included; a length that leaves no
+    /// room for text after the special tokens (BERT's `[CLS]` and `[SEP]`)
+    /// is refused, as every text would become the same empty input.
     pub fn from_file(path: &Path, max_length: usize) -> Result<Self> {
         let mut inner = Tokenizer::from_file(path).map_err(|e| anyhow!("cannot load tokenizer {}: {e}", path.display()))?;
+        let special = inner.get_post_processor().map_or(0, |p| p.added_tokens(false));
+        if max_length <= special {
+            bail!(
+                "a maximum length of {max_length} tokens leaves no room for text: {} adds {special} special tokens \
+                 to every input, so the maximum length must be at least {}",
+                path.display(),
+                special + 1
+            );
+        }
         inner.with_padding(None);
         inner
             .with_truncation(Some(TruncationParams { max_length, ..Default::default() }))

@@ -139,14 +139,16 @@ impl WeightReader {
         }
     }
 
-    /// Reads tensor `name`, checking that its shape is `shape`.
+    /// Reads tensor `name`, checking that its shape is `shape` and that every
+    /// value is finite (a NaN or infinite weight, as a diverged run leaves,
+    /// would turn every output NaN without a word).
     pub fn get(&mut self, name: &str, shape: &[usize]) -> Result<HostTensor> {
-        let tensor = match &self.files {
+        let (tensor, file) = match &self.files {
             Files::Safetensors { shards, index } => {
                 let &i = index.get(name).with_context(|| format!("{}: missing tensor {name}", self.describe()))?;
                 let shard = &shards[i];
                 let info = shard.metadata.info(name).with_context(|| format!("{}: missing tensor {name}", self.describe()))?;
-                read_safetensor(shard, info, name)?
+                (read_safetensor(shard, info, name)?, format!("{}: tensor {name}", shard.path.display()))
             }
             Files::Gguf { file, permuted, heads, kv_heads } => {
                 let gname = gguf_name(name).with_context(|| format!("no GGUF name for tensor {name}"))?;
@@ -162,11 +164,14 @@ impl WeightReader {
                         unpermute_rows(&mut tensor, *kv_heads);
                     }
                 }
-                tensor
+                (tensor, format!("{}: tensor {gname} ({name})", file.path().display()))
             }
         };
         if tensor.shape != shape {
-            bail!("tensor {name} has shape {:?}, the config expects {:?}", tensor.shape, shape);
+            bail!("{file} has shape {:?}, the config expects {:?}", tensor.shape, shape);
+        }
+        if let Some(&bad) = tensor.data.iter().find(|x| !x.is_finite()) {
+            bail!("{file} holds {bad}; a model's weights must all be finite");
         }
         self.read.insert(name.to_string());
         Ok(tensor)

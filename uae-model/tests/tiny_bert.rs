@@ -1,9 +1,12 @@
 //! Loader and masking tests on tiny random BERT models written by the test
-//! itself in the Hugging Face safetensors layout.
+//! itself in the Hugging Face safetensors layout, and the refusal of what
+//! would give wrong embeddings without a word (NaN weights and outputs, a
+//! maximum length below the special tokens).
 
 use burn::prelude::*;
 use uae_model::bert::{BertConfig, BertModel, TokenBatch};
-use uae_model::encoder::{BiEncoder, EncoderOptions, TextRole};
+use uae_model::encoder::{BiEncoder, EncoderOptions, NonFiniteEmbedding, TextRole};
+use uae_test_support::damage::fill_f32_tensor;
 use uae_test_support::tiny_bert::{TinyBertSpec, write_tiny_bert};
 
 fn tiny(spec: &TinyBertSpec) -> tempfile::TempDir {
@@ -169,4 +172,54 @@ fn weights_interpolate_tensor_by_tensor() {
     let wide = tiny(&TinyBertSpec { layers: 3, ..TinyBertSpec::default() });
     let err = uae_model::weights::interpolate(&wa, &wide.path().join("model.safetensors"), 0.5, &out).unwrap_err();
     assert!(err.to_string().contains("different tensors"), "{err}");
+}
+
+/// A NaN weight, as a diverged run leaves, is refused when the model is
+/// loaded, naming the file and the tensor, instead of giving NaN embeddings.
+#[test]
+fn nan_weights_are_refused_naming_the_tensor() {
+    let dir = tiny(&TinyBertSpec::default());
+    let weights = dir.path().join("model.safetensors");
+    fill_f32_tensor(&weights, "encoder.layer.0.attention.self.query.weight", f32::NAN).unwrap();
+    let config = BertConfig::from_file(&dir.path().join("config.json")).unwrap();
+    let err = format!("{:#}", BertModel::load(&config, &weights, &Device::flex()).unwrap_err());
+    assert!(err.contains("model.safetensors: tensor encoder.layer.0.attention.self.query.weight holds NaN"), "{err}");
+    let all_nan = tiny(&TinyBertSpec { nan_weights: true, ..Default::default() });
+    let err = BiEncoder::load(all_nan.path().to_str().unwrap(), &Device::flex(), &EncoderOptions::default()).err().unwrap();
+    assert!(format!("{err:#}").contains("holds NaN"), "{err:#}");
+}
+
+/// Finite weights whose activations overflow give non-finite vectors: embedding
+/// fails naming the text instead of returning them.
+#[test]
+fn non_finite_embeddings_are_an_error_naming_the_text() {
+    let dir = tiny(&TinyBertSpec::default());
+    fill_f32_tensor(&dir.path().join("model.safetensors"), "encoder.layer.1.output.LayerNorm.weight", f32::MAX).unwrap();
+    let encoder = BiEncoder::load(dir.path().to_str().unwrap(), &Device::flex(), &EncoderOptions::default()).unwrap();
+    let texts = vec!["what is the answer".to_string(), "a".to_string()];
+    let err = encoder.embed(&texts, TextRole::Passage, 512, |_| {}).unwrap_err();
+    let bad = err.downcast_ref::<NonFiniteEmbedding>().unwrap_or_else(|| panic!("{err:#}"));
+    assert!(bad.index < texts.len(), "{err}");
+    assert!(err.to_string().contains("holds NaN or infinite values"), "{err}");
+}
+
+/// A maximum length that leaves no room for text after `[CLS]` and `[SEP]`
+/// is refused (`tokenizers` would underflow, and cut nothing or everything);
+/// the smallest useful one is honoured.
+#[test]
+fn max_length_below_the_special_tokens_is_refused() {
+    let dir = tiny(&TinyBertSpec::default());
+    let load = |n| {
+        let options = EncoderOptions { max_length: Some(n), ..Default::default() };
+        BiEncoder::load(dir.path().to_str().unwrap(), &Device::flex(), &options)
+    };
+    for n in [0, 1, 2] {
+        let err = format!("{:#}", load(n).err().unwrap());
+        assert!(err.contains(&format!("a maximum length of {n} tokens leaves no room for text")), "{err}");
+        assert!(err.contains("tokenizer.json adds 2 special tokens") && err.contains("at least 3"), "{err}");
+    }
+    let encoder = load(3).unwrap();
+    let encoded = encoder.tokenizer.encode(&["python list".to_string()]).unwrap();
+    assert_eq!(encoded[0].ids.len(), 3);
+    assert!(encoded[0].truncated);
 }

@@ -1,9 +1,11 @@
 //! The teacher LLM on tiny random models written by the test itself: batching
 //! never changes a result, the KV cache gives the same logits as a full pass,
-//! Qwen2 biases and untied heads load, and bad checkpoints get named errors.
+//! Qwen2 biases and untied heads load, and bad checkpoints (wrong shapes,
+//! bad hyper-parameters, NaN weights) get named errors.
 
 use burn::prelude::*;
-use uae_model::llm::CausalLm;
+use uae_model::llm::{CausalLm, NonFiniteLogprob};
+use uae_test_support::damage::{fill_f32_tensor, set_gguf_value};
 use uae_test_support::tiny_llama::{TinyLlamaSpec, write_tiny_llama, write_tiny_llama_gguf};
 
 fn device() -> Device {
@@ -227,4 +229,82 @@ fn unknown_hub_teacher_is_a_clear_error_offline() {
     assert!(err.contains("not in the Hugging Face cache") && err.contains("config.json"), "{err}");
     let err = format!("{:#}", CausalLm::load("/no/such/teacher.gguf", &device()).err().unwrap());
     assert!(err.contains("neither a GGUF file, a model directory, nor a hub id"), "{err}");
+}
+
+/// Bad hyper-parameters in GGUF metadata are refused naming the file and the
+/// metadata key, never a panic (burn's RmsNorm asserts on its epsilon, the
+/// attention divides by the key/value heads) and never a silently wrong
+/// model (a rotary base of 0).
+#[test]
+fn bad_gguf_metadata_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    let cases: [(&str, [u8; 4], &str); 6] = [
+        ("llama.attention.layer_norm_rms_epsilon", f32::NAN.to_le_bytes(), "is NaN"),
+        ("llama.attention.layer_norm_rms_epsilon", 0f32.to_le_bytes(), "is 0"),
+        ("llama.attention.head_count_kv", 0u32.to_le_bytes(), "is 0"),
+        ("llama.attention.head_count_kv", 3u32.to_le_bytes(), "3"),
+        ("llama.attention.head_count", 0u32.to_le_bytes(), "is 0"),
+        ("llama.rope.freq_base", 0f32.to_le_bytes(), "is 0"),
+    ];
+    for (key, value, says) in cases {
+        write_tiny_llama_gguf(&path, &TinyLlamaSpec::default(), false).unwrap();
+        set_gguf_value(&path, key, value).unwrap();
+        let err = format!("{:#}", CausalLm::load(path.to_str().unwrap(), &device()).err().unwrap());
+        assert!(err.contains("tiny.gguf") && err.contains(&format!("{key} {says}")), "{key}: {err}");
+    }
+}
+
+/// A NaN weight is refused when it is read, naming the file and the tensor,
+/// from safetensors and from GGUF alike.
+#[test]
+fn nan_weights_are_refused_naming_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = TinyLlamaSpec::default();
+    write_tiny_llama(dir.path(), &spec).unwrap();
+    let weights = dir.path().join("model.safetensors");
+    fill_f32_tensor(&weights, "model.layers.1.self_attn.q_proj.weight", f32::NAN).unwrap();
+    let err = format!("{:#}", CausalLm::load(dir.path().to_str().unwrap(), &device()).err().unwrap());
+    assert!(err.contains("model.safetensors: tensor model.layers.1.self_attn.q_proj.weight holds NaN"), "{err}");
+
+    let path = dir.path().join("tiny.gguf");
+    write_tiny_llama_gguf(&path, &spec, false).unwrap();
+    fill_f32_tensor(&path, "output_norm.weight", f32::INFINITY).unwrap();
+    let err = format!("{:#}", CausalLm::load(path.to_str().unwrap(), &device()).err().unwrap());
+    assert!(err.contains("tiny.gguf: tensor output_norm.weight (model.norm.weight) holds inf"), "{err}");
+}
+
+/// Finite weights whose activations overflow give NaN log-probabilities:
+/// scoring says which pair, rather than handing back NaN scores.
+#[test]
+fn non_finite_logprobs_are_an_error_naming_the_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_llama(dir.path(), &TinyLlamaSpec::default()).unwrap();
+    fill_f32_tensor(&dir.path().join("model.safetensors"), "model.norm.weight", f32::MAX).unwrap();
+    let lm = CausalLm::load(dir.path().to_str().unwrap(), &device()).unwrap();
+    let (prompt, continuation) = (lm.encode("the question is").unwrap(), lm.encode(" on the line").unwrap());
+    let err = lm.continuation_logprobs(&[(&prompt, &continuation), (&prompt, &continuation)]).unwrap_err();
+    let bad = err.downcast_ref::<NonFiniteLogprob>().unwrap_or_else(|| panic!("{err:#}"));
+    assert_eq!((bad.pair, bad.token), (0, 0), "{err}");
+    assert!(!bad.value.is_finite());
+}
+
+/// A prompt longer than the context window is an error, never an empty
+/// generation; one that fills the window generates what fits and says so.
+#[test]
+fn prompts_past_the_context_window_are_refused() {
+    let (_dir, lm) = load(&TinyLlamaSpec { max_positions: 16, ..Default::default() });
+    let long: Vec<u32> = (0..17).map(|i| 3 + i % 200).collect();
+    let err = format!("{:#}", lm.generate(&long, 4).unwrap_err());
+    assert!(err.contains("the prompt has 17 tokens, more than the model's context window of 16"), "{err}");
+    let err = format!("{:#}", lm.generate_batch(&[&long[..3], &long], 4).unwrap_err());
+    assert!(err.contains("prompt 1 (counting from 0) of the batch") && err.contains("17 tokens"), "{err}");
+
+    let fits = &long[..15];
+    let generated = lm.generate(fits, 8).unwrap();
+    assert_eq!(generated.len(), 2, "two tokens fit after 15 in a window of 16: {generated:?}");
+    assert!(lm.context_exhausted(fits.len(), &generated));
+    assert_eq!(lm.generate_batch(&[fits], 8).unwrap(), [generated]);
+    let short = lm.generate(&long[..3], 2).unwrap();
+    assert!(!lm.context_exhausted(3, &short));
 }

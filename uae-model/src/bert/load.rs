@@ -76,8 +76,11 @@ impl BertModel {
     /// float type in the file (f16, bf16, f64) is cast to f32. A tensor the
     /// model needs but the file lacks, a tensor of the wrong shape, or a
     /// tensor in the file that the model does not know (beyond a pooler or a
-    /// position-id buffer) is an error that names them, all at once.
+    /// position-id buffer) is an error that names them, all at once; so is
+    /// a configuration [`BertConfig::validate`] refuses, or a NaN or
+    /// infinite weight.
     pub fn load(config: &BertConfig, path: &Path, device: &Device) -> Result<Self> {
+        config.validate().context("the BERT configuration")?;
         if !path.is_file() {
             bail!("{} does not exist (uae reads BERT weights from model.safetensors)", path.display());
         }
@@ -125,7 +128,7 @@ impl BertModel {
         if !problems.is_empty() {
             bail!("{} does not match its config.json: {}", path.display(), problems.join("; "));
         }
-        Builder { weights: &mut weights, names: &names, device }.model(config).with_context(|| format!("loading {}", path.display()))
+        Builder { weights: &mut weights, names: &names, device }.model(config)
     }
 
     /// Writes the weights to `path` as safetensors with the Hugging Face

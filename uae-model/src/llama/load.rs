@@ -17,8 +17,11 @@ impl LlamaForCausalLM {
     /// Builds the model from `weights`, which must hold every tensor the
     /// configuration calls for with the right shape. Unused tensors are an
     /// error too (they mean the config and the weights disagree), except
-    /// rotary caches that older checkpoints store.
+    /// rotary caches that older checkpoints store. A configuration
+    /// [`LlamaConfig::validate`] refuses is an error before any module is
+    /// built, and a NaN or infinite weight one that names its tensor.
     pub fn load(config: &LlamaConfig, weights: &mut WeightReader, device: &Device) -> Result<Self> {
+        config.validate().context("the model configuration")?;
         let mut builder = Builder { weights, device };
         let hidden = config.hidden_size;
         let embed = builder.tensor2("model.embed_tokens.weight", [config.vocab_size, hidden])?;
@@ -40,7 +43,8 @@ impl LlamaForCausalLM {
             .collect();
         if !unread.is_empty() {
             bail!(
-                "the weights hold {} tensor(s) the configuration does not use: {}",
+                "{} holds {} tensor(s) the configuration does not use: {}",
+                weights.describe(),
                 unread.len(),
                 unread.iter().take(8).cloned().collect::<Vec<_>>().join(", ")
             );
