@@ -96,10 +96,12 @@ pub fn by_utility<U: Copy + Into<f64>>(utilities: &[U]) -> Vec<usize> {
 }
 
 /// Reads `labels.jsonl` under the torn-tail rule of [`jsonl::read_appended`];
-/// a line whose `doc_ids` and `utilities` differ in length is an error
-/// naming the file and line.
+/// a line whose `doc_ids` and `utilities` differ in length, or a query
+/// labelled on two lines (two writers, or files concatenated), is an error
+/// naming the file and lines.
 pub fn read_labels(path: &Path) -> Result<Appended<LabelLine>> {
-    let labels = jsonl::read_appended::<LabelLine>(path, "label line")?;
+    let labels = jsonl::read_appended::<LabelLine>(path, "label line; is this a labels file?")?;
+    let mut seen: HashMap<&str, usize> = HashMap::new();
     for (line, label) in &labels.records {
         if label.doc_ids.len() != label.utilities.len() {
             bail!(
@@ -107,6 +109,13 @@ pub fn read_labels(path: &Path) -> Result<Appended<LabelLine>> {
                 path.display(),
                 label.doc_ids.len(),
                 label.utilities.len()
+            );
+        }
+        if let Some(first) = seen.insert(&label.query_id, *line) {
+            bail!(
+                "{}:{line}: query {:?} is labelled twice (first at line {first}); a labels file holds one line per query",
+                path.display(),
+                label.query_id
             );
         }
     }
@@ -203,6 +212,18 @@ mod tests {
             [("q1", "g1"), ("q2", "g2"), ("q3", "y")].iter().map(|(q, d)| (q.to_string(), [(d.to_string(), 1)].into())).collect();
         let a = TeacherAgreement::of_labels(&path, &qrels).unwrap();
         assert_eq!((a.queries, a.top_is_gold, a.mean_gold_rank, a.mean_candidates), (2, 1, 2.0, 2.5));
+    }
+
+    #[test]
+    fn a_query_labelled_twice_is_refused_with_both_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("labels.jsonl");
+        let line = |q: &str| format!("{{\"query_id\":\"{q}\",\"doc_ids\":[\"a\"],\"utilities\":[1.0]}}\n");
+        std::fs::write(&path, [line("q1"), line("q2"), line("q1")].concat()).unwrap();
+        let err = read_labels(&path).unwrap_err().to_string();
+        assert!(err.contains("labels.jsonl:3: query \"q1\" is labelled twice (first at line 1)"), "{err}");
+        std::fs::write(&path, [line("q1"), line("q2")].concat()).unwrap();
+        assert_eq!(read_labels(&path).unwrap().records.len(), 2);
     }
 
     #[test]

@@ -17,20 +17,20 @@
 //! `<out>.meta.json` records the teacher and prompt, and a resume with other
 //! settings is refused rather than mixing two labellings in one file.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use uae_data::jsonl::{read_appended, repair_tail};
-use uae_data::records::read_candidates;
+use uae_data::jsonl::repair_tail;
+use uae_data::records::{read_candidates, read_labels};
 use uae_data::{CandidateLine, DataSet, LabelLine};
 use uae_model::llm::CausalLm;
 
 use crate::prompt::{Utility, UtilityPrompt, fit_passage};
-use crate::score::{ScoreItem, score_all};
+use crate::score::{ScoreItem, score_each};
 
 /// Which part of the queries this process labels: those whose position in
 /// the candidates file is `index` modulo `count`.
@@ -172,7 +172,17 @@ pub fn label(
         if options.shard.is_some_and(|s| position % s.count != s.index) {
             continue;
         }
-        if finished.contains(&c.query_id) {
+        if let Some((line, doc_ids)) = finished.get(&c.query_id) {
+            if doc_ids != &c.doc_ids {
+                bail!(
+                    "{}:{line}: query {:?} was labelled with other candidates than {}:{} holds now; \
+                     label into another --out, or delete that line to label it again",
+                    out.display(),
+                    c.query_id,
+                    candidates_path.display(),
+                    candidates[position].0
+                );
+            }
             report.resumed += 1;
             continue;
         }
@@ -192,26 +202,47 @@ pub fn label(
     let total = todo.len();
     for step in todo.chunks(options.queries_per_step.max(1)) {
         let (items, spans) = build_items(lm, data, step, options, &mut report)?;
-        let scores = score_all(lm, &items, options.batch_tokens, |_, tokens| report.tokens += tokens)?;
-        for (c, (start, end)) in step.iter().zip(spans) {
-            let logp_without = scores[start].logprob_mean;
-            let logp_with: Vec<f64> = scores[start + 1..end].iter().map(|s| s.logprob_mean).collect();
-            let line = LabelLine {
-                query_id: c.query_id.clone(),
-                doc_ids: c.doc_ids.clone(),
-                utilities: logp_with.iter().map(|w| w - logp_without).collect(),
-                logp_with,
-                logp_without,
-            };
-            let mut text = serde_json::to_string(&line)?;
-            text.push('\n');
-            writer.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
-            writer.sync_data().with_context(|| format!("cannot sync {}", out.display()))?;
-            report.labelled += 1;
-        }
-        progress(LabelProgress { done: report.labelled, total, tokens: report.tokens });
+        // Each query's line is written, flushed and synced as soon as its
+        // last item is scored, so a kill loses only the queries in flight.
+        let mut scores = vec![None; items.len()];
+        let mut missing: Vec<usize> = spans.iter().map(|(start, end)| end - start).collect();
+        let owner: Vec<usize> = spans.iter().enumerate().flat_map(|(q, &(start, end))| std::iter::repeat_n(q, end - start)).collect();
+        score_each(lm, &items, options.batch_tokens, |batch, tokens| {
+            report.tokens += tokens;
+            for &(i, score) in batch {
+                scores[i] = Some(score.logprob_mean);
+                let q = owner[i];
+                missing[q] -= 1;
+                if missing[q] == 0 {
+                    let (start, end) = spans[q];
+                    let line = label_line(step[q], &scores[start..end]);
+                    let mut text = serde_json::to_string(&line)?;
+                    text.push('\n');
+                    writer.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
+                    writer.sync_data().with_context(|| format!("cannot sync {}", out.display()))?;
+                    report.labelled += 1;
+                }
+            }
+            progress(LabelProgress { done: report.labelled, total, tokens: report.tokens });
+            Ok(())
+        })?;
     }
     Ok(report)
+}
+
+/// The line of a query whose scores (the no-passage prompt's first, then one
+/// per candidate) are all in.
+fn label_line(c: &CandidateLine, scores: &[Option<f64>]) -> LabelLine {
+    let mean = |s: &Option<f64>| s.expect("every item of the query is scored");
+    let logp_without = mean(&scores[0]);
+    let logp_with: Vec<f64> = scores[1..].iter().map(mean).collect();
+    LabelLine {
+        query_id: c.query_id.clone(),
+        doc_ids: c.doc_ids.clone(),
+        utilities: logp_with.iter().map(|w| w - logp_without).collect(),
+        logp_with,
+        logp_without,
+    }
 }
 
 /// The score items of a step of queries: per query, the no-passage prompt
@@ -285,15 +316,16 @@ fn check_meta(out: &Path, meta: &LabelMeta) -> Result<()> {
     uae_data::atomic::write_file_atomically(&path, serde_json::to_string_pretty(meta)?.as_bytes())
 }
 
-/// The query ids already in `out`, after cutting a torn last line off the
-/// file (returned flag). Any other malformed line is an error naming it.
-fn finished_queries(out: &Path) -> Result<(HashSet<String>, bool)> {
+/// The queries already in `out` with their line numbers and candidates,
+/// after cutting a torn last line off the file (returned flag). Any other
+/// malformed line, or a query on two lines, is an error naming it.
+fn finished_queries(out: &Path) -> Result<(HashMap<String, (usize, Vec<String>)>, bool)> {
     if !out.exists() {
-        return Ok((HashSet::new(), false));
+        return Ok((HashMap::new(), false));
     }
     let repaired = repair_tail::<LabelLine>(out)?;
-    let labels = read_appended::<LabelLine>(out, "label line; is this a labels file?")?;
-    Ok((labels.records.into_iter().map(|(_, l)| l.query_id).collect(), repaired))
+    let labels = read_labels(out)?;
+    Ok((labels.records.into_iter().map(|(line, l)| (l.query_id, (line, l.doc_ids))).collect(), repaired))
 }
 
 #[cfg(test)]
@@ -325,7 +357,7 @@ mod tests {
         std::fs::write(&out, &text).unwrap();
         let (done, repaired) = finished_queries(&out).unwrap();
         assert!(repaired);
-        assert_eq!(done, HashSet::from(["q1".to_string()]));
+        assert_eq!(done, HashMap::from([("q1".to_string(), (1, vec!["d".to_string()]))]));
         assert!(std::fs::read_to_string(&out).unwrap().ends_with("}\n"));
         std::fs::write(&out, "not json\n").unwrap();
         let err = finished_queries(&out).unwrap_err().to_string();

@@ -57,6 +57,27 @@ pub fn score_all(
     batch_tokens: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<Score>> {
+    let mut scores = vec![None; items.len()];
+    score_each(lm, items, batch_tokens, |batch, tokens| {
+        for &(i, score) in batch {
+            scores[i] = Some(score);
+        }
+        progress(batch.len(), tokens);
+        Ok(())
+    })?;
+    Ok(scores.into_iter().map(|s| s.expect("every item is in one batch")).collect())
+}
+
+/// Scores `items` as [`score_all`] does, handing each batch's scores (item
+/// index, score) and real token count to `scored` as soon as the batch is
+/// done, so that a caller can commit finished work before the rest is run.
+/// Batches run shortest first; an error from `scored` stops the run.
+pub fn score_each(
+    lm: &CausalLm,
+    items: &[ScoreItem],
+    batch_tokens: usize,
+    mut scored: impl FnMut(&[(usize, Score)], usize) -> Result<()>,
+) -> Result<()> {
     for (i, item) in items.iter().enumerate() {
         if item.prompt.is_empty() || item.continuation.is_empty() {
             bail!("item {i}: the prompt and the continuation each need at least one token");
@@ -66,19 +87,19 @@ pub fn score_all(
         }
     }
     let lengths: Vec<usize> = items.iter().map(ScoreItem::len).collect();
-    let mut scores = vec![None; items.len()];
     for batch in token_budget_batches(&lengths, batch_tokens) {
         let pairs: Vec<(&[u32], &[u32])> =
             batch.iter().map(|&i| (items[i].prompt.as_slice(), items[i].continuation.as_slice())).collect();
         let logprobs = lm.continuation_logprobs(&pairs)?;
+        let mut done = Vec::with_capacity(batch.len());
         for (&i, values) in batch.iter().zip(&logprobs) {
             let score = Score::of(values);
             if !score.logprob_sum.is_finite() {
                 bail!("item {i}: the teacher gave a non-finite log-likelihood ({})", score.logprob_sum);
             }
-            scores[i] = Some(score);
+            done.push((i, score));
         }
-        progress(batch.len(), batch.iter().map(|&i| lengths[i]).sum());
+        scored(&done, batch.iter().map(|&i| lengths[i]).sum())?;
     }
-    Ok(scores.into_iter().map(|s| s.expect("every item is in one batch")).collect())
+    Ok(())
 }

@@ -279,6 +279,7 @@ mod tests {
         }
         data.queries.push(Query { id: "q1".into(), text: "query one".into(), answers: vec![] }).unwrap();
         data.queries.push(Query { id: "q2".into(), text: "query two".into(), answers: vec![] }).unwrap();
+        data.queries.push(Query { id: "q3".into(), text: "query three".into(), answers: vec![] }).unwrap();
         let qrels = uae_data::Qrels::from_triples([("q1", "b", 1)]);
         data.qrels.insert("train".into(), qrels);
         data
@@ -331,7 +332,7 @@ mod tests {
             "\n",
             r#"{"query_id":"q2","doc_ids":["a","b"],"utilities":[null,0.9]}"#,
             "\n",
-            r#"{"query_id":"q2","doc_ids":["a","b"],"utilities":[0.5,0.5]}"#,
+            r#"{"query_id":"q3","doc_ids":["a","b"],"utilities":[0.5,0.5]}"#,
             "\n",
             r#"{"query_id":"nope","doc_ids":["a","b"],"utilities":[0.5,0.1]}"#,
             "\n",
