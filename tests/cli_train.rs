@@ -9,6 +9,7 @@ use std::process::Output;
 use uae_test_support::tiny_bert::{TinyBertSpec, write_tiny_bert};
 use uae_test_support::beir::Fixture;
 use uae_test_support::cli::uae;
+use uae_test_support::damage::fill_f32_tensor;
 
 const TOPIC: [&str; 12] =
     ["python", "list", "dict", "code", "model", "file", "error", "line", "fast", "slow", "help", "answer"];
@@ -339,7 +340,9 @@ fn bad_labels_are_reported_not_fatal() {
     let pools = pools(8);
     write_data(&data, &pools);
     let labels = data.join("labels.jsonl");
-    let mut text = std::fs::read_to_string(&labels).unwrap();
+    // q0's line is replaced by one with a null utility and an unknown passage.
+    let mut text: String =
+        std::fs::read_to_string(&labels).unwrap().lines().skip(1).map(|line| format!("{line}\n")).collect();
     text.push_str("{\"query_id\":\"q0\",\"doc_ids\":[\"d0_0\",\"nowhere\"],\"utilities\":[null,1.0]}\n");
     text.push_str("{\"query_id\":\"q1\",\"doc_ids\":[\"d1_0\",\"d1_1\"],\"utili");
     std::fs::write(&labels, text).unwrap();
@@ -365,7 +368,7 @@ fn bad_labels_are_reported_not_fatal() {
         let out = uae(&args);
         check(&out);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.contains("8 of 9 labelled queries kept with K = 3"), "{stdout}");
+        assert!(stdout.contains("7 of 8 labelled queries kept with K = 3"), "{stdout}");
         assert!(stdout.contains("1 with non-finite utilities"), "{stdout}");
         assert!(stdout.contains("torn last line"), "{stdout}");
         assert!(run.join("model.safetensors").is_file());
@@ -391,13 +394,34 @@ fn bad_labels_are_reported_not_fatal() {
 fn non_finite_loss_is_an_error_naming_the_queries() {
     let work = tempfile::tempdir().unwrap();
     let model = work.path().join("tiny");
-    write_tiny_bert(&model, &TinyBertSpec { nan_weights: true, ..Default::default() }).unwrap();
+    write_tiny_bert(&model, &TinyBertSpec::default()).unwrap();
+    // Finite weights that overflow in the forward pass (NaN weights are
+    // refused at load, see tests/cli_robust_model.rs).
+    fill_f32_tensor(&model.join("model.safetensors"), "encoder.layer.1.output.LayerNorm.weight", f32::MAX).unwrap();
     let data = work.path().join("data");
     write_data(&data, &pools(16));
     let config = work.path().join("train.json");
     std::fs::write(&config, r#"{"epochs": 2, "batch_size": 4}"#).unwrap();
     let run = work.path().join("run");
+    // Model selection meets the overflow first, in the base model's dev
+    // evaluation.
     let out = train_on(&model, &data, &run, &config);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("evaluating the base model on the dev queries"), "{stderr}");
+    assert!(stderr.contains("holds NaN or infinite values"), "{stderr}");
+    // Without selection, the loss guard stops the first step.
+    let run = work.path().join("run-no-select");
+    let labels = data.join("labels.jsonl");
+    let mut args = train_args(
+        model.to_str().unwrap(),
+        data.to_str().unwrap(),
+        labels.to_str().unwrap(),
+        run.to_str().unwrap(),
+        config.to_str().unwrap(),
+    );
+    args.push("--no-select");
+    let out = uae(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("training stopped: the batch of queries q"), "{stderr}");
@@ -428,14 +452,55 @@ fn resume_after_epoch_one_equals_an_uninterrupted_run() {
     };
     let full = run("full", false);
     let interrupted = run("interrupted", false);
-    // What a run killed during epoch 2 leaves: epoch 1's checkpoint only.
-    for file in ["model-2.bpk", "optim-2.bpk", "scheduler-2.bpk"] {
+    // What a run killed between saving epoch 2's model and its optimiser
+    // leaves: epoch 2's model file and sum, and epoch 1's complete set.
+    for file in ["optim-2.bpk", "optim-2.bpk.sum", "scheduler-2.bpk", "scheduler-2.bpk.sum"] {
         let path = interrupted.join("checkpoint").join(file);
         assert!(path.is_file(), "{} missing", path.display());
         std::fs::remove_file(path).unwrap();
     }
     std::fs::remove_file(interrupted.join("model.safetensors")).unwrap();
+    // A damaged copy of that state is refused with the file named, not a panic.
+    let damaged = work.path().join("damaged");
+    copy_dir(&interrupted, &damaged);
+    let model_1 = damaged.join("checkpoint").join("model-1.bpk");
+    let mut bytes = std::fs::read(&model_1).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&model_1, &bytes).unwrap();
+    let mut args = train_args(
+        model.to_str().unwrap(),
+        data.to_str().unwrap(),
+        labels.to_str().unwrap(),
+        damaged.to_str().unwrap(),
+        config.to_str().unwrap(),
+    );
+    args.push("--resume");
+    let out = uae(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !err.contains("panicked"), "{err}");
+    assert!(err.contains("model-1.bpk is damaged") && err.contains("start over"), "{err}");
+    // Other labels than the run's are refused on resume.
+    let other_labels = work.path().join("other_labels.jsonl");
+    let text = std::fs::read_to_string(&labels).unwrap();
+    std::fs::write(&other_labels, text.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    let mut args = train_args(
+        model.to_str().unwrap(),
+        data.to_str().unwrap(),
+        other_labels.to_str().unwrap(),
+        interrupted.to_str().unwrap(),
+        config.to_str().unwrap(),
+    );
+    args.push("--resume");
+    let out = uae(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("is not the labels file this run was trained on"), "{err}");
+
     let resumed = run("interrupted", true);
+    // Epoch 2's incomplete set was removed and written again, complete.
+    for file in ["model-2.bpk.sum", "optim-2.bpk.sum", "scheduler-2.bpk.sum"] {
+        assert!(resumed.join("checkpoint").join(file).is_file(), "{file}");
+    }
 
     let texts: Vec<String> = pools.iter().map(|p| p.query.clone()).chain(pools.iter().map(|p| p.docs[0].1.clone())).collect();
     let mut vectors = Vec::new();
@@ -449,6 +514,19 @@ fn resume_after_epoch_one_equals_an_uninterrupted_run() {
     assert!(diff <= 1e-5, "resumed run differs by {diff}");
     // And training did change the model.
     assert!(max_abs_diff(&vectors[0], &base) > 1e-3);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
 
 fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {

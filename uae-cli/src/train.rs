@@ -14,7 +14,7 @@ use uae_data::lock::{Lock, claim_folder};
 use uae_eval::dev::DevRetrieval;
 use uae_train::loss::{LossKind, UtilityNorm};
 use uae_train::select::{DevEvaluator, SelectMetric};
-use uae_train::train::{RunPaths, TrainConfig, config_path, train};
+use uae_train::train::{RunPaths, Start, TrainConfig, config_path, train};
 
 use crate::stdout;
 
@@ -45,9 +45,14 @@ pub struct TrainArgs {
     /// options. With --resume and no --config, the run's stored one is used.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Continue from the run's last checkpoint.
+    /// Continue from the run's newest complete checkpoint set (each file is
+    /// checked against the size and CRC-32 recorded when it was written).
     #[arg(long)]
     resume: bool,
+    /// Continue after this epoch's checkpoint set instead of the newest
+    /// (implies --resume); later sets are removed.
+    #[arg(long, value_name = "EPOCH")]
+    resume_from: Option<usize>,
     /// Override the number of epochs.
     #[arg(long)]
     epochs: Option<usize>,
@@ -99,13 +104,18 @@ pub struct TrainArgs {
 
 /// Runs `uae train`.
 pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
+    let start = match (args.resume, args.resume_from) {
+        (_, Some(epoch)) => Start::Resume(Some(epoch)),
+        (true, None) => Start::Resume(None),
+        (false, None) => Start::Fresh,
+    };
     // Held until the run ends; `uae export` takes it too, so that it never
     // reads a run that is still being written.
     let _lock = Lock::acquire(&args.out)?;
-    if !args.resume {
+    if start == Start::Fresh {
         claim_folder(&args.out, &config_path(&args.out), "a training run", args.force)?;
     }
-    let mut config = match (&args.config, args.resume) {
+    let mut config = match (&args.config, start != Start::Fresh) {
         (Some(path), _) => TrainConfig::from_file(path)?,
         (None, true) => TrainConfig::from_file(&config_path(&args.out))?,
         (None, false) => TrainConfig::default(),
@@ -158,13 +168,10 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
         None
     };
     let paths = RunPaths { model: args.model, data: args.data, labels: args.labels, out: args.out, base_index: args.base_index };
-    let summary = train(&paths, &config, args.resume, device, evaluator, &mut |line| {
+    let summary = train(&paths, &config, start, device, evaluator, &mut |line| {
         // A closed stdout must not stop training (as in uae_train's renderer).
         let _ = stdout::print(&format!("{line}\n"));
     })?;
-    if let Some(epoch) = summary.resumed_from {
-        eprintln!("resumed after epoch {epoch}");
-    }
     eprintln!(
         "trained on {} queries, validated on {} ({} texts truncated); weights in {}",
         summary.train_queries,

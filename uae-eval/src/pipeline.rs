@@ -29,7 +29,8 @@ use uae_model::llm::CausalLm;
 use uae_teacher::label::{LabelOptions, label};
 use uae_teacher::prompt::{Utility, UtilityPrompt};
 use uae_teacher::synth::{Sources, SynthOptions};
-use uae_train::train::{RunPaths, TrainConfig, last_checkpoint, train};
+use uae_train::checkpoint::Sets;
+use uae_train::train::{RunPaths, Start, TrainConfig, train};
 
 use crate::compare::{CompareOptions, compare};
 use crate::synth::{SynthJob, run_synth};
@@ -420,7 +421,7 @@ impl Runner<'_> {
         }
         let mut shown = stage.argv.clone();
         // Training continues from its last checkpoint when it has one.
-        let resume_training = resume && matches!(&stage.work, Work::Train { paths, .. } if last_checkpoint(&paths.out).is_some());
+        let resume_training = resume && matches!(&stage.work, Work::Train { paths, .. } if Sets::scan(&paths.out).is_ok_and(|s| s.newest().is_some()));
         if resume_training {
             shown.push("--resume".into());
         }
@@ -491,7 +492,8 @@ impl Runner<'_> {
                 } else {
                     None
                 };
-                let summary = train(paths, &config, resume_training, device, evaluator, &mut |line| progress.message(line))?;
+                let start = if resume_training { Start::Resume(None) } else { Start::Fresh };
+                let summary = train(paths, &config, start, device, evaluator, &mut |line| progress.message(line))?;
                 progress.message(&format!(
                     "trained on {} queries, validated on {}; weights in {}",
                     summary.train_queries,

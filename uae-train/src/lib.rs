@@ -8,11 +8,13 @@
 //! [`batcher`] turns labelled queries into padded token batches, [`model`]
 //! wraps the bi-encoder for Burn's Learner, [`metrics`] and [`renderer`]
 //! report progress, [`shuffle`] orders each epoch reproducibly, [`select`]
-//! keeps the best weights by held-out retrieval, [`train`] runs the
+//! keeps the best weights by held-out retrieval, [`checkpoint`] saves and
+//! checks the per-epoch state a run resumes from, [`train`] runs the
 //! Learner and [`export`] writes the trained model in the Hugging Face
 //! layout.
 
 pub mod batcher;
+pub mod checkpoint;
 pub mod data;
 pub mod export;
 pub mod loss;

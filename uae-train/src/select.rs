@@ -261,7 +261,10 @@ impl State {
     fn evaluate(&mut self, embedder: &SentenceEmbedder) -> Result<()> {
         let start = Instant::now();
         let side = self.passage_side();
-        let metrics = self.evaluator.evaluate(embedder, &self.dev, side)?;
+        let metrics = self.evaluator.evaluate(embedder, &self.dev, side).with_context(|| match self.steps {
+            0 => "evaluating the base model on the dev queries".to_string(),
+            n => format!("evaluating the model after {n} training batches on the dev queries"),
+        })?;
         if !metrics.contains_key(self.metric.name()) {
             anyhow::bail!("the dev evaluation gave no {} figure", self.metric);
         }

@@ -7,8 +7,11 @@
 //! - `base/`: the base model's `config.json`, `tokenizer.json` and
 //!   sentence-transformers files, so that export needs nothing else (with
 //!   `query_only`, also its weights: the frozen passage encoder);
-//! - `checkpoint/`: Burn's per-epoch model, optimiser and scheduler state
-//!   (`model-<epoch>.bpk`, ...), from which `--resume` continues;
+//! - `train_inputs.json`: the labels file it trains on (size and CRC-32), so
+//!   that `--resume` with other labels is refused;
+//! - `checkpoint/`: the per-epoch model, optimiser and scheduler state
+//!   (`model-<epoch>.bpk`, ..., each with its `.bpk.sum`), from which
+//!   `--resume` continues ([`crate::checkpoint`]);
 //! - `model.safetensors`: the exported weights with Hugging Face tensor
 //!   names, written when training ends: with model selection, the best
 //!   evaluated weights, or the base model's unchanged when nothing beat it;
@@ -54,6 +57,7 @@ use uae_data::DataSet;
 use uae_model::encoder::{BiEncoder, EncoderOptions, TextRole};
 
 use crate::batcher::{DistillBatcher, Prefixes, tokenise};
+use crate::checkpoint::{self, SafeCheckpointer};
 use crate::data::{LoadReport, Sampling, load_labelled, split_train_valid, teacher_top_is_gold};
 use crate::loss::{LossConfig, TargetStats, UtilityNorm};
 use crate::metrics::{DevMetric, ExamplesPerSecond, PoolMetric, PoolStat};
@@ -261,16 +265,94 @@ pub fn config_path(out: &Path) -> PathBuf {
     out.join("train_config.json")
 }
 
-/// The last epoch with a model checkpoint in `out/checkpoint`, if any.
-pub fn last_checkpoint(out: &Path) -> Option<usize> {
-    let entries = std::fs::read_dir(out.join("checkpoint")).ok()?;
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("model-")?.strip_suffix(".bpk")?.parse::<usize>().ok()
-        })
-        .max()
+/// How a run starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// A new run; refused when the run directory holds a complete
+    /// checkpoint set (incomplete ones, from a kill during the first save,
+    /// are removed).
+    Fresh,
+    /// Continue after the newest complete checkpoint set, or after the given
+    /// epoch's ([`crate::checkpoint::prepare_resume`]).
+    Resume(Option<usize>),
+}
+
+/// What a run trained on, recorded in `train_inputs.json` so that a resume
+/// with other labels is refused rather than mixing two trainings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Inputs {
+    /// The labels file as it was given.
+    labels: PathBuf,
+    /// Its size in bytes.
+    labels_bytes: u64,
+    /// Its CRC-32.
+    labels_crc32: u32,
+}
+
+impl Inputs {
+    fn of(paths: &RunPaths) -> Result<Self> {
+        let bytes = std::fs::read(&paths.labels).with_context(|| format!("cannot read {}", paths.labels.display()))?;
+        Ok(Self { labels: paths.labels.clone(), labels_bytes: bytes.len() as u64, labels_crc32: crc32fast::hash(&bytes) })
+    }
+}
+
+fn inputs_path(out: &Path) -> PathBuf {
+    out.join("train_inputs.json")
+}
+
+/// Checks what a resumed run is given against what it was started with.
+fn check_resume(out: &Path, config: &TrainConfig, inputs: &Inputs) -> Result<()> {
+    let stored = TrainConfig::from_file(&config_path(out))?;
+    if stored != *config {
+        bail!("--resume: the configuration differs from the run's {}", config_path(out).display());
+    }
+    let path = inputs_path(out);
+    if path.is_file() {
+        let recorded: Inputs = uae_data::json::read_json(&path)?;
+        if (recorded.labels_bytes, recorded.labels_crc32) != (inputs.labels_bytes, inputs.labels_crc32) {
+            bail!(
+                "--resume: {} is not the labels file this run was trained on ({}, {} bytes, recorded in {}); \
+                 resume with those labels, or start over in a new --out",
+                inputs.labels.display(),
+                recorded.labels.display(),
+                recorded.labels_bytes,
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Readies `out` for a run that starts as `start` says; returns the epoch
+/// it resumes after.
+fn prepare_start(out: &Path, start: Start, config: &TrainConfig, inputs: &Inputs, note: &mut dyn FnMut(&str)) -> Result<Option<usize>> {
+    match start {
+        Start::Resume(from) => {
+            check_resume(out, config, inputs)?;
+            let (epoch, removed) = checkpoint::prepare_resume(out, from)?;
+            for line in removed {
+                note(&line);
+            }
+            note(&format!(
+                "resuming after epoch {epoch} from the checked set {}/{{model,optim,scheduler}}-{epoch}.bpk",
+                checkpoint::folder(out).display()
+            ));
+            Ok(Some(epoch))
+        }
+        Start::Fresh => {
+            let sets = checkpoint::Sets::scan(out)?;
+            if !sets.complete.is_empty() {
+                bail!("{} already holds checkpoints: pass --resume to continue, or choose another --out", out.display());
+            }
+            if !sets.is_empty() {
+                // A run killed while saving its first set: nothing to resume.
+                std::fs::remove_dir_all(checkpoint::folder(out))
+                    .with_context(|| format!("cannot remove {}", checkpoint::folder(out).display()))?;
+                note("removed an incomplete checkpoint set left by a killed run");
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// Copies the base model's configuration and tokenizer files into `base/`.
@@ -398,7 +480,7 @@ fn dev_queries(
     Ok(Some(DevQueries { source: "the held-out training queries".into(), queries, qrels }))
 }
 
-/// Runs (or, with `resume`, continues) a distillation run and writes the
+/// Runs (or, with [`Start::Resume`], continues) a distillation run and writes the
 /// exported weights to `<out>/model.safetensors`. With `config.select` and
 /// an `evaluator`, the base model and every epoch are scored on held-out
 /// retrieval and the best is exported (the base weights, unchanged, when
@@ -408,30 +490,18 @@ fn dev_queries(
 pub fn train(
     paths: &RunPaths,
     config: &TrainConfig,
-    resume: bool,
+    start: Start,
     device: &Device,
     evaluator: Option<Box<dyn DevEvaluator>>,
     note: &mut dyn FnMut(&str),
 ) -> Result<TrainSummary> {
     config.validate()?;
     let out = &paths.out;
-    let resumed_from = if resume {
-        let Some(epoch) = last_checkpoint(out) else {
-            bail!("--resume: {} holds no checkpoint (checkpoint/model-<epoch>.bpk)", out.display());
-        };
-        let stored = TrainConfig::from_file(&config_path(out))?;
-        if stored != *config {
-            bail!("--resume: the configuration differs from the run's {}", config_path(out).display());
-        }
-        Some(epoch)
-    } else {
-        if last_checkpoint(out).is_some() {
-            bail!("{} already holds checkpoints: pass --resume to continue, or choose another --out", out.display());
-        }
-        None
-    };
+    let inputs = Inputs::of(paths)?;
+    let resumed_from = prepare_start(out, start, config, &inputs, note)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     uae_data::atomic::write_file_atomically(&config_path(out), serde_json::to_string_pretty(config)?.as_bytes())?;
+    uae_data::atomic::write_file_atomically(&inputs_path(out), serde_json::to_string_pretty(&inputs)?.as_bytes())?;
     device.seed(config.seed);
 
     let options = EncoderOptions { max_length: config.max_length, ..Default::default() };
@@ -542,6 +612,7 @@ pub fn train(
     };
     let learner = Learner::new(model, optimizer, schedule(config, steps)?);
 
+    let [model_checkpointer, optim_checkpointer, scheduler_checkpointer] = SafeCheckpointer::set(out)?;
     let mut training = SupervisedTraining::new(out, train_loader, valid_loader)
         .num_epochs(config.epochs)
         .metric_train_numeric(LossMetric::new())
@@ -555,7 +626,7 @@ pub fn train(
         .metric_valid_numeric(DevMetric::new(config.select_metric))
         .grads_accumulation(config.grad_accumulation)
         .with_interrupter(interrupter)
-        .with_default_checkpointers();
+        .with_custom_checkpointers(model_checkpointer, optim_checkpointer, scheduler_checkpointer);
     if let Some(n_epochs) = config.early_stopping_patience {
         training = training.early_stopping(MetricEarlyStoppingStrategy::new(
             &LossMetric::new(),
@@ -648,17 +719,5 @@ mod tests {
         assert_eq!(config.loss.kind, crate::loss::LossKind::Kl);
         assert!(TrainConfig { lr: 0.0, ..TrainConfig::default() }.validate().is_err());
         assert!(TrainConfig { warmup_ratio: 1.0, ..TrainConfig::default() }.validate().is_err());
-    }
-
-    #[test]
-    fn last_checkpoint_is_the_highest_epoch() {
-        let dir = std::env::temp_dir().join(format!("uae-train-ckpt-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("checkpoint")).unwrap();
-        assert_eq!(last_checkpoint(&dir), None);
-        for name in ["model-1.bpk", "model-12.bpk", "optim-13.bpk", "model-x.bpk"] {
-            std::fs::write(dir.join("checkpoint").join(name), b"").unwrap();
-        }
-        assert_eq!(last_checkpoint(&dir), Some(12));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
