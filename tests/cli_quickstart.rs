@@ -48,7 +48,7 @@ fn quickstart_runs_every_stage_reuses_them_and_keeps_the_test_split_out() {
     let root = work.path();
     write_data(&root.join("data"));
     write_tiny_bert(&root.join("student"), &TinyBertSpec::default()).unwrap();
-    write_tiny_llama(&root.join("teacher"), &TinyLlamaSpec { hidden: 64, layers: 2, max_positions: 256, ..Default::default() })
+    write_tiny_llama(&root.join("teacher"), &TinyLlamaSpec { hidden: 64, layers: 2, max_positions: 1024, ..Default::default() })
         .unwrap();
 
     let first = quickstart(root, &["--max-new-tokens", "4", "--synth-passages", "5"]);

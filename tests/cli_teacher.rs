@@ -51,7 +51,7 @@ fn setup() -> Setup {
     let root = work.path().to_path_buf();
     let teacher = root.join("teacher");
     // max_positions 256 makes the "long" passage overflow the window.
-    write_tiny_llama(&teacher, &TinyLlamaSpec { hidden: 64, layers: 3, max_positions: 256, ..Default::default() }).unwrap();
+    write_tiny_llama(&teacher, &TinyLlamaSpec { hidden: 64, layers: 3, max_positions: 1024, ..Default::default() }).unwrap();
     write_data(&root.join("data"));
     write_candidates(&root.join("candidates.jsonl"));
     Setup {
@@ -249,6 +249,24 @@ fn killed_synth_resumes_to_the_uninterrupted_result() {
     assert!(stderr(&out).contains("sources: not-held-out-gold (1 passages gold for held-out queries left out)"), "{}", stderr(&out));
     let sources = std::fs::read_to_string(strict.join("synth.jsonl")).unwrap();
     assert!(!sources.contains("\"passage_id\":\"d11\""), "{sources}");
+
+    // A reply budget that leaves too little of the context window drops
+    // few-shot examples (and, below that, shortens the passage) instead of
+    // failing; one that leaves nothing is an error naming the flag.
+    let long_reply = |out: &str, tokens: &str| {
+        let mut a = args(s.root.join(out).to_str().unwrap());
+        for (flag, value) in [("--max-new-tokens", tokens), ("--max-passages", "2")] {
+            let at = a.iter().position(|x| x == flag).unwrap();
+            a[at + 1] = value.into();
+        }
+        uae(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let out = long_reply("fitted", "700");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("prompts left out few-shot examples or earlier replies, or shortened their passage"), "{}", stderr(&out));
+    let out = long_reply("no-room", "1024");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--max-new-tokens 1024 leaves no room for a prompt in the teacher's context window of 1024"), "{}", stderr(&out));
 }
 
 #[test]
@@ -278,6 +296,18 @@ fn labelling_errors_name_the_file_and_line() {
     other.extend(["--prompt-without-passage", "Q: {question}"]);
     let out = uae(&other);
     assert!(stderr(&out).contains("labelled with other settings"), "{}", stderr(&out));
+    // A resume whose candidates changed for a labelled query is refused
+    // rather than keeping the stale line.
+    std::fs::write(&bad, "{\"query_id\":\"q2\",\"doc_ids\":[\"d2\"]}\n{\"query_id\":\"q1\",\"doc_ids\":[\"d1\",\"d3\"]}\n").unwrap();
+    let out = uae(&args);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("l.jsonl:1: query \"q1\" was labelled with other candidates than") && err.contains("bad.jsonl:2"), "{err}");
+    // A labels file that holds a query twice is refused, naming both lines.
+    let labelled = std::fs::read_to_string(&out_path).unwrap();
+    std::fs::write(&out_path, format!("{labelled}{labelled}")).unwrap();
+    let out = uae(&args);
+    assert!(stderr(&out).contains("l.jsonl:2: query \"q1\" is labelled twice (first at line 1)"), "{}", stderr(&out));
 }
 
 #[test]

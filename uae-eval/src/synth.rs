@@ -88,6 +88,12 @@ pub fn run_synth(job: &SynthJob, device: &Device, progress: &dyn Progress) -> Re
             Sources::NotHeldOutGold => format!(" ({} passages gold for held-out queries left out)", report.held_out_sources),
         }
     ));
+    if report.fitted_prompts > 0 {
+        progress.message(&format!(
+            "{} prompts left out few-shot examples or earlier replies, or shortened their passage, to fit the teacher's context window",
+            report.fitted_prompts
+        ));
+    }
     progress.message(&summary.to_string());
     progress.message(&format!("wrote the data set to {}", job.out.display()));
     Ok((report, summary))

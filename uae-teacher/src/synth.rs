@@ -270,6 +270,55 @@ fn prompt(lm: &CausalLm, shots: &[(String, String, String)], passage: &str, befo
     }
 }
 
+/// The token ids of the prompt for `passage`, fitted so that
+/// `max_new_tokens` of the teacher's context window remain for the reply:
+/// few-shot examples are left out from the last one first, then the
+/// passage's earlier replies from the oldest, and when even the bare prompt
+/// is too long its passage is shortened. Also says whether anything was left
+/// out.
+fn fit_prompt(
+    lm: &CausalLm,
+    shots: &[(String, String, String)],
+    passage: &str,
+    before: &[String],
+    max_new_tokens: usize,
+) -> Result<(Vec<u32>, bool)> {
+    let context = lm.context_length();
+    let Some(budget) = context.checked_sub(max_new_tokens).filter(|&b| b > 0) else {
+        bail!("--max-new-tokens {max_new_tokens} leaves no room for a prompt in the teacher's context window of {context} tokens");
+    };
+    for n in (0..=shots.len()).rev() {
+        let ids = lm.encode(&prompt(lm, &shots[..n], passage, before)?)?;
+        if ids.len() <= budget {
+            return Ok((ids, n < shots.len()));
+        }
+    }
+    // Then this passage's earlier replies, oldest first.
+    for first in 1..=before.len() {
+        let ids = lm.encode(&prompt(lm, &[], passage, &before[first..])?)?;
+        if ids.len() <= budget {
+            return Ok((ids, true));
+        }
+    }
+    // Still too long: shorten the passage by the excess (token boundaries
+    // may move on re-encoding, so retry).
+    let mut passage_ids = lm.encode(passage)?;
+    loop {
+        let ids = lm.encode(&prompt(lm, &[], &lm.decode(&passage_ids)?, &[])?)?;
+        if ids.len() <= budget {
+            return Ok((ids, true));
+        }
+        let excess = ids.len() - budget;
+        if excess >= passage_ids.len() {
+            bail!(
+                "the prompt needs {} tokens without its passage, more than the {budget} that --max-new-tokens {max_new_tokens} leaves of the teacher's context window of {context}",
+                ids.len() - passage_ids.len()
+            );
+        }
+        passage_ids.truncate(passage_ids.len() - excess);
+    }
+}
+
 /// What a generation run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GenerateReport {
@@ -279,8 +328,11 @@ pub struct GenerateReport {
     pub resumed: usize,
     /// Whether a torn last line (from a killed run) was removed.
     pub repaired_torn_line: bool,
-    /// Few-shot examples in every prompt.
+    /// Few-shot examples in every prompt that fits the teacher's context.
     pub shots: usize,
+    /// Prompts that left out few-shot examples or earlier replies, or shortened
+    /// their passage, to leave `max_new_tokens` of the context for the reply.
+    pub fitted_prompts: usize,
     /// Passages never sampled because a held-out query judges them relevant
     /// (`Sources::NotHeldOutGold`).
     pub held_out_sources: usize,
@@ -345,8 +397,14 @@ pub fn generate(
             // differ (a model that repeats itself meets the duplicate filter).
             let prompts = texts
                 .iter()
+                .zip(chunk)
                 .zip(&outputs)
-                .map(|(text, before)| lm.encode(&prompt(lm, &shots, text, before)?))
+                .map(|((text, passage), before)| {
+                    let (ids, fitted) = fit_prompt(lm, &shots, text, before, options.max_new_tokens)
+                        .with_context(|| format!("passage {:?}", passage.id))?;
+                    report.fitted_prompts += usize::from(fitted);
+                    Ok(ids)
+                })
                 .collect::<Result<Vec<_>>>()?;
             let refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
             for (ids, before) in lm.generate_batch(&refs, options.max_new_tokens)?.iter().zip(&mut outputs) {
