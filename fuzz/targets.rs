@@ -1,0 +1,75 @@
+// The fuzz targets' bodies, in one place: each `fuzz_targets/<name>.rs`
+// includes this file and calls `targets::<name>`, and uae-data's
+// `tests/fuzz_corpus.rs` includes it to replay the committed corpus
+// (`fuzz/corpus/<name>/`) on stable Rust in every test run.
+
+/// One reader of uae-data per fuzz target. A reader may refuse its input
+/// with an error; it must never panic, hang or abort.
+#[allow(dead_code)] // each fuzz binary calls one of them
+pub mod targets {
+    use std::path::{Path, PathBuf};
+
+    use uae_data::LabelLine;
+
+    /// Every target, by its name under `fuzz/fuzz_targets/` and `fuzz/corpus/`.
+    pub const ALL: &[(&str, fn(&[u8]))] = &[
+        ("qrels", qrels),
+        ("run", run),
+        ("candidates", candidates),
+        ("labels", labels),
+        ("beir", beir),
+        ("qasper", qasper),
+    ];
+
+    /// `data` written to `name` in this process's scratch folder (one file
+    /// per name, rewritten on every call: file readers are what is fuzzed).
+    fn file(name: &str, data: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("uae-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch folder");
+        let path = dir.join(name);
+        std::fs::write(&path, data).expect("scratch file");
+        path
+    }
+
+    fn read_with(name: &str, data: &[u8], read: impl FnOnce(&Path)) {
+        read(&file(name, data));
+    }
+
+    /// TREC qrels or BEIR qrels TSV.
+    pub fn qrels(data: &[u8]) {
+        read_with("qrels.tsv", data, |p| drop(uae_data::Qrels::read(p)));
+    }
+
+    /// A TREC run file.
+    pub fn run(data: &[u8]) {
+        read_with("run.trec", data, |p| drop(uae_data::Run::read(p)));
+    }
+
+    /// A candidates file from `uae mine`.
+    pub fn candidates(data: &[u8]) {
+        read_with("candidates.jsonl", data, |p| drop(uae_data::records::read_candidates(p)));
+    }
+
+    /// A labels file as a resumed `uae label` meets it: the torn tail cut,
+    /// then read.
+    pub fn labels(data: &[u8]) {
+        read_with("labels.jsonl", data, |p| {
+            if uae_data::jsonl::repair_tail::<LabelLine>(p).is_ok() {
+                drop(uae_data::records::read_labels(p));
+            }
+        });
+    }
+
+    /// A BEIR corpus and queries file (the same bytes read as both).
+    pub fn beir(data: &[u8]) {
+        read_with("corpus.jsonl", data, |p| {
+            drop(uae_data::beir::read_corpus(p));
+            drop(uae_data::beir::read_queries(p));
+        });
+    }
+
+    /// One QASPER JSON file.
+    pub fn qasper(data: &[u8]) {
+        read_with("qasper.json", data, |p| drop(uae_data::DataSet::from_qasper(&[("dev", p)])));
+    }
+}
