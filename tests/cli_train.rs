@@ -165,10 +165,16 @@ fn read_selection(run: &Path) -> serde_json::Value {
 
 /// `uae train` on `data`'s labels.jsonl.
 fn train_on(model: &Path, data: &Path, run: &Path, config: &Path) -> Output {
-    let labels = data.join("labels.jsonl");
+    train_with(model, data, &data.join("labels.jsonl"), run, config, &[])
+}
+
+/// `uae train` on these paths, with `extra` flags after the usual ones.
+fn train_with(model: &Path, data: &Path, labels: &Path, run: &Path, config: &Path, extra: &[&str]) -> Output {
     let path = |p: &Path| p.to_str().unwrap().to_string();
-    let (m, d, l, r, c) = (path(model), path(data), path(&labels), path(run), path(config));
-    uae(&train_args(&m, &d, &l, &r, &c))
+    let (m, d, l, r, c) = (path(model), path(data), path(labels), path(run), path(config));
+    let mut args = train_args(&m, &d, &l, &r, &c);
+    args.extend(extra);
+    uae(&args)
 }
 
 #[test]
@@ -412,16 +418,7 @@ fn non_finite_loss_is_an_error_naming_the_queries() {
     assert!(stderr.contains("holds NaN or infinite values"), "{stderr}");
     // Without selection, the loss guard stops the first step.
     let run = work.path().join("run-no-select");
-    let labels = data.join("labels.jsonl");
-    let mut args = train_args(
-        model.to_str().unwrap(),
-        data.to_str().unwrap(),
-        labels.to_str().unwrap(),
-        run.to_str().unwrap(),
-        config.to_str().unwrap(),
-    );
-    args.push("--no-select");
-    let out = uae(&args);
+    let out = train_with(&model, &data, &data.join("labels.jsonl"), &run, &config, &["--no-select"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("training stopped: the batch of queries q"), "{stderr}");
@@ -437,17 +434,7 @@ fn resume_after_epoch_one_equals_an_uninterrupted_run() {
     let labels = data.join("labels.jsonl");
     let run = |name: &str, resume: bool| {
         let out = work.path().join(name);
-        let mut args = train_args(
-            model.to_str().unwrap(),
-            data.to_str().unwrap(),
-            labels.to_str().unwrap(),
-            out.to_str().unwrap(),
-            config.to_str().unwrap(),
-        );
-        if resume {
-            args.push("--resume");
-        }
-        check(&uae(&args));
+        check(&train_with(&model, &data, &labels, &out, &config, if resume { &["--resume"] } else { &[] }));
         out
     };
     let full = run("full", false);
@@ -468,15 +455,7 @@ fn resume_after_epoch_one_equals_an_uninterrupted_run() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 1;
     std::fs::write(&model_1, &bytes).unwrap();
-    let mut args = train_args(
-        model.to_str().unwrap(),
-        data.to_str().unwrap(),
-        labels.to_str().unwrap(),
-        damaged.to_str().unwrap(),
-        config.to_str().unwrap(),
-    );
-    args.push("--resume");
-    let out = uae(&args);
+    let out = train_with(&model, &data, &labels, &damaged, &config, &["--resume"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && !err.contains("panicked"), "{err}");
     assert!(err.contains("model-1.bpk is damaged") && err.contains("start over"), "{err}");
@@ -484,15 +463,7 @@ fn resume_after_epoch_one_equals_an_uninterrupted_run() {
     let other_labels = work.path().join("other_labels.jsonl");
     let text = std::fs::read_to_string(&labels).unwrap();
     std::fs::write(&other_labels, text.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
-    let mut args = train_args(
-        model.to_str().unwrap(),
-        data.to_str().unwrap(),
-        other_labels.to_str().unwrap(),
-        interrupted.to_str().unwrap(),
-        config.to_str().unwrap(),
-    );
-    args.push("--resume");
-    let out = uae(&args);
+    let out = train_with(&model, &data, &other_labels, &interrupted, &config, &["--resume"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("is not the labels file this run was trained on"), "{err}");
 
