@@ -7,7 +7,7 @@
 /// with an error; it must never panic, hang or abort.
 #[allow(dead_code)] // each fuzz binary calls one of them
 pub mod targets {
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
     use uae_data::LabelLine;
 
@@ -31,45 +31,39 @@ pub mod targets {
         path
     }
 
-    fn read_with(name: &str, data: &[u8], read: impl FnOnce(&Path)) {
-        read(&file(name, data));
-    }
-
     /// TREC qrels or BEIR qrels TSV.
     pub fn qrels(data: &[u8]) {
-        read_with("qrels.tsv", data, |p| drop(uae_data::Qrels::read(p)));
+        drop(uae_data::Qrels::read(file("qrels.tsv", data)));
     }
 
     /// A TREC run file.
     pub fn run(data: &[u8]) {
-        read_with("run.trec", data, |p| drop(uae_data::Run::read(p)));
+        drop(uae_data::Run::read(file("run.trec", data)));
     }
 
     /// A candidates file from `uae mine`.
     pub fn candidates(data: &[u8]) {
-        read_with("candidates.jsonl", data, |p| drop(uae_data::records::read_candidates(p)));
+        drop(uae_data::records::read_candidates(&file("candidates.jsonl", data)));
     }
 
     /// A labels file as a resumed `uae label` meets it: the torn tail cut,
     /// then read.
     pub fn labels(data: &[u8]) {
-        read_with("labels.jsonl", data, |p| {
-            if uae_data::jsonl::repair_tail::<LabelLine>(p).is_ok() {
-                drop(uae_data::records::read_labels(p));
-            }
-        });
+        let p = file("labels.jsonl", data);
+        if uae_data::jsonl::repair_tail::<LabelLine>(&p).is_ok() {
+            drop(uae_data::records::read_labels(&p));
+        }
     }
 
     /// A BEIR corpus and queries file (the same bytes read as both).
     pub fn beir(data: &[u8]) {
-        read_with("corpus.jsonl", data, |p| {
-            drop(uae_data::beir::read_corpus(p));
-            drop(uae_data::beir::read_queries(p));
-        });
+        let p = file("corpus.jsonl", data);
+        drop(uae_data::beir::read_corpus(&p));
+        drop(uae_data::beir::read_queries(&p));
     }
 
     /// One QASPER JSON file.
     pub fn qasper(data: &[u8]) {
-        read_with("qasper.json", data, |p| drop(uae_data::DataSet::from_qasper(&[("dev", p)])));
+        drop(uae_data::DataSet::from_qasper(&[("dev", file("qasper.json", data))]));
     }
 }
