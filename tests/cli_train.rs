@@ -487,6 +487,72 @@ fn resume_after_epoch_one_equals_an_uninterrupted_run() {
     assert!(max_abs_diff(&vectors[0], &base) > 1e-3);
 }
 
+/// A run killed (SIGKILL) part-way through its second epoch resumes from the
+/// newest state saved within the epoch (`--checkpoint-every 2` steps) and
+/// ends with the same weights as an uninterrupted run, bit for bit.
+#[test]
+fn resume_within_an_epoch_equals_an_uninterrupted_run() {
+    let (work, model, data, pools) = fixture(100);
+    let config = work.path().join("train.json");
+    // 80 training queries in batches of 2 (accumulated in pairs): 40 batches
+    // an epoch; no dev selection, so only training decides the weights.
+    std::fs::write(
+        &config,
+        r#"{"epochs": 2, "batch_size": 2, "grad_accumulation": 2, "lr": 0.002, "valid_share": 0.2, "seed": 5, "select": false}"#,
+    )
+    .unwrap();
+    let labels = data.join("labels.jsonl");
+    let full = work.path().join("full");
+    check(&train_with(&model, &data, &labels, &full, &config, &["--checkpoint-every", "2"]));
+    assert!(!full.join("checkpoint").join("steps").exists(), "a finished run keeps no sets within epochs");
+
+    let killed = work.path().join("killed");
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let (m, d, l, r, c) = (path(&model), path(&data), path(&labels), path(&killed), path(&config));
+    let mut args = train_args(&m, &d, &l, &r, &c);
+    args.extend(["--checkpoint-every", "2"]);
+    let mut child = uae_test_support::cli::command()
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once a set saved within the second epoch is complete.
+    let steps = killed.join("checkpoint").join("steps");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        let complete = std::fs::read_dir(&steps).ok().is_some_and(|entries| {
+            let names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            names.iter().filter_map(|n| n.strip_prefix("scheduler-")?.strip_suffix(".bpk.sum")?.parse::<usize>().ok()).any(
+                |p| p > 40 && ["model", "optim"].iter().all(|k| names.contains(&format!("{k}-{p}.bpk.sum"))),
+            )
+        });
+        if complete {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed in epoch 2");
+        assert!(std::time::Instant::now() < deadline, "no set saved within epoch 2");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!killed.join("model.safetensors").exists());
+
+    let out = train_with(&model, &data, &labels, &killed, &config, &["--resume"]);
+    check(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("batches into epoch 2"), "{stdout}");
+
+    let texts: Vec<String> = pools.iter().map(|p| p.query.clone()).chain(pools.iter().map(|p| p.docs[0].1.clone())).collect();
+    let mut vectors = Vec::new();
+    for (name, dir) in [("full_export", &full), ("resumed_export", &killed)] {
+        let exported = work.path().join(name);
+        check(&uae(&["export", "--run", dir.to_str().unwrap(), "--out", exported.to_str().unwrap()]));
+        vectors.push(embed(&exported, &texts, false, work.path()));
+    }
+    assert_eq!(vectors[0], vectors[1], "the resumed run's weights differ from the uninterrupted run's");
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {

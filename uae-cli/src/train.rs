@@ -14,6 +14,7 @@ use uae_data::lock::{Lock, claim_folder};
 use uae_eval::dev::DevRetrieval;
 use uae_train::loss::{LossKind, UtilityNorm};
 use uae_train::select::{DevEvaluator, SelectMetric};
+use uae_train::strategy::CheckpointEvery;
 use uae_train::train::{RunPaths, Start, TrainConfig, config_path, train};
 
 use crate::stdout;
@@ -83,6 +84,11 @@ pub struct TrainArgs {
     /// Also evaluate on the dev queries every N training batches.
     #[arg(long)]
     eval_every: Option<usize>,
+    /// Save the run's state within epochs every N optimiser steps, every
+    /// Xm minutes (5m unless the config says otherwise), or 0 for after
+    /// each epoch only; --resume continues from the newest save.
+    #[arg(long, value_name = "N|Xm")]
+    checkpoint_every: Option<CheckpointEvery>,
     /// After selection, also try the chosen weights interpolated with the
     /// base at this share ALPHA (alpha * tuned + (1 - alpha) * base), chosen
     /// on dev like the epochs; repeat for more shares.
@@ -149,6 +155,9 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
     }
     if let Some(metric) = args.select_metric {
         config.select_metric = metric;
+    }
+    if let Some(every) = args.checkpoint_every {
+        config.checkpoint_every = every;
     }
     if args.eval_every.is_some() {
         config.eval_every = args.eval_every;

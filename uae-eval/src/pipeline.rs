@@ -29,7 +29,7 @@ use uae_model::llm::CausalLm;
 use uae_teacher::label::{LabelOptions, label};
 use uae_teacher::prompt::{Utility, UtilityPrompt};
 use uae_teacher::synth::{Sources, SynthOptions};
-use uae_train::checkpoint::Sets;
+use uae_train::checkpoint;
 use uae_train::train::{RunPaths, Start, TrainConfig, train};
 
 use crate::compare::{CompareOptions, compare};
@@ -421,7 +421,7 @@ impl Runner<'_> {
         }
         let mut shown = stage.argv.clone();
         // Training continues from its last checkpoint when it has one.
-        let resume_training = resume && matches!(&stage.work, Work::Train { paths, .. } if Sets::scan(&paths.out).is_ok_and(|s| s.newest().is_some()));
+        let resume_training = resume && matches!(&stage.work, Work::Train { paths, .. } if checkpoint::resumable(&paths.out).unwrap_or(false));
         if resume_training {
             shown.push("--resume".into());
         }

@@ -11,6 +11,12 @@
 //! newest complete set (or the one asked for), checks every file against its
 //! sum before Burn loads it (Burn panics on a record it cannot read), and
 //! removes the sets after it, which the resumed run writes again.
+//!
+//! Within an epoch, the training loop ([`crate::strategy`]) saves the same
+//! three records into `checkpoint/steps/`, each set named by the batches
+//! trained since the run began (its *position*); only the newest complete
+//! one is kept. A resume continues from whichever is further on: the newest
+//! epoch set or the newest step set.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +32,11 @@ pub const KINDS: [&str; 3] = ["model", "optim", "scheduler"];
 /// The checkpoint folder of a run directory.
 pub fn folder(out: &Path) -> PathBuf {
     out.join("checkpoint")
+}
+
+/// The folder of the sets saved within an epoch.
+pub fn steps_folder(out: &Path) -> PathBuf {
+    folder(out).join("steps")
 }
 
 /// Size and CRC-32 of a checkpoint file, written after the file itself.
@@ -60,7 +71,16 @@ impl SafeCheckpointer {
     /// The checkpointers of the run directory `out`, one per kind, in the
     /// order of [`KINDS`] (Burn's order: model, optimiser, scheduler).
     pub fn set(out: &Path) -> Result<[Self; 3]> {
-        let folder = folder(out);
+        Self::set_in(folder(out))
+    }
+
+    /// The checkpointers of the sets saved within an epoch
+    /// ([`steps_folder`]), named by position.
+    pub fn steps(out: &Path) -> Result<[Self; 3]> {
+        Self::set_in(steps_folder(out))
+    }
+
+    fn set_in(folder: PathBuf) -> Result<[Self; 3]> {
         std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
         Ok(KINDS.map(|kind| Self { folder: folder.clone(), kind }))
     }
@@ -122,9 +142,13 @@ pub struct Sets {
 }
 
 impl Sets {
-    /// Reads the checkpoint folder of `out` (none: no sets).
+    /// Reads the epoch sets of the run directory `out` (no folder: no sets).
     pub fn scan(out: &Path) -> Result<Self> {
-        let folder = folder(out);
+        Self::scan_in(&folder(out))
+    }
+
+    /// Reads the sets in `folder` (no folder: no sets).
+    pub fn scan_in(folder: &Path) -> Result<Self> {
         let Ok(entries) = std::fs::read_dir(&folder) else { return Ok(Self::default()) };
         let mut sums: BTreeMap<usize, usize> = BTreeMap::new();
         for entry in entries {
@@ -163,12 +187,68 @@ impl Sets {
     }
 }
 
-/// Readies the run directory `out` to resume after epoch `from` (the newest
-/// complete set when `None`): every file of that set is checked against its
-/// sum, and every set after it, complete or not, is removed. Returns the
-/// epoch and one line per removed set, for the user.
-pub fn prepare_resume(out: &Path, from: Option<usize>) -> Result<(usize, Vec<String>)> {
+/// Where a resumed run continues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Epochs completed: trained, validated and saved.
+    pub epochs: usize,
+    /// Batches of the next epoch already trained (0: at its start).
+    pub batches: usize,
+}
+
+impl ResumePoint {
+    /// Batches trained since the run began, with `per_epoch` in an epoch.
+    pub fn position(self, per_epoch: usize) -> usize {
+        self.epochs * per_epoch + self.batches
+    }
+}
+
+impl std::fmt::Display for ResumePoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.batches {
+            0 => write!(f, "after epoch {}", self.epochs),
+            n => write!(f, "{n} batches into epoch {}", self.epochs + 1),
+        }
+    }
+}
+
+/// Removes the set `id` of `folder`, sums first (a kill in between leaves
+/// an incomplete set).
+fn remove_set(folder: &Path, id: usize) -> Result<()> {
+    for kind in KINDS {
+        <SafeCheckpointer as Checkpointer<()>>::delete(&SafeCheckpointer { folder: folder.to_path_buf(), kind }, id)
+            .map_err(|e| anyhow::anyhow!("cannot remove the checkpoint set {id} in {}: {e}", folder.display()))?;
+    }
+    Ok(())
+}
+
+/// Removes every set saved within an epoch older than the newest complete
+/// one (sets newer than it may still be being written).
+pub fn prune_steps(out: &Path) -> Result<()> {
+    let folder = steps_folder(out);
+    let sets = Sets::scan_in(&folder)?;
+    let Some(newest) = sets.newest() else { return Ok(()) };
+    for &old in sets.complete.iter().chain(&sets.incomplete).filter(|&&p| p < newest) {
+        remove_set(&folder, old)?;
+    }
+    Ok(())
+}
+
+/// Whether `out` holds a complete set, of an epoch or within one.
+pub fn resumable(out: &Path) -> Result<bool> {
+    Ok(Sets::scan(out)?.newest().is_some() || Sets::scan_in(&steps_folder(out))?.newest().is_some())
+}
+
+/// Readies the run directory `out` (with `per_epoch` batches in an epoch)
+/// for a resume: after epoch `from` when given, otherwise from the newest
+/// complete set, of an epoch or saved within one, whichever is further on.
+/// Every file of that set is checked against its sum, and every set after
+/// it, complete or not, is removed, as are all other sets saved within an
+/// epoch. Returns where the run continues and one line per removed epoch
+/// set, for the user.
+pub fn prepare_resume(out: &Path, from: Option<usize>, per_epoch: usize) -> Result<(ResumePoint, Vec<String>)> {
     let sets = Sets::scan(out)?;
+    let steps = Sets::scan_in(&steps_folder(out))?;
     let complete = || {
         if sets.complete.is_empty() {
             "none".to_string()
@@ -183,39 +263,49 @@ pub fn prepare_resume(out: &Path, from: Option<usize>) -> Result<(usize, Vec<Str
             folder(out).display(),
             complete()
         ),
-        None => match sets.newest() {
-            Some(epoch) => epoch,
-            None if sets.incomplete.is_empty() => {
+        None => match (sets.newest(), steps.newest()) {
+            (Some(epoch), _) => epoch,
+            (None, Some(_)) => 0,
+            (None, None) if sets.is_empty() && steps.is_empty() => {
                 bail!("--resume: {} holds no checkpoint", out.display())
             }
-            None => bail!(
+            (None, None) => bail!(
                 "--resume: {} holds no complete checkpoint set (a run killed while saving its first one); \
                  start over in a new --out",
                 folder(out).display()
             ),
         },
     };
-    let folder = folder(out);
-    for kind in KINDS {
-        read_verified(&folder, kind, epoch).with_context(|| {
-            let others: Vec<String> = sets.complete.iter().filter(|&&e| e != epoch).map(usize::to_string).collect();
-            if others.is_empty() {
-                "cannot resume from it: start over in a new --out".to_string()
-            } else {
-                format!("cannot resume from it: pass --resume-from N with another complete epoch ({}), or start over", others.join(", "))
-            }
-        })?;
+    let step = steps.newest().filter(|&p| from.is_none() && p > epoch * per_epoch);
+    let way_out = |skip: Option<usize>| {
+        let others: Vec<String> = sets.complete.iter().filter(|&&e| Some(e) != skip).map(usize::to_string).collect();
+        if others.is_empty() {
+            "cannot resume from it: start over in a new --out".to_string()
+        } else {
+            format!("cannot resume from it: pass --resume-from N with another complete epoch ({}), or start over", others.join(", "))
+        }
+    };
+    let (checked, point) = match step {
+        Some(p) => (Some((steps_folder(out), p, None)), ResumePoint { epochs: p / per_epoch, batches: p % per_epoch }),
+        None => ((epoch > 0).then(|| (folder(out), epoch, Some(epoch))), ResumePoint { epochs: epoch, batches: 0 }),
+    };
+    if let Some((folder, id, skip)) = checked {
+        for kind in KINDS {
+            read_verified(&folder, kind, id).with_context(|| way_out(skip))?;
+        }
     }
     let mut removed = Vec::new();
+    let folder = folder(out);
     for later in sets.complete.iter().chain(&sets.incomplete).copied().filter(|&e| e > epoch) {
-        for kind in KINDS {
-            <SafeCheckpointer as Checkpointer<()>>::delete(&SafeCheckpointer { folder: folder.clone(), kind }, later)
-                .map_err(|e| anyhow::anyhow!("cannot remove the checkpoint of epoch {later} in {}: {e}", folder.display()))?;
-        }
+        remove_set(&folder, later)?;
         let state = if sets.complete.contains(&later) { "complete" } else { "incomplete" };
         removed.push(format!("removed the {state} checkpoint set of epoch {later}, which the resumed run writes again"));
     }
-    Ok((epoch, removed))
+    let steps_folder = steps_folder(out);
+    for other in steps.complete.iter().chain(&steps.incomplete).copied().filter(|&p| Some(p) != step) {
+        remove_set(&steps_folder, other)?;
+    }
+    Ok((point, removed))
 }
 
 #[cfg(test)]
@@ -269,8 +359,8 @@ mod tests {
         let sets = Sets::scan(dir.path()).unwrap();
         assert_eq!(sets, Sets { complete: vec![1, 2], incomplete: vec![3, 4] });
 
-        let (epoch, removed) = prepare_resume(dir.path(), None).unwrap();
-        assert_eq!(epoch, 2);
+        let (point, removed) = prepare_resume(dir.path(), None, 10).unwrap();
+        assert_eq!(point, ResumePoint { epochs: 2, batches: 0 });
         assert_eq!(removed.len(), 2, "{removed:?}");
         assert_eq!(Sets::scan(dir.path()).unwrap(), Sets { complete: vec![1, 2], incomplete: vec![] });
         let restored: Raw = Checkpointer::restore(&checkpointer(dir.path(), "optim"), 2).unwrap();
@@ -287,25 +377,62 @@ mod tests {
         let mut bytes = std::fs::read(&model).unwrap();
         bytes[3] ^= 0x10;
         std::fs::write(&model, &bytes).unwrap();
-        let err = format!("{:#}", prepare_resume(dir.path(), None).unwrap_err());
+        let err = format!("{:#}", prepare_resume(dir.path(), None, 10).unwrap_err());
         assert!(err.contains("model-2.bpk is damaged") && err.contains("--resume-from N") && err.contains("(1)"), "{err}");
         // Truncated.
         std::fs::write(&model, &bytes[..4]).unwrap();
-        let err = format!("{:#}", prepare_resume(dir.path(), None).unwrap_err());
+        let err = format!("{:#}", prepare_resume(dir.path(), None, 10).unwrap_err());
         assert!(err.contains("model-2.bpk is truncated"), "{err}");
         // The older set still resumes, and the damaged newer one is removed.
-        let (epoch, removed) = prepare_resume(dir.path(), Some(1)).unwrap();
-        assert_eq!((epoch, removed.len()), (1, 1));
+        let (point, removed) = prepare_resume(dir.path(), Some(1), 10).unwrap();
+        assert_eq!((point.epochs, removed.len()), (1, 1));
         assert!(!model.exists());
-        let err = format!("{:#}", prepare_resume(dir.path(), Some(5)).unwrap_err());
+        let err = format!("{:#}", prepare_resume(dir.path(), Some(5), 10).unwrap_err());
         assert!(err.contains("no complete checkpoint of epoch 5 (complete: 1)"), "{err}");
+    }
+
+    fn save_step(dir: &Path, kind: &str, position: usize) {
+        let checkpointer = SafeCheckpointer::steps(dir).unwrap().into_iter().find(|c| c.kind == kind).unwrap();
+        Checkpointer::<Raw>::save(&checkpointer, position, Raw(format!("{kind} at {position}").into_bytes())).unwrap();
+    }
+
+    #[test]
+    fn a_set_saved_within_an_epoch_is_resumed_when_it_is_further_on() {
+        let dir = tempfile::tempdir().unwrap();
+        // Only a set within the first epoch (10 batches an epoch).
+        KINDS.iter().for_each(|kind| save_step(dir.path(), kind, 4));
+        let (point, _) = prepare_resume(dir.path(), None, 10).unwrap();
+        assert_eq!((point, point.to_string()), (ResumePoint { epochs: 0, batches: 4 }, "4 batches into epoch 1".into()));
+
+        save_set(dir.path(), 1);
+        // A stale set from epoch 1, the newest complete one at 13 and one
+        // still being written (or killed) at 15.
+        KINDS.iter().for_each(|kind| save_step(dir.path(), kind, 8));
+        KINDS.iter().for_each(|kind| save_step(dir.path(), kind, 13));
+        save_step(dir.path(), "model", 15);
+        prune_steps(dir.path()).unwrap();
+        assert_eq!(Sets::scan_in(&steps_folder(dir.path())).unwrap(), Sets { complete: vec![13], incomplete: vec![15] });
+        assert!(resumable(dir.path()).unwrap());
+
+        let (point, removed) = prepare_resume(dir.path(), None, 10).unwrap();
+        assert_eq!((point, removed.len()), (ResumePoint { epochs: 1, batches: 3 }, 0));
+        assert_eq!(Sets::scan_in(&steps_folder(dir.path())).unwrap(), Sets { complete: vec![13], incomplete: vec![] });
+
+        // Damaged: named, with the epoch set as the way out.
+        std::fs::write(steps_folder(dir.path()).join("optim-13.bpk"), b"x").unwrap();
+        let err = format!("{:#}", prepare_resume(dir.path(), None, 10).unwrap_err());
+        assert!(err.contains("optim-13.bpk is truncated") && err.contains("--resume-from N") && err.contains("(1)"), "{err}");
+        // --resume-from an epoch drops the sets saved within epochs.
+        let (point, _) = prepare_resume(dir.path(), Some(1), 10).unwrap();
+        assert_eq!(point, ResumePoint { epochs: 1, batches: 0 });
+        assert!(Sets::scan_in(&steps_folder(dir.path())).unwrap().is_empty());
     }
 
     #[test]
     fn an_only_incomplete_set_is_not_resumed() {
         let dir = tempfile::tempdir().unwrap();
         save(dir.path(), "model", 1, b"m");
-        let err = format!("{:#}", prepare_resume(dir.path(), None).unwrap_err());
+        let err = format!("{:#}", prepare_resume(dir.path(), None, 10).unwrap_err());
         assert!(err.contains("no complete checkpoint set"), "{err}");
         assert!(!Sets::scan(dir.path()).unwrap().is_empty());
     }

@@ -9,8 +9,9 @@
 //! wraps the bi-encoder for Burn's Learner, [`metrics`] and [`renderer`]
 //! report progress, [`shuffle`] orders each epoch reproducibly, [`select`]
 //! keeps the best weights by held-out retrieval, [`checkpoint`] saves and
-//! checks the per-epoch state a run resumes from, [`train`] runs the
-//! Learner and [`export`] writes the trained model in the Hugging Face
+//! checks the state a run resumes from, [`strategy`] is the training loop
+//! (saving that state within epochs too), [`train`] runs the Learner and
+//! [`export`] writes the trained model in the Hugging Face
 //! layout.
 
 pub mod batcher;
@@ -23,4 +24,5 @@ pub mod model;
 pub mod renderer;
 pub mod select;
 pub mod shuffle;
+pub mod strategy;
 pub mod train;

@@ -10,8 +10,9 @@
 //! - `train_inputs.json`: the labels file it trains on (size and CRC-32), so
 //!   that `--resume` with other labels is refused;
 //! - `checkpoint/`: the per-epoch model, optimiser and scheduler state
-//!   (`model-<epoch>.bpk`, ..., each with its `.bpk.sum`), from which
-//!   `--resume` continues ([`crate::checkpoint`]);
+//!   (`model-<epoch>.bpk`, ..., each with its `.bpk.sum`) and, in `steps/`,
+//!   the newest state saved within an epoch (`checkpoint_every`), from which
+//!   `--resume` continues ([`crate::checkpoint`], [`crate::strategy`]);
 //! - `model.safetensors`: the exported weights with Hugging Face tensor
 //!   names, written when training ends: with model selection, the best
 //!   evaluated weights, or the base model's unchanged when nothing beat it;
@@ -31,7 +32,7 @@
 //!  "early_stopping_patience": null, "log_every": 10, "max_length": null,
 //!  "utility_norm": "none", "select": true, "select_metric": "map",
 //!  "select_split": "dev", "eval_every": null, "merge_base": [],
-//!  "query_only": false}
+//!  "query_only": false, "checkpoint_every": "5m"}
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -51,13 +52,15 @@ use burn::optim::AdamWConfig;
 use burn::prelude::*;
 use burn::train::metric::store::{Aggregate, Direction, Split};
 use burn::train::metric::{LearningRateMetric, LossMetric};
-use burn::train::{Interrupter, Learner, MetricEarlyStoppingStrategy, StoppingCondition, SupervisedTraining};
+use burn::train::{
+    Interrupter, Learner, MetricEarlyStoppingStrategy, StoppingCondition, SupervisedTraining, TrainingStrategy,
+};
 use serde::{Deserialize, Serialize};
 use uae_data::DataSet;
 use uae_model::encoder::{BiEncoder, EncoderOptions, TextRole};
 
 use crate::batcher::{DistillBatcher, Prefixes, tokenise};
-use crate::checkpoint::{self, SafeCheckpointer};
+use crate::checkpoint::{self, ResumePoint, SafeCheckpointer};
 use crate::data::{LoadReport, Sampling, load_labelled, split_train_valid, teacher_top_is_gold};
 use crate::loss::{LossConfig, TargetStats, UtilityNorm};
 use crate::metrics::{DevMetric, ExamplesPerSecond, PoolMetric, PoolStat};
@@ -65,6 +68,7 @@ use crate::model::{DistillModel, StepFailure};
 use crate::select::{DevEvaluator, DevQueries, SelectMetric, SelectOptions, Selection, SelectionSummary};
 use crate::renderer::LineRenderer;
 use crate::shuffle::EpochShuffled;
+use crate::strategy::{CheckpointEvery, StepCheckpointing};
 
 /// The files of the base model a run keeps in `base/` (those present).
 pub const BASE_FILES: &[&str] = &[
@@ -152,6 +156,10 @@ pub struct TrainConfig {
     /// base built stays valid, and the export carries the base as its
     /// passage encoder (`uae_model::encoder::PASSAGE_DIR`).
     pub query_only: bool,
+    /// How often to save the run's state within an epoch, for `--resume`:
+    /// `N` optimiser steps, `"Xm"` minutes, or `0` for after each epoch
+    /// only. Not part of what a resume must match.
+    pub checkpoint_every: CheckpointEvery,
 }
 
 impl Default for TrainConfig {
@@ -180,6 +188,7 @@ impl Default for TrainConfig {
             eval_every: None,
             merge_base: Vec::new(),
             query_only: false,
+            checkpoint_every: CheckpointEvery::default(),
         }
     }
 }
@@ -252,8 +261,8 @@ pub struct TrainSummary {
     pub valid_queries: usize,
     /// Texts cut to the maximum length.
     pub truncated: usize,
-    /// The epoch training resumed after, if any.
-    pub resumed_from: Option<usize>,
+    /// Where training resumed, if it did.
+    pub resumed_from: Option<ResumePoint>,
     /// Where the final weights are.
     pub weights: PathBuf,
     /// What model selection measured and chose, when it ran.
@@ -303,7 +312,7 @@ fn inputs_path(out: &Path) -> PathBuf {
 /// Checks what a resumed run is given against what it was started with.
 fn check_resume(out: &Path, config: &TrainConfig, inputs: &Inputs) -> Result<()> {
     let stored = TrainConfig::from_file(&config_path(out))?;
-    if stored != *config {
+    if (TrainConfig { checkpoint_every: config.checkpoint_every, ..stored }) != *config {
         bail!("--resume: the configuration differs from the run's {}", config_path(out).display());
     }
     let path = inputs_path(out);
@@ -323,36 +332,45 @@ fn check_resume(out: &Path, config: &TrainConfig, inputs: &Inputs) -> Result<()>
     Ok(())
 }
 
-/// Readies `out` for a run that starts as `start` says; returns the epoch
-/// it resumes after.
-fn prepare_start(out: &Path, start: Start, config: &TrainConfig, inputs: &Inputs, note: &mut dyn FnMut(&str)) -> Result<Option<usize>> {
+/// Readies `out` for a run that starts as `start` says: a resume must be
+/// given what the run was started with; a fresh run must not overwrite
+/// checkpoints.
+fn prepare_start(out: &Path, start: Start, config: &TrainConfig, inputs: &Inputs, note: &mut dyn FnMut(&str)) -> Result<()> {
     match start {
-        Start::Resume(from) => {
-            check_resume(out, config, inputs)?;
-            let (epoch, removed) = checkpoint::prepare_resume(out, from)?;
-            for line in removed {
-                note(&line);
-            }
-            note(&format!(
-                "resuming after epoch {epoch} from the checked set {}/{{model,optim,scheduler}}-{epoch}.bpk",
-                checkpoint::folder(out).display()
-            ));
-            Ok(Some(epoch))
-        }
+        Start::Resume(_) => check_resume(out, config, inputs),
         Start::Fresh => {
-            let sets = checkpoint::Sets::scan(out)?;
-            if !sets.complete.is_empty() {
+            if checkpoint::resumable(out)? {
                 bail!("{} already holds checkpoints: pass --resume to continue, or choose another --out", out.display());
             }
-            if !sets.is_empty() {
+            let folder = checkpoint::folder(out);
+            if folder.exists() {
                 // A run killed while saving its first set: nothing to resume.
-                std::fs::remove_dir_all(checkpoint::folder(out))
-                    .with_context(|| format!("cannot remove {}", checkpoint::folder(out).display()))?;
+                std::fs::remove_dir_all(&folder).with_context(|| format!("cannot remove {}", folder.display()))?;
                 note("removed an incomplete checkpoint set left by a killed run");
             }
-            Ok(None)
+            Ok(())
         }
     }
+}
+
+/// Where a resumed run continues, with `per_epoch` batches in an epoch
+/// ([`checkpoint::prepare_resume`]); `None` for a fresh run.
+fn resume_point(out: &Path, start: Start, per_epoch: usize, note: &mut dyn FnMut(&str)) -> Result<Option<ResumePoint>> {
+    let Start::Resume(from) = start else { return Ok(None) };
+    let (point, removed) = checkpoint::prepare_resume(out, from, per_epoch)?;
+    for line in removed {
+        note(&line);
+    }
+    let set = match point.batches {
+        0 => format!("{}/{{model,optim,scheduler}}-{}.bpk", checkpoint::folder(out).display(), point.epochs),
+        _ => format!(
+            "{}/{{model,optim,scheduler}}-{}.bpk",
+            checkpoint::steps_folder(out).display(),
+            point.position(per_epoch)
+        ),
+    };
+    note(&format!("resuming {point} from the checked set {set}"));
+    Ok(Some(point))
 }
 
 /// Copies the base model's configuration and tokenizer files into `base/`.
@@ -498,7 +516,7 @@ pub fn train(
     config.validate()?;
     let out = &paths.out;
     let inputs = Inputs::of(paths)?;
-    let resumed_from = prepare_start(out, start, config, &inputs, note)?;
+    prepare_start(out, start, config, &inputs, note)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     uae_data::atomic::write_file_atomically(&config_path(out), serde_json::to_string_pretty(config)?.as_bytes())?;
     uae_data::atomic::write_file_atomically(&inputs_path(out), serde_json::to_string_pretty(&inputs)?.as_bytes())?;
@@ -553,18 +571,19 @@ pub fn train(
     let (train_items, cut_train) = tokenise(&train_set, &encoder.tokenizer, &prefixes, frozen.as_ref())?;
     let (valid_items, cut_valid) = tokenise(&valid_set, &encoder.tokenizer, &prefixes, frozen.as_ref())?;
     let (train_queries, valid_queries) = (train_items.len(), valid_items.len());
+    let batches = train_queries.div_ceil(config.batch_size);
+    let resumed_from = resume_point(out, start, batches, note)?;
 
     let batcher = DistillBatcher { pad_id: encoder.config.pad_token_id as u32 };
     let train_loader = DataLoaderBuilder::new(batcher.clone())
         .batch_size(config.batch_size)
         .set_device(device.clone())
-        .build(EpochShuffled::new(train_items, config.seed, resumed_from.unwrap_or(0)));
+        .build(EpochShuffled::new(train_items, config.seed, resumed_from.map_or(0, |p| p.epochs)));
     let valid_loader = DataLoaderBuilder::new(batcher)
         .batch_size(config.batch_size)
         .set_device(device.clone())
         .build(InMemDataset::new(valid_items));
 
-    let batches = train_queries.div_ceil(config.batch_size);
     let steps = batches.div_ceil(config.grad_accumulation) * config.epochs;
     let optimizer = AdamWConfig::new()
         .with_weight_decay(config.weight_decay)
@@ -572,15 +591,22 @@ pub fn train(
         .with_grad_clipping(config.max_grad_norm.map(GradientClippingConfig::Norm))
         .init();
     let interrupter = Interrupter::new();
+    let strategy = StepCheckpointing {
+        device: device.clone().autodiff(),
+        every: config.checkpoint_every,
+        out: out.clone(),
+        per_epoch: batches,
+        resume: resumed_from,
+    };
     let failure = StepFailure::new(interrupter.clone());
     let selection = match (config.select, evaluator) {
         (true, Some(evaluator)) => match dev_queries(paths, config, &data, &valid_set)? {
             Some(dev) => {
                 let resumed = match resumed_from {
-                    Some(epoch) => {
+                    Some(point) => {
                         let path = crate::select::summary_path(out);
                         let summary: SelectionSummary = uae_data::json::read_json(&path)?;
-                        Some((summary, epoch * batches))
+                        Some((summary, point.position(batches)))
                     }
                     None => None,
                 };
@@ -625,7 +651,8 @@ pub fn train(
         .metric_valid_numeric(PoolMetric::new(PoolStat::Kl))
         .metric_valid_numeric(DevMetric::new(config.select_metric))
         .grads_accumulation(config.grad_accumulation)
-        .with_interrupter(interrupter)
+        .with_interrupter(interrupter.clone())
+        .with_training_strategy(TrainingStrategy::Custom(std::sync::Arc::new(strategy)))
         .with_custom_checkpointers(model_checkpointer, optim_checkpointer, scheduler_checkpointer);
     if let Some(n_epochs) = config.early_stopping_patience {
         training = training.early_stopping(MetricEarlyStoppingStrategy::new(
@@ -639,12 +666,24 @@ pub fn train(
     if !std::io::stdout().is_terminal() {
         training = training.renderer(Box::new(LineRenderer::new(config.log_every)));
     }
-    if let Some(epoch) = resumed_from {
-        training = training.checkpoint(epoch);
+    // The strategy loads a set saved within an epoch itself.
+    if let Some(ResumePoint { epochs, batches: 0 }) = resumed_from
+        && epochs > 0
+    {
+        training = training.checkpoint(epochs);
     }
     let result = training.launch(learner);
     if let Some(failure) = failure.first() {
         bail!("{}: training stopped: {failure}", paths.labels.display());
+    }
+    if let Some(error) = interrupter.error() {
+        bail!("{}: training stopped: {error}", out.display());
+    }
+    // A finished run has its last epoch's set, so the sets within epochs are
+    // spent; a run the user stopped keeps them for --resume.
+    let steps_folder = checkpoint::steps_folder(out);
+    if !interrupter.should_stop() && steps_folder.exists() {
+        std::fs::remove_dir_all(&steps_folder).with_context(|| format!("cannot remove {}", steps_folder.display()))?;
     }
     let weights = out.join("model.safetensors");
     let trained = result.model.embedder.valid();
