@@ -40,7 +40,8 @@ pub struct LabelArgs {
     /// Cut passages longer than this many teacher tokens (counted in the report).
     #[arg(long, default_value_t = 512)]
     max_passage_tokens: usize,
-    /// Queries scored together before their lines are written.
+    /// Queries scored together, their prompts batched by length; a kill
+    /// loses about one step of teacher work.
     #[arg(long, default_value_t = 8)]
     queries_per_step: usize,
     /// The text scored: the gold `answer` (perplexity reduction) or the

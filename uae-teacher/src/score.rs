@@ -71,7 +71,7 @@ pub fn score_all(
 /// Scores `items` as [`score_all`] does, handing each batch's scores (item
 /// index, score) and real token count to `scored` as soon as the batch is
 /// done, so that a caller can commit finished work before the rest is run.
-/// Batches run shortest first; an error from `scored` stops the run.
+/// Batches run longest first; an error from `scored` stops the run.
 pub fn score_each(
     lm: &CausalLm,
     items: &[ScoreItem],
