@@ -46,8 +46,9 @@ pub struct TrainArgs {
     /// options. With --resume and no --config, the run's stored one is used.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Continue from the run's newest complete checkpoint set (each file is
-    /// checked against the size and CRC-32 recorded when it was written).
+    /// Continue from the run's newest complete checkpoint set, of an epoch or
+    /// saved within one (each file is checked against the size and CRC-32
+    /// recorded when it was written).
     #[arg(long)]
     resume: bool,
     /// Continue after this epoch's checkpoint set instead of the newest

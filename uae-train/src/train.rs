@@ -281,8 +281,9 @@ pub enum Start {
     /// checkpoint set (incomplete ones, from a kill during the first save,
     /// are removed).
     Fresh,
-    /// Continue after the newest complete checkpoint set, or after the given
-    /// epoch's ([`crate::checkpoint::prepare_resume`]).
+    /// Continue from the newest complete checkpoint set (of an epoch or
+    /// saved within one), or after the given epoch's
+    /// ([`crate::checkpoint::prepare_resume`]).
     Resume(Option<usize>),
 }
 
