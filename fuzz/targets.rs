@@ -21,6 +21,29 @@ pub mod targets {
         ("qasper", qasper),
     ];
 
+    /// Runs every committed input of `targets` (`fuzz/corpus/<name>/`)
+    /// through its target, as the replay tests do; panics naming the first
+    /// input a target panicked on, or a target without a corpus.
+    pub fn replay(targets: &[(&str, fn(&[u8]))]) {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+        for (name, target) in targets {
+            let dir = root.join(name);
+            let inputs: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}; every fuzz target has a committed corpus", dir.display()))
+                .map(|entry| entry.unwrap().path())
+                .collect();
+            assert!(!inputs.is_empty(), "{} is empty", dir.display());
+            for input in inputs {
+                let data = std::fs::read(&input).unwrap();
+                if std::panic::catch_unwind(|| target(&data)).is_err() {
+                    panic!("fuzz target {name} panicked on {}", input.display());
+                }
+            }
+        }
+        // The targets' scratch files (see `file`).
+        drop(std::fs::remove_dir_all(std::env::temp_dir().join(format!("uae-fuzz-{}", std::process::id()))));
+    }
+
     /// `data` written to `name` in this process's scratch folder (one file
     /// per name, rewritten on every call: file readers are what is fuzzed).
     fn file(name: &str, data: &[u8]) -> PathBuf {

@@ -1,0 +1,5 @@
+#![no_main]
+
+include!("../model_targets.rs");
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| model_targets::index(data));
