@@ -72,6 +72,7 @@ const CHUNK: usize = 16 * 1024;
 /// GELU of every element of `xs`, in place: the dispatcher for the widest
 /// vector unit this CPU has (the body is the same; only the instructions the
 /// compiler may use differ).
+#[cfg(feature = "flex")]
 pub(crate) fn gelu_slice(xs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -89,18 +90,21 @@ pub(crate) fn gelu_slice(xs: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+#[cfg(feature = "flex")]
 fn gelu_avx512(xs: &mut [f32]) {
     gelu_portable(xs)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[cfg(feature = "flex")]
 fn gelu_avx2(xs: &mut [f32]) {
     gelu_portable(xs)
 }
 
 /// `g *= gelu'(x)` for every pair of `xs` and `gs`: the backward pass,
 /// dispatched as [`gelu_slice`].
+#[cfg(feature = "flex")]
 pub(crate) fn gelu_grad_slice(xs: &[f32], gs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -118,12 +122,14 @@ pub(crate) fn gelu_grad_slice(xs: &[f32], gs: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+#[cfg(feature = "flex")]
 fn gelu_grad_avx512(xs: &[f32], gs: &mut [f32]) {
     gelu_grad_portable(xs, gs)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[cfg(feature = "flex")]
 fn gelu_grad_avx2(xs: &[f32], gs: &mut [f32]) {
     gelu_grad_portable(xs, gs)
 }
@@ -131,6 +137,7 @@ fn gelu_grad_avx2(xs: &[f32], gs: &mut [f32]) {
 /// gelu'(x) = Phi(x) + x phi(x), with the CDF of [`normal_cdf`] and the
 /// density term dropped beyond |x| = 6 sqrt 2 (where it is below 1e-15).
 #[inline(always)]
+#[cfg(feature = "flex")]
 fn gelu_grad_portable(xs: &[f32], gs: &mut [f32]) {
     const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
     for (x, g) in xs.iter().zip(gs.iter_mut()) {
@@ -145,6 +152,7 @@ fn gelu_grad_portable(xs: &[f32], gs: &mut [f32]) {
 /// vectorises (libm's `exp` does not): a = n ln 2 + r with |r| <= ln 2 / 2,
 /// e^r by its Taylor series to degree 11, 2^n from the exponent bits.
 #[inline(always)]
+#[cfg(feature = "flex")]
 fn exp_small(a: f64) -> f64 {
     const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
@@ -164,6 +172,7 @@ fn exp_small(a: f64) -> f64 {
 }
 
 #[inline(always)]
+#[cfg(feature = "flex")]
 fn gelu_portable(xs: &mut [f32]) {
     for x in xs.iter_mut() {
         let v = *x as f64;
@@ -175,6 +184,7 @@ fn gelu_portable(xs: &mut [f32]) {
 /// it is 0 or 1 to within 2e-8; pinning it keeps huge inputs exact (the
 /// rational form is not exactly ±1 there).
 #[inline(always)]
+#[cfg(feature = "flex")]
 fn normal_cdf(t: f64) -> f64 {
     if t >= 4.0 {
         1.0
@@ -189,6 +199,7 @@ fn normal_cdf(t: f64) -> f64 {
 /// degree 13 over an even denominator of degree 8, for `|x| < 4` (the caller
 /// handles the rest). In f64 its error is below 2e-7.
 #[inline(always)]
+#[cfg(feature = "flex")]
 fn erf(x: f64) -> f64 {
     const ALPHA: [f64; 7] = [
         -1.60960333262415e-02,
@@ -213,7 +224,7 @@ fn erf(x: f64) -> f64 {
     x * p / q
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
 
