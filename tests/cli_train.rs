@@ -180,6 +180,9 @@ fn train_with(model: &Path, data: &Path, labels: &Path, run: &Path, config: &Pat
 #[test]
 fn training_moves_the_student_towards_the_teacher_and_exports() {
     let (work, model, data, pools) = fixture(48);
+    // The tokenizer files a Hugging Face BERT carries besides tokenizer.json.
+    std::fs::write(model.join("tokenizer_config.json"), r#"{"do_lower_case": true, "model_max_length": 512}"#).unwrap();
+    std::fs::write(model.join("special_tokens_map.json"), r#"{"cls_token": "[CLS]", "sep_token": "[SEP]"}"#).unwrap();
     let config = work.path().join("train.json");
     std::fs::write(
         &config,
@@ -211,9 +214,23 @@ fn training_moves_the_student_towards_the_teacher_and_exports() {
 
     let exported = work.path().join("exported");
     check(&uae(&["export", "--run", r, "--out", exported.to_str().unwrap()]));
-    for file in ["config.json", "model.safetensors", "tokenizer.json", "modules.json", "1_Pooling/config.json", "sentence_bert_config.json"] {
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.txt",
+        "modules.json",
+        "1_Pooling/config.json",
+        "sentence_bert_config.json",
+    ] {
         assert!(exported.join(file).is_file(), "{file} missing");
     }
+    assert_eq!(
+        std::fs::read(exported.join("tokenizer_config.json")).unwrap(),
+        std::fs::read(model.join("tokenizer_config.json")).unwrap()
+    );
     let before = pair_agreement(&model, &pools, work.path());
     let after = pair_agreement(&exported, &pools, work.path());
     eprintln!("pairwise agreement with the teacher: before {before:.3}, after {after:.3}");

@@ -3,7 +3,8 @@
 //! `config.json`, `model.safetensors` (transformers' tensor names),
 //! `tokenizer.json`, `modules.json`, `1_Pooling/config.json` and
 //! `sentence_bert_config.json`, plus the base model's
-//! `config_sentence_transformers.json` (prompts) when it had one.
+//! `config_sentence_transformers.json` (prompts), `tokenizer_config.json`,
+//! `special_tokens_map.json` and `vocab.txt` when it had them.
 //!
 //! A query-only run (`query_only`) exports its trained query encoder this
 //! way, and its frozen passage encoder (the base) as a second such directory

@@ -4,8 +4,8 @@
 //!
 //! A run directory holds:
 //! - `train_config.json`: the resolved [`TrainConfig`];
-//! - `base/`: the base model's `config.json`, `tokenizer.json` and
-//!   sentence-transformers files, so that export needs nothing else (with
+//! - `base/`: the base model's `config.json`, tokenizer files and
+//!   sentence-transformers files ([`BASE_FILES`]), so that export needs nothing else (with
 //!   `query_only`, also its weights: the frozen passage encoder);
 //! - `train_inputs.json`: the labels file it trains on (size and CRC-32), so
 //!   that `--resume` with other labels is refused;
@@ -70,10 +70,16 @@ use crate::renderer::LineRenderer;
 use crate::shuffle::EpochShuffled;
 use crate::strategy::{CheckpointEvery, StepCheckpointing};
 
-/// The files of the base model a run keeps in `base/` (those present).
+/// The files of the base model a run keeps in `base/` (those present), and
+/// so its export: the tokenizer's configuration, special tokens and
+/// vocabulary too, which loaders other than `tokenizers` (transformers'
+/// slow tokenizers, fastembed-style loaders) look for.
 pub const BASE_FILES: &[&str] = &[
     "config.json",
     "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
     "modules.json",
     "1_Pooling/config.json",
     "sentence_bert_config.json",
