@@ -1,13 +1,14 @@
 // The bodies of the fuzz targets for model and index files, in one place:
-// each `fuzz_targets/<name>.rs` of the `model` feature includes this file,
-// and uae-index's `tests/fuzz_corpus.rs` includes it to replay the committed
-// corpus (`fuzz/corpus/<name>/`) on stable Rust in every test run.
+// each `fuzz_targets/<name>.rs` of the `model` feature includes this file
+// after `targets.rs` (whose scratch folder it shares), and uae-index's
+// `tests/fuzz_corpus.rs` includes both to replay the committed corpus
+// (`fuzz/corpus/<name>/`) on stable Rust in every test run.
 
 /// One reader of uae-model or uae-index per fuzz target. A reader may refuse
 /// its input with an error; it must never panic, hang or abort.
 #[allow(dead_code)] // each fuzz binary calls one of them
 pub mod model_targets {
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     use uae_index::hnsw::{HnswIndex, HnswParams};
     use uae_index::store::{ModelStamp, VectorStore};
@@ -16,16 +17,11 @@ pub mod model_targets {
     use uae_model::llama::config::LlamaConfig;
     use uae_model::weights::WeightReader;
 
+    use crate::targets::scratch;
+
     /// Every target, by its name under `fuzz/fuzz_targets/` and `fuzz/corpus/`.
     pub const ALL: &[(&str, fn(&[u8]))] =
         &[("gguf", gguf), ("safetensors", safetensors), ("model_config", model_config), ("index", index)];
-
-    /// This process's scratch folder for `what`.
-    fn scratch(what: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("uae-fuzz-{}", std::process::id())).join(what);
-        std::fs::create_dir_all(&dir).expect("scratch folder");
-        dir
-    }
 
     fn write(path: &Path, data: &[u8]) {
         std::fs::write(path, data).expect("scratch file");

@@ -40,16 +40,27 @@ pub mod targets {
                 }
             }
         }
-        // The targets' scratch files (see `file`).
-        drop(std::fs::remove_dir_all(std::env::temp_dir().join(format!("uae-fuzz-{}", std::process::id()))));
+        // The targets' scratch files.
+        drop(std::fs::remove_dir_all(scratch_root()));
     }
 
-    /// `data` written to `name` in this process's scratch folder (one file
-    /// per name, rewritten on every call: file readers are what is fuzzed).
-    fn file(name: &str, data: &[u8]) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("uae-fuzz-{}", std::process::id()));
+    /// This process's scratch folder, where every target writes its input:
+    /// file readers are what is fuzzed.
+    fn scratch_root() -> PathBuf {
+        std::env::temp_dir().join(format!("uae-fuzz-{}", std::process::id()))
+    }
+
+    /// The scratch folder `what` of this process (created).
+    pub fn scratch(what: &str) -> PathBuf {
+        let dir = scratch_root().join(what);
         std::fs::create_dir_all(&dir).expect("scratch folder");
-        let path = dir.join(name);
+        dir
+    }
+
+    /// `data` written to `name` in the scratch folder (one file per name,
+    /// rewritten on every call).
+    fn file(name: &str, data: &[u8]) -> PathBuf {
+        let path = scratch("data").join(name);
         std::fs::write(&path, data).expect("scratch file");
         path
     }

@@ -4,7 +4,7 @@
 //! the one holding the first word, then the rest.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 use uae_test_support::tiny_bert::{TinyBertSpec, write_tiny_bert};
 use uae_test_support::beir::Fixture;
@@ -170,11 +170,34 @@ fn train_on(model: &Path, data: &Path, run: &Path, config: &Path) -> Output {
 
 /// `uae train` on these paths, with `extra` flags after the usual ones.
 fn train_with(model: &Path, data: &Path, labels: &Path, run: &Path, config: &Path, extra: &[&str]) -> Output {
+    train_command(model, data, labels, run, config, extra).output().expect("uae runs")
+}
+
+/// The command of [`train_with`], to run or spawn.
+fn train_command(model: &Path, data: &Path, labels: &Path, run: &Path, config: &Path, extra: &[&str]) -> Command {
     let path = |p: &Path| p.to_str().unwrap().to_string();
     let (m, d, l, r, c) = (path(model), path(data), path(labels), path(run), path(config));
-    let mut args = train_args(&m, &d, &l, &r, &c);
-    args.extend(extra);
-    uae(&args)
+    let mut command = uae_test_support::cli::command();
+    command.args(train_args(&m, &d, &l, &r, &c)).args(extra);
+    command
+}
+
+/// Each run directory exported into `work/<name>`, and the export's
+/// embeddings of every query and its first candidate.
+fn exported_vectors(work: &Path, pools: &[Pool], runs: &[(&str, &Path)]) -> Vec<Vec<Vec<f32>>> {
+    let texts = probe_texts(pools);
+    runs.iter()
+        .map(|(name, run)| {
+            let exported = work.join(name);
+            check(&uae(&["export", "--run", run.to_str().unwrap(), "--out", exported.to_str().unwrap()]));
+            embed(&exported, &texts, false, work)
+        })
+        .collect()
+}
+
+/// Every query and its first candidate, the texts resumed runs are compared on.
+fn probe_texts(pools: &[Pool]) -> Vec<String> {
+    pools.iter().map(|p| p.query.clone()).chain(pools.iter().map(|p| p.docs[0].1.clone())).collect()
 }
 
 #[test]
@@ -490,14 +513,8 @@ fn resume_after_epoch_one_equals_an_uninterrupted_run() {
         assert!(resumed.join("checkpoint").join(file).is_file(), "{file}");
     }
 
-    let texts: Vec<String> = pools.iter().map(|p| p.query.clone()).chain(pools.iter().map(|p| p.docs[0].1.clone())).collect();
-    let mut vectors = Vec::new();
-    for (name, dir) in [("full_export", &full), ("resumed_export", &resumed)] {
-        let exported = work.path().join(name);
-        check(&uae(&["export", "--run", dir.to_str().unwrap(), "--out", exported.to_str().unwrap()]));
-        vectors.push(embed(&exported, &texts, false, work.path()));
-    }
-    let base = embed(&model, &texts, false, work.path());
+    let vectors = exported_vectors(work.path(), &pools, &[("full_export", &full), ("resumed_export", &resumed)]);
+    let base = embed(&model, &probe_texts(&pools), false, work.path());
     let diff = max_abs_diff(&vectors[0], &vectors[1]);
     assert!(diff <= 1e-5, "resumed run differs by {diff}");
     // And training did change the model.
@@ -524,12 +541,7 @@ fn resume_within_an_epoch_equals_an_uninterrupted_run() {
     assert!(!full.join("checkpoint").join("steps").exists(), "a finished run keeps no sets within epochs");
 
     let killed = work.path().join("killed");
-    let path = |p: &Path| p.to_str().unwrap().to_string();
-    let (m, d, l, r, c) = (path(&model), path(&data), path(&labels), path(&killed), path(&config));
-    let mut args = train_args(&m, &d, &l, &r, &c);
-    args.extend(["--checkpoint-every", "2"]);
-    let mut child = uae_test_support::cli::command()
-        .args(&args)
+    let mut child = train_command(&model, &data, &labels, &killed, &config, &["--checkpoint-every", "2"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -560,13 +572,7 @@ fn resume_within_an_epoch_equals_an_uninterrupted_run() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("batches into epoch 2"), "{stdout}");
 
-    let texts: Vec<String> = pools.iter().map(|p| p.query.clone()).chain(pools.iter().map(|p| p.docs[0].1.clone())).collect();
-    let mut vectors = Vec::new();
-    for (name, dir) in [("full_export", &full), ("resumed_export", &killed)] {
-        let exported = work.path().join(name);
-        check(&uae(&["export", "--run", dir.to_str().unwrap(), "--out", exported.to_str().unwrap()]));
-        vectors.push(embed(&exported, &texts, false, work.path()));
-    }
+    let vectors = exported_vectors(work.path(), &pools, &[("full_export", &full), ("resumed_export", &killed)]);
     assert_eq!(vectors[0], vectors[1], "the resumed run's weights differ from the uninterrupted run's");
 }
 

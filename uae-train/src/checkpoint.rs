@@ -86,7 +86,8 @@ impl SafeCheckpointer {
     }
 }
 
-fn io_error(e: anyhow::Error) -> CheckpointerError {
+/// An error of uae's own checkpoint code, as Burn's checkpointers report one.
+pub(crate) fn io_error(e: anyhow::Error) -> CheckpointerError {
     CheckpointerError::Unknown(format!("{e:#}"))
 }
 

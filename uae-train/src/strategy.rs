@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use burn::optim::GradientsAccumulator;
 use burn::tensor::Device;
-use burn::train::checkpoint::{AsyncCheckpointer, CheckpointerError, CheckpointingAction, CheckpointingStrategy};
+use burn::train::checkpoint::{AsyncCheckpointer, CheckpointingAction, CheckpointingStrategy};
 use burn::train::metric::store::EventStoreClient;
 use burn::train::{
     EventProcessorTraining, InferenceStep, Interrupter, Learner, LearnerEvent, LearnerModel, LearningCheckpointer,
@@ -141,7 +141,7 @@ impl<M: LearnerModel> Saver<M> {
         // Older sets go only once a newer one is complete, so that a kill
         // always leaves one to resume from.
         if let Err(e) = checkpoint::prune_steps(&self.out) {
-            interrupter.fail(TrainingError::Checkpoint(CheckpointerError::Unknown(format!("{e:#}"))));
+            interrupter.fail(TrainingError::Checkpoint(checkpoint::io_error(e)));
             return;
         }
         self.checkpointer.checkpoint(learner, position, store);
@@ -182,7 +182,7 @@ impl<M: LearnerModel> SupervisedLearningStrategy<M> for StepCheckpointing {
         let [model, optim, scheduler] = match SafeCheckpointer::steps(&self.out) {
             Ok(set) => set,
             Err(e) => {
-                interrupter.fail(TrainingError::Checkpoint(CheckpointerError::Unknown(format!("{e:#}"))));
+                interrupter.fail(TrainingError::Checkpoint(checkpoint::io_error(e)));
                 return (learner.model(), processor);
             }
         };
@@ -271,13 +271,7 @@ impl StepCheckpointing {
         let mut accumulator = GradientsAccumulator::new();
         let mut accumulated = 0;
         while let Some(item) = iterator.next() {
-            let item = match item {
-                Ok(item) => item,
-                Err(err) => {
-                    interrupter.fail(err);
-                    break;
-                }
-            };
+            let Some(item) = loaded(item, interrupter) else { break };
             iteration += 1;
             if iteration <= skip {
                 continue;
@@ -317,6 +311,12 @@ impl StepCheckpointing {
     }
 }
 
+/// A batch from a loader; a loading error stops training through
+/// `interrupter` (as in Burn's loops) and ends the epoch.
+fn loaded<T, E: Into<TrainingError>>(item: Result<T, E>, interrupter: &Interrupter) -> Option<T> {
+    item.map_err(|err| interrupter.fail(err)).ok()
+}
+
 /// One validation epoch, as Burn's.
 fn validate<M: LearnerModel>(
     learner: &Learner<M>,
@@ -329,13 +329,7 @@ fn validate<M: LearnerModel>(
     let mut iterator = loader.iter();
     let mut iteration = 0;
     while let Some(item) = iterator.next() {
-        let item = match item {
-            Ok(item) => item,
-            Err(err) => {
-                interrupter.fail(err);
-                break;
-            }
-        };
+        let Some(item) = loaded(item, interrupter) else { break };
         let progress = iterator.progress();
         iteration += 1;
         let item = InferenceStep::step(&model, item);
