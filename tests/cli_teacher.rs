@@ -1,6 +1,7 @@
 //! `uae logprob`, `uae label` and `uae generate` end to end on a tiny random
 //! decoder and a tiny BEIR data set, including a labelling run killed with
-//! SIGKILL and resumed.
+//! SIGKILL and resumed, label shards merged, and a teacher served by
+//! `uae serve` over HTTP.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 use uae_test_support::tiny_llama::{TinyLlamaSpec, write_tiny_llama};
 use uae_test_support::beir::Fixture;
 use uae_test_support::cli::{stderr, uae};
+use uae_test_support::serve::Server;
+use uae_test_support::tiny_bert::{TinyBertSpec, write_tiny_bert};
 
 const QUERIES: usize = 40;
 
@@ -377,4 +380,131 @@ fn logprob_and_generate_run_and_reject_empty_fields() {
     let out = uae(&["generate", "--teacher", &s.teacher, "--input", file.to_str().unwrap(), "--output", "-"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains(&format!("{}:2", file.display())), "{}", stderr(&out));
+}
+
+fn sorted_lines(path: &Path) -> Vec<serde_json::Value> {
+    let mut lines = read_lines(path);
+    lines.sort_by_key(|v| v["query_id"].as_str().unwrap().to_string());
+    lines
+}
+
+/// Shards `0/3..2/3` merge into exactly the unsharded labels (one query per
+/// step, so each query's batches are the same whichever shard runs it);
+/// a missing, repeated, unfinished, overlapping or differently labelled
+/// shard is refused, naming the files.
+#[test]
+fn label_shards_merge_to_the_unsharded_labels() {
+    let s = setup();
+    let full = s.root.join("full.jsonl");
+    let out = uae(&label_args(&s, full.to_str().unwrap()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shards: Vec<String> = (0..3).map(|i| s.root.join(format!("shard{i}.jsonl")).to_str().unwrap().to_string()).collect();
+    for (i, shard) in shards.iter().enumerate() {
+        let spec = format!("{i}/3");
+        let mut args = label_args(&s, shard);
+        args.extend(["--shard", &spec]);
+        let out = uae(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let merged = s.root.join("merged.jsonl");
+    let merge = |inputs: &[&str]| {
+        let mut args = vec!["label", "merge", "--out", merged.to_str().unwrap()];
+        args.extend(inputs);
+        uae(&args)
+    };
+    let all: Vec<&str> = shards.iter().map(String::as_str).collect();
+    let out = merge(&all);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("merged 3 shards into {}: {n} queries labelled of {n} expected", merged.display(), n = QUERIES + 1)), "{}", stderr(&out));
+    assert_eq!(sorted_lines(&merged), sorted_lines(&full));
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(s.root.join("merged.jsonl.meta.json")).unwrap()).unwrap();
+    assert!(meta.get("shard").is_none() && meta["expected"] == QUERIES + 1, "{meta}");
+
+    let refused = |inputs: &[&str], needle: &str| {
+        let out = merge(inputs);
+        assert!(!out.status.success() && stderr(&out).contains(needle), "{needle}: {}", stderr(&out));
+    };
+    refused(&all[..2], "shard 2/3 missing");
+    refused(&[all[0], all[0], all[1], all[2]], "are both shard 0/3");
+    // An unfinished shard: its last line not yet written.
+    let partial = s.root.join("partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    let text = std::fs::read_to_string(&shards[1]).unwrap();
+    let cut = text.trim_end().rsplit_once('\n').unwrap().0.to_string() + "\n";
+    std::fs::write(partial.join("shard1.jsonl"), cut).unwrap();
+    std::fs::copy(format!("{}.meta.json", shards[1]), partial.join("shard1.jsonl.meta.json")).unwrap();
+    let partial1 = partial.join("shard1.jsonl");
+    let held = text.lines().count();
+    refused(&[all[0], partial1.to_str().unwrap(), all[2]], &format!("holds {} of the {held} queries of its shard", held - 1));
+    // A query in two shards: the same numbers, then other ones.
+    let first_of_1 = text.lines().next().unwrap();
+    let overlap = partial.join("shard2.jsonl");
+    std::fs::write(&overlap, format!("{}{first_of_1}\n", std::fs::read_to_string(&shards[2]).unwrap())).unwrap();
+    std::fs::copy(format!("{}.meta.json", shards[2]), partial.join("shard2.jsonl.meta.json")).unwrap();
+    refused(&[all[0], all[1], overlap.to_str().unwrap()], "is in two shards (duplicate)");
+    let mut line: serde_json::Value = serde_json::from_str(first_of_1).unwrap();
+    line["utilities"][0] = serde_json::json!(9.5);
+    std::fs::write(&overlap, format!("{}{line}\n", std::fs::read_to_string(&shards[2]).unwrap())).unwrap();
+    refused(&[all[0], all[1], overlap.to_str().unwrap()], "is in two shards (conflict: other numbers)");
+    // A shard labelled with another prompt.
+    let other = s.root.join("other2.jsonl");
+    let mut args = label_args(&s, other.to_str().unwrap());
+    args.extend(["--shard", "2/3", "--prompt-without-passage", "Q: {question}"]);
+    assert!(uae(&args).status.success());
+    refused(&[all[0], all[1], other.to_str().unwrap()], "were labelled differently (without_passage");
+    // A shard without its sidecar.
+    std::fs::remove_file(partial.join("shard2.jsonl.meta.json")).unwrap();
+    refused(&[all[0], all[1], overlap.to_str().unwrap()], "its sidecar");
+}
+
+/// `uae label --teacher openai:URL#MODEL` against `uae serve --teacher`
+/// gives the labels of local labelling within 2e-5 nats: the same weights
+/// and tokens, scored one sequence per request instead of in padded
+/// batches, so only float summation order differs. A server without a
+/// teacher is a clear error before any work.
+#[test]
+fn served_teacher_labels_like_the_local_one() {
+    let s = setup();
+    let local = s.root.join("local.jsonl");
+    let out = uae(&label_args(&s, local.to_str().unwrap()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let model = s.root.join("bert");
+    write_tiny_bert(&model, &TinyBertSpec::default()).unwrap();
+    let server = Server::start(&["--model", model.to_str().unwrap(), "--teacher", &s.teacher]);
+    let spec = format!("openai:{}/v1#{}", server.base, s.teacher);
+    let remote = s.root.join("remote.jsonl");
+    let mut args = label_args(&s, remote.to_str().unwrap());
+    args[2] = &spec;
+    let out = uae(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (want, got) = (sorted_lines(&local), sorted_lines(&remote));
+    assert_eq!(want.len(), got.len());
+    let mut worst = 0.0f64;
+    for (w, g) in want.iter().zip(&got) {
+        assert_eq!(w["query_id"], g["query_id"]);
+        assert_eq!(w["doc_ids"], g["doc_ids"]);
+        let numbers = |v: &serde_json::Value| -> Vec<f64> {
+            let mut out: Vec<f64> = v["logp_with"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            out.push(v["logp_without"].as_f64().unwrap());
+            out
+        };
+        for (a, b) in numbers(w).iter().zip(numbers(g)) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    assert!(worst < 2e-5, "largest difference {worst}");
+    let meta = std::fs::read_to_string(s.root.join("remote.jsonl.meta.json")).unwrap();
+    assert!(meta.contains(&format!("\"teacher\": \"{spec}\"")), "{meta}");
+
+    let bare = Server::start(&["--model", model.to_str().unwrap()]);
+    let spec = format!("openai:{}/v1#{}", bare.base, s.teacher);
+    let none = s.root.join("none.jsonl");
+    let mut args = label_args(&s, none.to_str().unwrap());
+    args[2] = &spec;
+    let out = uae(&args);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("did not return prompt log-probabilities") && err.contains("HTTP 404"), "{err}");
+    let out = uae(&["logprob", "--teacher", "openai:localhost:1/v1", "--input", "-", "--output", "-"]);
+    assert!(stderr(&out).contains("names no model"), "{}", stderr(&out));
 }

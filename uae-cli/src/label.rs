@@ -1,25 +1,58 @@
 //! `uae label`: perplexity-reduction utilities of each query's candidates,
 //! appended per query so that a killed run resumes. The labels file is
 //! locked for the whole run: a second `uae label` on it would label every
-//! query again into the same file.
+//! query again into the same file. `uae label merge` joins the shards of
+//! `--shard i/n` runs.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use burn::tensor::Device;
-use clap::Args;
+use clap::{Args, Subcommand};
 use uae_data::DataSet;
 use uae_data::lock::Lock;
-use uae_model::llm::CausalLm;
-use uae_teacher::label::{LabelOptions, Shard, label};
+use uae_teacher::label::{LabelOptions, Shard, label, merge};
 use uae_teacher::prompt::{Utility, UtilityPrompt};
+use uae_teacher::teacher::Teacher;
 
 use crate::progress;
 
-/// Arguments of `uae label`.
+/// `uae label`: a labelling run, or `uae label merge`.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct LabelCommand {
+    #[command(subcommand)]
+    action: Option<LabelAction>,
+    #[command(flatten)]
+    run: Option<LabelArgs>,
+}
+
+/// What `uae label` does besides labelling.
+#[derive(Subcommand)]
+enum LabelAction {
+    /// Merge the label shards of `uae label --shard i/n` runs into one file,
+    /// checking that they come from one run and that none is missing,
+    /// unfinished or overlapping.
+    Merge(MergeArgs),
+}
+
+/// Arguments of `uae label merge`.
+#[derive(Args)]
+struct MergeArgs {
+    /// The merged labels file (written atomically, with its sidecar).
+    #[arg(long)]
+    out: PathBuf,
+    /// Shard files, each with its `.meta.json` sidecar beside it.
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
+}
+
+/// Arguments of a labelling run.
 #[derive(Args)]
 pub struct LabelArgs {
-    /// The teacher: a GGUF file, a Hugging Face directory, or a hub id.
+    /// The teacher: a GGUF file, a Hugging Face directory, a hub id, or a
+    /// served one, `openai:http://HOST:PORT/v1#MODEL` (MODEL is the served
+    /// name and where its tokenizer is found; docs/scale.md).
     #[arg(long)]
     teacher: String,
     /// Data set directory in the BEIR layout (corpus.jsonl, queries.jsonl with "answers", qrels/).
@@ -64,11 +97,32 @@ pub struct LabelArgs {
     no_chat_template: bool,
 }
 
-/// Runs `uae label`.
-pub fn run(args: LabelArgs, device: &Device) -> Result<()> {
+/// Runs `uae label` or `uae label merge`.
+pub fn run(command: LabelCommand, device: &Device) -> Result<()> {
+    match (command.action, command.run) {
+        (Some(LabelAction::Merge(args)), _) => run_merge(args),
+        (None, Some(args)) => run_label(args, device),
+        (None, None) => anyhow::bail!("uae label needs --teacher, --data, --candidates and --out (or the merge subcommand); see uae label --help"),
+    }
+}
+
+fn run_merge(args: MergeArgs) -> Result<()> {
+    let _lock = Lock::acquire(&args.out)?;
+    let report = merge(&args.shards, &args.out)?;
+    eprintln!(
+        "merged {} shards into {}: {} queries labelled of {} expected",
+        report.shards,
+        args.out.display(),
+        report.queries,
+        report.expected
+    );
+    Ok(())
+}
+
+fn run_label(args: LabelArgs, device: &Device) -> Result<()> {
     let _lock = Lock::acquire(&args.out)?;
     let data = DataSet::load(&args.data, &[])?;
-    let lm = CausalLm::load(&args.teacher, device)?;
+    let lm = Teacher::load(&args.teacher, device)?;
     let options = LabelOptions {
         prompt: {
             let defaults = UtilityPrompt::of(args.utility);
@@ -87,7 +141,7 @@ pub fn run(args: LabelArgs, device: &Device) -> Result<()> {
     };
     let bar = progress::bar(0, "queries");
     let start = std::time::Instant::now();
-    let report = label(&lm, &data, &args.candidates, &args.out, &options, |p| {
+    let report = label(&lm, &data, &args.data, &args.candidates, &args.out, &options, |p| {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);
         let seconds = start.elapsed().as_secs_f64().max(1e-9);

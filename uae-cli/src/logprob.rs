@@ -6,15 +6,16 @@ use burn::tensor::Device;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use uae_data::jsonl::{self, JsonlWriter};
-use uae_model::llm::CausalLm;
 use uae_teacher::score::{ScoreItem, score_all};
+use uae_teacher::teacher::Teacher;
 
 use crate::progress;
 
 /// Arguments of `uae logprob`.
 #[derive(Args)]
 pub struct LogprobArgs {
-    /// The teacher: a GGUF file, a Hugging Face directory, or a hub id.
+    /// The teacher: a GGUF file, a Hugging Face directory, a hub id, or a
+    /// served one, `openai:http://HOST:PORT/v1#MODEL`.
     #[arg(long)]
     teacher: String,
     /// JSONL input with lines {"id", "prompt", "continuation"}; `-` reads standard input.
@@ -53,7 +54,7 @@ pub fn run(args: LogprobArgs, device: &Device) -> Result<()> {
             }
         }
     }
-    let lm = CausalLm::load(&args.teacher, device)?;
+    let lm = Teacher::load(&args.teacher, device)?;
     let mut items = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         let item = ScoreItem { prompt: lm.encode(&line.prompt)?, continuation: lm.encode(&line.continuation)? };

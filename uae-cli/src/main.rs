@@ -63,7 +63,7 @@ enum Command {
     /// Log-likelihood of continuations given prompts under a teacher LLM.
     Logprob(logprob::LogprobArgs),
     /// Label candidates with the teacher's perplexity-reduction utility.
-    Label(label::LabelArgs),
+    Label(label::LabelCommand),
     /// Generate text greedily with the teacher LLM.
     Generate(generate::GenerateArgs),
     /// Write synthetic training questions for a corpus with the teacher.

@@ -11,7 +11,8 @@
 //! - JSON files read with the file named in errors ([`json`]), JSON Lines
 //!   with one torn-tail rule ([`jsonl`]), text files read without a
 //!   byte-order mark ([`text`]), atomic writes that
-//!   always sync ([`atomic`]), uae's cache folder ([`cache`]), and progress
+//!   always sync ([`atomic`]), uae's cache folder ([`cache`]), content
+//!   fingerprints of inputs ([`fingerprint`]), and progress
 //!   reporting for long stages ([`progress`]);
 //! - guards on what a command writes ([`lock`]): a lock per output against a
 //!   second uae process writing it, and checks that keep writes out of
@@ -21,6 +22,7 @@ pub mod atomic;
 pub mod beir;
 pub mod cache;
 mod dataset;
+pub mod fingerprint;
 pub mod json;
 pub mod jsonl;
 pub mod lock;

@@ -22,6 +22,7 @@ use uae_index::exact;
 use uae_index::store::{VectorStore, normalize};
 use uae_model::encoder::{BiEncoder, EncoderOptions, TextRole};
 use uae_model::llm::CausalLm;
+use uae_teacher::teacher::Teacher;
 use uae_teacher::answer::{self, AnswerOptions};
 use uae_teacher::rerank::{RerankOptions, rerank};
 
@@ -157,24 +158,21 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
         }
         systems.push(dense_system(name, path, &data, &queries, &indexes, args, device, progress)?);
     }
-    let mut generator_lm = None;
-    if let Some(teacher) = &args.rerank_teacher {
-        let lm = CausalLm::load(teacher, device)?;
-        let system = rerank_system(&lm, teacher, &systems[1], &data, &queries, args, progress)?;
+    let rerank_lm = args.rerank_teacher.as_deref().map(|t| Teacher::load(t, device)).transpose()?;
+    if let (Some(lm), Some(teacher)) = (&rerank_lm, &args.rerank_teacher) {
+        let system = rerank_system(lm, teacher, &systems[1], &data, &queries, args, progress)?;
         systems.push(system);
-        if args.generator.as_deref().is_none_or(|g| g == teacher) {
-            generator_lm = Some(lm);
-        }
     }
-    if generator_lm.is_none()
-        && let Some(g) = &args.generator
-    {
-        generator_lm = Some(CausalLm::load(g, device)?);
-    }
+    // The generator is the re-ranking teacher unless another is named.
+    let own_generator = match &args.generator {
+        Some(g) if args.rerank_teacher.as_ref() != Some(g) => Some(Teacher::from(CausalLm::load(g, device)?)),
+        _ => None,
+    };
+    let generator_lm = own_generator.as_ref().or(rerank_lm.as_ref()).map(Teacher::local).transpose()?;
 
     std::fs::create_dir_all(report_dir.join("runs"))
         .with_context(|| format!("cannot create {}", report_dir.join("runs").display()))?;
-    let answers = match &generator_lm {
+    let answers = match generator_lm {
         Some(lm) => Some(answer_all(lm, &systems, &data, &queries, args, &report_dir, progress)?),
         None => None,
     };
@@ -367,7 +365,7 @@ fn dense_system(
 /// The base encoder's rankings with their top `rerank_k` re-ordered by the
 /// teacher; a query's latency is the base search's plus the re-ranking's.
 fn rerank_system(
-    lm: &CausalLm,
+    lm: &Teacher,
     teacher: &str,
     base: &Ranked,
     data: &DataSet,

@@ -15,20 +15,21 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use uae_data::atomic::write_atomically;
+use uae_data::fingerprint::{fingerprint, hash_parts};
 use uae_data::lock::{Lock, claim_folder};
 use uae_data::records::read_candidates;
 use uae_data::{DataSet, Progress};
 use uae_index::corpus_index;
 use uae_index::mine::{self, DenseSource, MineOptions, Retriever, check_split_hygiene};
 use uae_model::encoder::{BiEncoder, EncoderOptions};
-use uae_model::llm::CausalLm;
 use uae_teacher::label::{LabelOptions, label};
 use uae_teacher::prompt::{Utility, UtilityPrompt};
 use uae_teacher::synth::{Sources, SynthOptions};
+use uae_teacher::teacher::Teacher;
 use uae_train::checkpoint;
 use uae_train::train::{RunPaths, Start, TrainConfig, train};
 
@@ -397,7 +398,7 @@ impl Runner<'_> {
         for input in &stage.inputs {
             key_parts.push(format!("{:016x}", fingerprint(input)?));
         }
-        let key = format!("{:016x}", fnv1a(FNV_OFFSET, key_parts.join("\u{1e}").as_bytes()));
+        let key = format!("{:016x}", hash_parts(&key_parts));
         let record_name = format!("{}.json", stage.name);
         let record_path = self.stages_dir.join(&record_name);
         let previous: Option<StageRecord> =
@@ -471,10 +472,10 @@ impl Runner<'_> {
             }
             Work::Label { teacher, data, candidates, out, utility } => {
                 let set = DataSet::load(data, &[])?;
-                let lm = CausalLm::load(teacher, device)?;
+                let lm = Teacher::load(teacher, device)?;
                 let mut done = None;
                 let options = LabelOptions { prompt: UtilityPrompt::of(*utility), ..LabelOptions::default() };
-                let report = label(&lm, &set, candidates, out, &options, |p| {
+                let report = label(&lm, &set, data, candidates, out, &options, |p| {
                     let before = *done.get_or_insert_with(|| {
                         progress.start(p.total as u64, "queries");
                         0
@@ -524,51 +525,6 @@ fn check_hygiene(data: &Path, candidates: &Path, split: &str) -> Result<()> {
     let lines: Vec<_> = read_candidates(candidates)?.into_iter().map(|(_, line)| line).collect();
     let held: Vec<&str> = held_out.iter().map(String::as_str).collect();
     check_split_hygiene(&set, &lines, "train", &held, &candidates.display().to_string())
-}
-
-/// A checksum of `path`: of a file, its size and contents; of a folder, the
-/// same over its files in name order, with their relative paths. CRC-32
-/// (crc32fast, already used for index integrity) over each file, combined
-/// in one 64-bit FNV-1a; enough to notice a changed input.
-fn fingerprint(path: &Path) -> Result<u64> {
-    let mut files = Vec::new();
-    collect_files(path, path, &mut files)?;
-    if files.is_empty() {
-        bail!("input {} does not exist", path.display());
-    }
-    let mut hash = FNV_OFFSET;
-    for (relative, file) in files {
-        let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-        hash = fnv1a(hash, relative.as_bytes());
-        hash = fnv1a(hash, &(bytes.len() as u64).to_le_bytes());
-        hash = fnv1a(hash, &crc32fast::hash(&bytes).to_le_bytes());
-    }
-    Ok(hash)
-}
-
-/// The 64-bit FNV-1a offset basis.
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// Folds `bytes` into the 64-bit FNV-1a `hash`.
-fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(hash, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-}
-
-fn collect_files(root: &Path, path: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<()> {
-    if path.is_file() {
-        let relative = path.strip_prefix(root).unwrap_or(path).display().to_string();
-        out.push((relative, path.to_path_buf()));
-    } else if path.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("cannot list {}", path.display()))?
-            .map(|e| Ok(e?.path()))
-            .collect::<Result<_>>()?;
-        entries.sort();
-        for entry in entries {
-            collect_files(root, &entry, out)?;
-        }
-    }
-    Ok(())
 }
 
 fn remove(path: &Path) -> Result<()> {

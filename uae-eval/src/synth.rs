@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use uae_data::{DataSet, Progress};
 use uae_index::corpus_index::{self, Searcher};
 use uae_model::encoder::{BiEncoder, EncoderOptions};
-use uae_model::llm::CausalLm;
+use uae_teacher::teacher::Teacher;
 use uae_teacher::synth::{GenerateReport, Sources, SynthOptions, SynthSummary, synthesize};
 
 /// Texts embedded per batch (word pieces).
@@ -44,7 +44,8 @@ impl SynthJob {
 /// Runs `job` (resuming a killed run) and says what it did through `progress`.
 pub fn run_synth(job: &SynthJob, device: &Device, progress: &dyn Progress) -> Result<(GenerateReport, SynthSummary)> {
     let data = DataSet::load_all(&job.data)?;
-    let lm = CausalLm::load(&job.teacher, device)?;
+    let teacher = Teacher::load(&job.teacher, device)?;
+    let lm = teacher.local()?;
     let encoder = BiEncoder::load(&job.student, device, &EncoderOptions::default())?;
     let passages = data.corpus.as_slice();
     let index = job.index.clone().unwrap_or_else(|| job.out.join("index"));

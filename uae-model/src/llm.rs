@@ -15,18 +15,27 @@ use crate::gguf::GgufFile;
 use crate::weights::WeightReader;
 use crate::llama::{KvCache, LlamaConfig, LlamaForCausalLM};
 
-/// A loaded causal LM with its tokenizer.
+/// A loaded causal LM: the Burn model and its [`LmTokenizer`], whose methods
+/// it offers through `Deref` (`lm.encode(...)`, `lm.chat_prompt(...)`).
 pub struct CausalLm {
     /// The Burn model.
     pub model: LlamaForCausalLM,
     /// Its configuration.
     pub config: LlamaConfig,
+    text: LmTokenizer,
+    device: Device,
+}
+
+/// The text side of a causal LM, loadable without its weights: tokenizer,
+/// special tokens, chat template and context window. A teacher served by
+/// another process needs exactly this here, to build the prompts it sends.
+pub struct LmTokenizer {
     tokenizer: Tokenizer,
     chat_template: Option<String>,
     bos_token: Option<String>,
     eos_token: Option<String>,
     eos_ids: Vec<u32>,
-    device: Device,
+    context_length: usize,
     source: PathBuf,
 }
 
@@ -72,6 +81,122 @@ impl ChatMessage {
     }
 }
 
+impl LmTokenizer {
+    /// Loads the text side of `spec` (a `.gguf` file, a Hugging Face
+    /// directory or a hub id) without its weights.
+    pub fn load(spec: &str) -> Result<Self> {
+        let path = Path::new(spec);
+        if path.is_file() {
+            if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+                return Ok(Self::of_gguf(&GgufFile::open(path)?, path)?.1);
+            }
+            bail!("{spec} is a file but not a .gguf file; pass a GGUF file or a Hugging Face directory");
+        }
+        let dir = crate::source::ModelDir::resolve_llm_tokenizer(spec)?;
+        Ok(Self::of_dir(dir.root())?.1)
+    }
+
+    /// The configuration and text side of GGUF `file` (read from `path`).
+    fn of_gguf(file: &GgufFile, path: &Path) -> Result<(LlamaConfig, Self)> {
+        let config = LlamaConfig::from_gguf(file)?;
+        let tokenizer = crate::gguf::tokenizer::from_gguf(file)?;
+        let chat_template = file.get_str_opt("tokenizer.chat_template")?.map(str::to_string);
+        let token = |key: &str| -> Result<Option<String>> {
+            Ok(file.get_u32_opt(key)?.and_then(|id| tokenizer.id_to_token(id)))
+        };
+        let bos_token = token("tokenizer.ggml.bos_token_id")?;
+        let eos_token = token("tokenizer.ggml.eos_token_id")?;
+        let eos_ids = config.eos_token_id.as_ref().map(|e| e.ids()).unwrap_or_default();
+        let context_length = config.max_position_embeddings;
+        let text = Self { tokenizer, chat_template, bos_token, eos_token, eos_ids, context_length, source: path.into() };
+        Ok((config, text))
+    }
+
+    /// The configuration and text side of Hugging Face directory `dir`.
+    fn of_dir(dir: &Path) -> Result<(LlamaConfig, Self)> {
+        let config = LlamaConfig::from_file(&dir.join("config.json"))?;
+        let tokenizer_path = dir.join("tokenizer.json");
+        let tokenizer = Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| anyhow!("cannot load tokenizer {}: {e}", tokenizer_path.display()))?;
+        let special = TokenizerConfig::read(dir)?;
+        let mut eos_ids = config.eos_token_id.as_ref().map(|e| e.ids()).unwrap_or_default();
+        if eos_ids.is_empty()
+            && let Some(id) = special.eos_token.as_deref().and_then(|t| tokenizer.token_to_id(t))
+        {
+            eos_ids.push(id);
+        }
+        let text = Self {
+            tokenizer,
+            chat_template: special.chat_template,
+            bos_token: special.bos_token,
+            eos_token: special.eos_token,
+            eos_ids,
+            context_length: config.max_position_embeddings,
+            source: dir.into(),
+        };
+        Ok((config, text))
+    }
+
+    /// The file or directory the model came from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The longest sequence the model accepts.
+    pub fn context_length(&self) -> usize {
+        self.context_length
+    }
+
+    /// Token ids of `text`, without special tokens (special-token strings in
+    /// the text, such as `<|im_start|>`, still map to their ids).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self.tokenizer.encode(text, false).map_err(|e| anyhow!("tokenisation failed: {e}"))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Text of `ids`, special tokens dropped.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer.decode(ids, true).map_err(|e| anyhow!("decoding failed: {e}"))
+    }
+
+    /// Text of `ids` with special tokens kept, so that tokenising it again
+    /// gives `ids` back (byte-level BPE): the text sent to a teacher served
+    /// elsewhere, which tokenises it itself.
+    pub fn text_of(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer.decode(ids, false).map_err(|e| anyhow!("decoding failed: {e}"))
+    }
+
+    /// Whether the model ships a chat template.
+    pub fn has_chat_template(&self) -> bool {
+        self.chat_template.is_some()
+    }
+
+    /// Renders `messages` with the model's chat template, ending with the
+    /// assistant's turn opened when `add_generation_prompt`. Without a
+    /// template, messages are joined as plain text (`content` blocks separated
+    /// by blank lines), which suits base models.
+    pub fn chat_prompt(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        let Some(template) = &self.chat_template else {
+            let text: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+            return Ok(text.join("\n\n") + "\n");
+        };
+        render_chat_template(template, messages, add_generation_prompt, self.bos_token.as_deref(), self.eos_token.as_deref())
+    }
+}
+
+impl std::ops::Deref for CausalLm {
+    type Target = LmTokenizer;
+
+    fn deref(&self) -> &LmTokenizer {
+        &self.text
+    }
+}
+
 impl CausalLm {
     /// Loads `spec`: a `.gguf` file, a Hugging Face directory (`config.json`,
     /// safetensors weights, `tokenizer.json`), or a hub id.
@@ -91,95 +216,23 @@ impl CausalLm {
     /// from its vocabulary and merges, weights dequantised to f32.
     pub fn from_gguf(path: &Path, device: &Device) -> Result<Self> {
         let file = GgufFile::open(path)?;
-        let config = LlamaConfig::from_gguf(&file)?;
-        let tokenizer = crate::gguf::tokenizer::from_gguf(&file)?;
-        let chat_template = file.get_str_opt("tokenizer.chat_template")?.map(str::to_string);
-        let token = |key: &str| -> Result<Option<String>> {
-            Ok(file.get_u32_opt(key)?.and_then(|id| tokenizer.id_to_token(id)))
-        };
-        let bos_token = token("tokenizer.ggml.bos_token_id")?;
-        let eos_token = token("tokenizer.ggml.eos_token_id")?;
-        let eos_ids = config.eos_token_id.as_ref().map(|e| e.ids()).unwrap_or_default();
+        let (config, text) = LmTokenizer::of_gguf(&file, path)?;
         let mut weights = WeightReader::gguf(file, &config);
         let model = LlamaForCausalLM::load(&config, &mut weights, device)?;
-        Ok(Self { model, config, tokenizer, chat_template, bos_token, eos_token, eos_ids, device: device.clone(), source: path.into() })
+        Ok(Self { model, config, text, device: device.clone() })
     }
 
     /// Loads a Hugging Face directory.
     pub fn from_dir(dir: &Path, device: &Device) -> Result<Self> {
-        let config = LlamaConfig::from_file(&dir.join("config.json"))?;
-        let tokenizer_path = dir.join("tokenizer.json");
-        let tokenizer = Tokenizer::from_file(&tokenizer_path)
-            .map_err(|e| anyhow!("cannot load tokenizer {}: {e}", tokenizer_path.display()))?;
-        let special = TokenizerConfig::read(dir)?;
-        let mut eos_ids = config.eos_token_id.as_ref().map(|e| e.ids()).unwrap_or_default();
-        if eos_ids.is_empty()
-            && let Some(id) = special.eos_token.as_deref().and_then(|t| tokenizer.token_to_id(t))
-        {
-            eos_ids.push(id);
-        }
+        let (config, text) = LmTokenizer::of_dir(dir)?;
         let mut weights = WeightReader::safetensors_dir(dir)?;
         let model = LlamaForCausalLM::load(&config, &mut weights, device)?;
-        Ok(Self {
-            model,
-            config,
-            tokenizer,
-            chat_template: special.chat_template,
-            bos_token: special.bos_token,
-            eos_token: special.eos_token,
-            eos_ids,
-            device: device.clone(),
-            source: dir.into(),
-        })
-    }
-
-    /// The file or directory the model came from.
-    pub fn source(&self) -> &Path {
-        &self.source
+        Ok(Self { model, config, text, device: device.clone() })
     }
 
     /// The device the model runs on.
     pub fn device(&self) -> &Device {
         &self.device
-    }
-
-    /// The tokenizer.
-    pub fn tokenizer(&self) -> &Tokenizer {
-        &self.tokenizer
-    }
-
-    /// The longest sequence the model accepts.
-    pub fn context_length(&self) -> usize {
-        self.config.max_position_embeddings
-    }
-
-    /// Token ids of `text`, without special tokens (special-token strings in
-    /// the text, such as `<|im_start|>`, still map to their ids).
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self.tokenizer.encode(text, false).map_err(|e| anyhow!("tokenisation failed: {e}"))?;
-        Ok(encoding.get_ids().to_vec())
-    }
-
-    /// Text of `ids`, special tokens dropped.
-    pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.tokenizer.decode(ids, true).map_err(|e| anyhow!("decoding failed: {e}"))
-    }
-
-    /// Whether the model ships a chat template.
-    pub fn has_chat_template(&self) -> bool {
-        self.chat_template.is_some()
-    }
-
-    /// Renders `messages` with the model's chat template, ending with the
-    /// assistant's turn opened when `add_generation_prompt`. Without a
-    /// template, messages are joined as plain text (`content` blocks separated
-    /// by blank lines), which suits base models.
-    pub fn chat_prompt(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
-        let Some(template) = &self.chat_template else {
-            let text: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
-            return Ok(text.join("\n\n") + "\n");
-        };
-        render_chat_template(template, messages, add_generation_prompt, self.bos_token.as_deref(), self.eos_token.as_deref())
     }
 
     /// Log-probabilities of each continuation token given everything before

@@ -66,18 +66,10 @@ impl ModelDir {
     /// safetensors weights (one file, or every shard listed in
     /// `model.safetensors.index.json`) are fetched.
     pub fn resolve_llm(spec: &str) -> Result<Self> {
-        let path = Path::new(spec);
-        if path.is_dir() {
-            return Self::local(path);
+        let dir = Self::resolve_llm_tokenizer(spec)?;
+        if Path::new(spec).is_dir() {
+            return Ok(dir);
         }
-        if !looks_like_hub_id(spec) {
-            bail!("teacher {spec} is neither a GGUF file, a model directory, nor a hub id");
-        }
-        let dir = Self::from_hub_files(
-            spec,
-            &["config.json", "tokenizer.json"],
-            &["tokenizer_config.json", "chat_template.jinja", "generation_config.json", "model.safetensors.index.json"],
-        )?;
         let index = dir.file("model.safetensors.index.json");
         let weights: Vec<String> = if index.is_file() {
             let json: serde_json::Value = uae_data::json::read_json(&index)?;
@@ -94,6 +86,24 @@ impl ModelDir {
         };
         let names: Vec<&str> = weights.iter().map(String::as_str).collect();
         Self::from_hub_files(spec, &names, &[])
+    }
+
+    /// Resolves a causal LM's configuration, tokenizer and chat template
+    /// only (a directory, or those files of a hub id, without the weights):
+    /// what a teacher served elsewhere needs here.
+    pub fn resolve_llm_tokenizer(spec: &str) -> Result<Self> {
+        let path = Path::new(spec);
+        if path.is_dir() {
+            return Self::local(path);
+        }
+        if !looks_like_hub_id(spec) {
+            bail!("teacher {spec} is neither a GGUF file, a model directory, nor a hub id");
+        }
+        Self::from_hub_files(
+            spec,
+            &["config.json", "tokenizer.json"],
+            &["tokenizer_config.json", "chat_template.jinja", "generation_config.json", "model.safetensors.index.json"],
+        )
     }
 
     fn from_hub(id: &str) -> Result<Self> {

@@ -24,13 +24,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+use uae_data::fingerprint::fingerprint;
 use uae_data::jsonl::repair_tail;
 use uae_data::records::{read_candidates, read_labels};
 use uae_data::{CandidateLine, DataSet, LabelLine};
-use uae_model::llm::CausalLm;
 
 use crate::prompt::{Utility, UtilityPrompt, fit_passage};
 use crate::score::{ScoreItem, score_each};
+use crate::teacher::Teacher;
 
 /// Which part of the queries this process labels: those whose position in
 /// the candidates file is `index` modulo `count`.
@@ -130,13 +131,47 @@ struct LabelMeta {
     system: Option<String>,
     chat_template: bool,
     max_passage_tokens: usize,
+    /// Fingerprint of the data set folder ([`uae_data::fingerprint`]);
+    /// absent in sidecars written before shards could merge, like the next
+    /// three.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<String>,
+    /// Fingerprint of the candidates file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    candidates: Option<String>,
+    /// The shard (`i/n`) this file holds; absent for all queries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shard: Option<String>,
+    /// Queries the file holds once finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expected: Option<usize>,
 }
 
-/// Labels the candidates of `candidates_path` against `data` with the teacher
-/// `lm`, appending to `out` (see the module documentation for resuming).
+impl LabelMeta {
+    /// Whether a file labelled under `self` may be resumed under `now`: the
+    /// same teacher, prompt and shard. What the inputs were (data set and
+    /// candidates fingerprints, the count expected) is rewritten by each run:
+    /// a resume may extend the candidates, and each finished line is checked
+    /// against them instead. A sidecar older than shards has no shard.
+    fn resumable_as(&self, now: &Self) -> bool {
+        let settings = |m: &Self, shard: Option<String>| Self { data: None, candidates: None, expected: None, shard, ..m.clone() };
+        settings(self, self.shard.clone().or_else(|| now.shard.clone())) == settings(now, now.shard.clone())
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// Labels the candidates of `candidates_path` against `data` (read from the
+/// folder `data_dir`) with the teacher `lm`, appending to `out` (see the
+/// module documentation for resuming).
 pub fn label(
-    lm: &CausalLm,
+    lm: &Teacher,
     data: &DataSet,
+    data_dir: &Path,
     candidates_path: &Path,
     out: &Path,
     options: &LabelOptions,
@@ -156,15 +191,24 @@ pub fn label(
             bail!("{}: unknown doc id {missing:?} (not in the corpus)", at());
         }
     }
-    let meta = LabelMeta {
-        teacher: lm.source().display().to_string(),
+    let mut meta = LabelMeta {
+        teacher: lm.name(),
         utility: options.prompt.utility,
         with_passage: options.prompt.with_passage.clone(),
         without_passage: options.prompt.without_passage.clone(),
         system: options.prompt.system.clone(),
         chat_template: options.prompt.use_chat_template && lm.has_chat_template(),
         max_passage_tokens: options.max_passage_tokens,
+        data: Some(format!("{:016x}", fingerprint(data_dir)?)),
+        candidates: Some(format!("{:016x}", fingerprint(candidates_path)?)),
+        shard: options.shard.map(|s| s.to_string()),
+        expected: None,
     };
+    let in_shard = |position: usize| options.shard.is_none_or(|s| position % s.count == s.index);
+    let answerable = |c: &CandidateLine| {
+        options.prompt.utility == Utility::Question || data.queries.get(&c.query_id).and_then(|q| q.first_answer()).is_some()
+    };
+    meta.expected = Some(candidates.iter().enumerate().filter(|(p, (_, c))| in_shard(*p) && answerable(c)).count());
     check_meta(out, &meta)?;
     let mut report = LabelReport::default();
     let (finished, repaired) = finished_queries(out)?;
@@ -172,7 +216,7 @@ pub fn label(
 
     let mut todo = Vec::new();
     for (position, (_, c)) in candidates.iter().enumerate() {
-        if options.shard.is_some_and(|s| position % s.count != s.index) {
+        if !in_shard(position) {
             continue;
         }
         if let Some((line, doc_ids)) = finished.get(&c.query_id) {
@@ -189,8 +233,7 @@ pub fn label(
             report.resumed += 1;
             continue;
         }
-        let query = data.queries.get(&c.query_id).expect("checked above");
-        if options.prompt.utility == Utility::Answer && query.first_answer().is_none() {
+        if !answerable(c) {
             report.no_answer.push(c.query_id.clone());
             continue;
         }
@@ -251,7 +294,7 @@ fn label_line(c: &CandidateLine, scores: &[Option<f64>]) -> LabelLine {
 /// The score items of a step of queries: per query, the no-passage prompt
 /// first, then one per candidate; returns the items and each query's range.
 fn build_items(
-    lm: &CausalLm,
+    lm: &Teacher,
     data: &DataSet,
     step: &[&CandidateLine],
     options: &LabelOptions,
@@ -300,23 +343,26 @@ fn meta_path(out: &Path) -> PathBuf {
     out.with_file_name(name)
 }
 
-/// Writes the sidecar on a fresh run; refuses a resume with other settings.
+/// Writes the sidecar; refuses a resume with other settings
+/// ([`LabelMeta::resumable_as`]).
 fn check_meta(out: &Path, meta: &LabelMeta) -> Result<()> {
     let path = meta_path(out);
     if out.exists() && path.exists() {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let old: LabelMeta =
-            serde_json::from_str(&text).with_context(|| format!("{} is not a uae label sidecar", path.display()))?;
-        if &old != meta {
+        let old = read_meta(&path)?;
+        if !old.resumable_as(meta) {
             bail!(
                 "{} was labelled with other settings ({}); pass another --out or delete it to start over",
                 out.display(),
                 path.display()
             );
         }
-        return Ok(());
     }
     uae_data::atomic::write_file_atomically(&path, serde_json::to_string_pretty(meta)?.as_bytes())
+}
+
+fn read_meta(path: &Path) -> Result<LabelMeta> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a uae label sidecar", path.display()))
 }
 
 /// The queries already in `out` with their line numbers and candidates,
@@ -329,6 +375,129 @@ fn finished_queries(out: &Path) -> Result<(HashMap<String, (usize, Vec<String>)>
     let repaired = repair_tail::<LabelLine>(out)?;
     let labels = read_labels(out)?;
     Ok((labels.records.into_iter().map(|(line, l)| (l.query_id, (line, l.doc_ids))).collect(), repaired))
+}
+
+/// What [`merge`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeReport {
+    /// Shard files merged.
+    pub shards: usize,
+    /// Queries in the merged file.
+    pub queries: usize,
+    /// Queries the shards were to label, all together.
+    pub expected: usize,
+}
+
+/// Merges label shards (`uae label --shard i/n` outputs, each with its
+/// sidecar) into `out`, written atomically with a sidecar for the whole.
+/// Refused, naming the files: shards labelled with other settings or on
+/// other inputs (teacher, prompt, data set and candidates fingerprints),
+/// a shard given twice or missing, an unfinished shard (fewer lines than it
+/// expects), and a query in two shards (a duplicate, or a conflict when the
+/// numbers differ). Lines keep their shard's order, shard 0 first.
+pub fn merge(shards: &[PathBuf], out: &Path) -> Result<MergeReport> {
+    if shards.is_empty() {
+        bail!("give the shard files to merge");
+    }
+    let mut loaded = Vec::with_capacity(shards.len());
+    for path in shards {
+        if path == out {
+            bail!("{} is both a shard and the output; write the merge elsewhere", out.display());
+        }
+        let sidecar = meta_path(path);
+        if !sidecar.is_file() {
+            bail!("{}: its sidecar {} is missing; a shard travels with its sidecar", path.display(), sidecar.display());
+        }
+        let meta = read_meta(&sidecar)?;
+        let labels = read_labels(path)?;
+        if labels.torn {
+            bail!("{} ends in a torn line: rerun its `uae label` (it resumes) to finish it", path.display());
+        }
+        loaded.push((path, meta, labels.records));
+    }
+    let (first_path, first_meta, _) = &loaded[0];
+    let count = match &first_meta.shard {
+        Some(s) => s.parse::<Shard>().with_context(|| format!("{}: its sidecar's shard", first_path.display()))?.count,
+        None => 1,
+    };
+    let mut by_index: Vec<Option<&Path>> = vec![None; count];
+    let comparable = |m: &LabelMeta| {
+        let mut v = serde_json::to_value(LabelMeta { shard: None, expected: None, ..m.clone() }).expect("a sidecar serialises");
+        v.as_object_mut().map(std::mem::take).unwrap_or_default()
+    };
+    let reference = comparable(first_meta);
+    for (path, meta, _) in &loaded {
+        let fields = comparable(meta);
+        if let Some(key) = reference.keys().chain(fields.keys()).find(|k| reference.get(*k) != fields.get(*k)) {
+            bail!(
+                "{} and {} were labelled differently ({key}: {} against {}); only shards of one run merge",
+                first_path.display(),
+                path.display(),
+                reference.get(key).map_or("absent".into(), |v| v.to_string()),
+                fields.get(key).map_or("absent".into(), |v| v.to_string())
+            );
+        }
+        let shard = match &meta.shard {
+            Some(s) => s.parse::<Shard>().with_context(|| format!("{}: its sidecar's shard", path.display()))?,
+            None => Shard { index: 0, count: 1 },
+        };
+        if shard.count != count {
+            bail!("{} is shard {shard} but {} is one of {count}; only shards of one run merge", path.display(), first_path.display());
+        }
+        if let Some(other) = by_index[shard.index].replace(path) {
+            bail!("{} and {} are both shard {shard}", other.display(), path.display());
+        }
+    }
+    let missing: Vec<String> = (0..count).filter(|&i| by_index[i].is_none()).map(|i| format!("{i}/{count}")).collect();
+    if !missing.is_empty() {
+        bail!("shard {} missing: every shard of the run is needed", missing.join(", "));
+    }
+    let mut seen: HashMap<String, (&Path, usize, &LabelLine)> = HashMap::new();
+    let mut expected = 0;
+    let mut order: Vec<&(&PathBuf, LabelMeta, Vec<(usize, LabelLine)>)> = loaded.iter().collect();
+    order.sort_by_key(|(_, m, _)| m.shard.as_deref().and_then(|s| s.parse::<Shard>().ok()).map_or(0, |s| s.index));
+    let mut text = String::new();
+    for (path, meta, records) in order {
+        if let Some(want) = meta.expected {
+            if records.len() < want {
+                bail!(
+                    "{} holds {} of the {want} queries of its shard: rerun its `uae label` (it resumes) to finish it",
+                    path.display(),
+                    records.len()
+                );
+            }
+            expected += want;
+        } else {
+            expected += records.len();
+        }
+        for (line, label) in records {
+            if let Some((other, other_line, previous)) = seen.insert(label.query_id.clone(), (path, *line, label)) {
+                let kind = if same_numbers(previous, label) { "duplicate" } else { "conflict: other numbers" };
+                bail!(
+                    "query {:?} is in two shards ({kind}): {}:{other_line} and {}:{line}",
+                    label.query_id,
+                    other.display(),
+                    path.display()
+                );
+            }
+            text.push_str(&serde_json::to_string(label)?);
+            text.push('\n');
+        }
+    }
+    let queries = seen.len();
+    let whole = LabelMeta { shard: None, expected: Some(expected), ..first_meta.clone() };
+    uae_data::atomic::write_file_atomically(out, text.as_bytes())?;
+    uae_data::atomic::write_file_atomically(&meta_path(out), serde_json::to_string_pretty(&whole)?.as_bytes())?;
+    Ok(MergeReport { shards: shards.len(), queries, expected })
+}
+
+/// Whether two lines hold the same numbers (bit for bit; NaN equal to NaN).
+fn same_numbers(a: &LabelLine, b: &LabelLine) -> bool {
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    a.doc_ids == b.doc_ids
+        && bits(&a.utilities) == bits(&b.utilities)
+        && bits(&a.logp_with) == bits(&b.logp_with)
+        && a.logp_without.to_bits() == b.logp_without.to_bits()
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! written append-only so that a killed run resumes where it stopped.
 //! [`rerank`] is the query-time LLM re-ranking baseline and [`answer`] the
 //! generator behind the token-F1 comparison. [`synth`] writes synthetic
-//! training questions from a corpus.
+//! training questions from a corpus. [`teacher`] is the LLM itself, run here
+//! or served by another process behind `/v1/completions`.
 
 pub mod answer;
 pub mod label;
@@ -13,3 +14,4 @@ pub mod prompt;
 pub mod rerank;
 pub mod score;
 pub mod synth;
+pub mod teacher;

@@ -10,7 +10,7 @@
 //! and `{question}` placeholders and can be replaced on the command line.
 
 use anyhow::{Result, bail};
-use uae_model::llm::{CausalLm, ChatMessage};
+use uae_model::llm::{ChatMessage, LmTokenizer};
 
 /// The default prompt with a passage.
 pub const WITH_PASSAGE: &str =
@@ -143,7 +143,7 @@ impl UtilityPrompt {
     }
 
     /// The prompt text for `question`, with `passage` or without one.
-    pub fn render(&self, lm: &CausalLm, question: &str, passage: Option<&str>) -> Result<String> {
+    pub fn render(&self, lm: &LmTokenizer, question: &str, passage: Option<&str>) -> Result<String> {
         let body = match passage {
             Some(p) => self.with_passage.replace("{question}", question).replace("{passage}", p),
             None => self.without_passage.replace("{question}", question),
@@ -163,14 +163,14 @@ impl UtilityPrompt {
     /// The continuation text for `target` (the answer or the question): as it
     /// is after a chat template's assistant header, after one space in plain
     /// text.
-    pub fn continuation(&self, lm: &CausalLm, target: &str) -> String {
+    pub fn continuation(&self, lm: &LmTokenizer, target: &str) -> String {
         if self.use_chat_template && lm.has_chat_template() { target.to_string() } else { format!(" {target}") }
     }
 }
 
 /// `text` cut to at most `limit` teacher tokens (decoded back to text), and
 /// whether it was cut.
-pub fn fit_passage(lm: &CausalLm, text: &str, limit: usize) -> Result<(String, bool)> {
+pub fn fit_passage(lm: &LmTokenizer, text: &str, limit: usize) -> Result<(String, bool)> {
     let ids = lm.encode(text)?;
     if ids.len() <= limit {
         return Ok((text.to_string(), false));

@@ -7,10 +7,10 @@
 
 use anyhow::{Result, bail};
 use uae_data::ranking::{self, Hit, Ranking};
-use uae_model::llm::CausalLm;
 
 use crate::prompt::{QUESTION_WITH_PASSAGE, Utility, UtilityPrompt, fit_passage};
 use crate::score::{ScoreItem, score_all};
+use crate::teacher::Teacher;
 
 /// How candidates are put before the teacher.
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ impl Default for RerankOptions {
 /// question's tokens after the passage prompt (the prompts of
 /// [`Utility::Question`]), in input order; a re-ranker sorts by it, highest
 /// first.
-pub fn question_likelihoods(lm: &CausalLm, question: &str, passages: &[&str], options: &RerankOptions) -> Result<Vec<f64>> {
+pub fn question_likelihoods(lm: &Teacher, question: &str, passages: &[&str], options: &RerankOptions) -> Result<Vec<f64>> {
     let prompt = UtilityPrompt { with_passage: options.prompt.clone(), ..UtilityPrompt::of(Utility::Question) };
     prompt.validate().map_err(|e| anyhow::anyhow!("the re-ranking prompt: {e}"))?;
     let continuation = lm.encode(&prompt.continuation(lm, question))?;
@@ -55,7 +55,7 @@ pub fn question_likelihoods(lm: &CausalLm, question: &str, passages: &[&str], op
 /// Orders `candidates` (document id, passage text) by
 /// [`question_likelihoods`], in the one ranking order (docs/method.md,
 /// "Ranking order": score descending, then document id).
-pub fn rerank(lm: &CausalLm, question: &str, candidates: &[(String, String)], options: &RerankOptions) -> Result<Ranking> {
+pub fn rerank(lm: &Teacher, question: &str, candidates: &[(String, String)], options: &RerankOptions) -> Result<Ranking> {
     let texts: Vec<&str> = candidates.iter().map(|(_, t)| t.as_str()).collect();
     let scores = question_likelihoods(lm, question, &texts, options)?;
     let mut ranked: Ranking = candidates.iter().zip(scores).map(|((id, _), score)| Hit::new(id.clone(), score)).collect();

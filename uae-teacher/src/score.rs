@@ -7,7 +7,8 @@
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 use uae_model::batch::token_budget_batches;
-use uae_model::llm::CausalLm;
+
+use crate::teacher::Teacher;
 
 /// One sequence to score: prompt ids, then continuation ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +53,7 @@ impl Score {
 /// padded tokens; returns the scores in input order. `progress` is called
 /// after each batch with the number of items and of real tokens it held.
 pub fn score_all(
-    lm: &CausalLm,
+    lm: &Teacher,
     items: &[ScoreItem],
     batch_tokens: usize,
     mut progress: impl FnMut(usize, usize),
@@ -73,7 +74,7 @@ pub fn score_all(
 /// done, so that a caller can commit finished work before the rest is run.
 /// Batches run longest first; an error from `scored` stops the run.
 pub fn score_each(
-    lm: &CausalLm,
+    lm: &Teacher,
     items: &[ScoreItem],
     batch_tokens: usize,
     mut scored: impl FnMut(&[(usize, Score)], usize) -> Result<()>,

@@ -1,0 +1,310 @@
+//! The teacher: a causal LM run here ([`CausalLm`]), or one served by
+//! another process behind OpenAI's `/v1/completions` (vLLM, llama.cpp's
+//! Python server, `uae serve --teacher`), named
+//! `openai:http://HOST:PORT/v1#MODEL`.
+//!
+//! A remote teacher still needs the text side here ([`LmTokenizer`]): the
+//! prompts are rendered and tokenised locally exactly as for a local one,
+//! so both kinds score the same tokens. `MODEL` is the model name sent to
+//! the server and also where that text side is found (a GGUF file, a
+//! Hugging Face directory or a hub id, fetched without its weights).
+//!
+//! Prompt log-probabilities come from `echo: true, logprobs: 1,
+//! max_tokens: 1` (the contract lm-evaluation-harness uses with vLLM): the
+//! server tokenises `prompt text + continuation text` itself and returns
+//! every prompt token's log-probability with its character offset. The
+//! continuation's tokens are the last `n` prompt tokens, where `n` is the
+//! local tokenizer's count, and the first of them must start exactly at
+//! the boundary: a server whose tokenizer differs, or that merges tokens
+//! across the boundary, is an error rather than a silently shifted score.
+
+use std::ops::Deref;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use burn::tensor::Device;
+use serde::Deserialize;
+use uae_model::llm::{CausalLm, LmTokenizer};
+
+/// A teacher LLM, local or remote; its text side through `Deref`.
+pub enum Teacher {
+    /// Run here on Burn.
+    Local(CausalLm),
+    /// Served elsewhere behind `/v1/completions`.
+    Remote(RemoteTeacher),
+}
+
+impl Teacher {
+    /// Loads `spec`: `openai:URL#MODEL` for a served teacher, otherwise a
+    /// GGUF file, a Hugging Face directory or a hub id run on `device`.
+    pub fn load(spec: &str, device: &Device) -> Result<Self> {
+        match spec.strip_prefix("openai:") {
+            Some(rest) => Ok(Self::Remote(RemoteTeacher::connect(rest, RemoteOptions::from_env()?)?)),
+            None => Ok(Self::Local(CausalLm::load(spec, device)?)),
+        }
+    }
+
+    /// What labels record as their teacher: the local model's file or
+    /// directory, or `openai:URL#MODEL`.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Local(lm) => lm.source().display().to_string(),
+            Self::Remote(r) => format!("openai:{}#{}", r.base, r.model),
+        }
+    }
+
+    /// The local model, for what only a local teacher does (generation).
+    pub fn local(&self) -> Result<&CausalLm> {
+        match self {
+            Self::Local(lm) => Ok(lm),
+            Self::Remote(r) => bail!(
+                "generation needs a teacher run here; {} is served remotely (only log-probabilities are fetched from a server)",
+                r.base
+            ),
+        }
+    }
+
+    /// Log-probabilities of each continuation token given the prompt and the
+    /// continuation tokens before it, per `(prompt, continuation)` id pair
+    /// (see [`CausalLm::continuation_logprobs`]).
+    pub fn continuation_logprobs(&self, pairs: &[(&[u32], &[u32])]) -> Result<Vec<Vec<f32>>> {
+        match self {
+            Self::Local(lm) => lm.continuation_logprobs(pairs),
+            Self::Remote(r) => r.continuation_logprobs(pairs),
+        }
+    }
+}
+
+impl Deref for Teacher {
+    type Target = LmTokenizer;
+
+    fn deref(&self) -> &LmTokenizer {
+        match self {
+            Self::Local(lm) => lm,
+            Self::Remote(r) => &r.text,
+        }
+    }
+}
+
+impl From<CausalLm> for Teacher {
+    fn from(lm: CausalLm) -> Self {
+        Self::Local(lm)
+    }
+}
+
+/// How a remote teacher is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteOptions {
+    /// Requests in flight at once (one per scored sequence).
+    pub concurrency: usize,
+    /// Retries of a request that failed to connect, timed out, or got a 429
+    /// or 5xx answer, with exponential backoff from 0.5 s.
+    pub retries: u32,
+    /// Time limit of one request.
+    pub timeout: Duration,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        Self { concurrency: 8, retries: 4, timeout: Duration::from_secs(300) }
+    }
+}
+
+impl RemoteOptions {
+    /// The defaults, overridden by `UAE_TEACHER_CONCURRENCY`,
+    /// `UAE_TEACHER_RETRIES` and `UAE_TEACHER_TIMEOUT` (seconds).
+    pub fn from_env() -> Result<Self> {
+        fn var<T: std::str::FromStr>(name: &str) -> Result<Option<T>> {
+            match std::env::var(name) {
+                Ok(v) => v.trim().parse().map(Some).map_err(|_| anyhow!("{name}={v:?} is not a valid number")),
+                Err(_) => Ok(None),
+            }
+        }
+        let mut out = Self::default();
+        if let Some(n) = var::<usize>("UAE_TEACHER_CONCURRENCY")? {
+            out.concurrency = n.max(1);
+        }
+        if let Some(n) = var("UAE_TEACHER_RETRIES")? {
+            out.retries = n;
+        }
+        if let Some(s) = var::<f64>("UAE_TEACHER_TIMEOUT")? {
+            out.timeout = Duration::from_secs_f64(s.max(0.001));
+        }
+        Ok(out)
+    }
+}
+
+/// A teacher behind an OpenAI-compatible `/v1/completions`.
+pub struct RemoteTeacher {
+    base: String,
+    model: String,
+    text: LmTokenizer,
+    agent: ureq::Agent,
+    api_key: Option<String>,
+    options: RemoteOptions,
+}
+
+#[derive(Deserialize)]
+struct CompletionBody {
+    choices: Vec<CompletionChoice>,
+    usage: Option<CompletionUsage>,
+}
+
+#[derive(Deserialize)]
+struct CompletionChoice {
+    logprobs: Option<ChoiceLogprobs>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceLogprobs {
+    token_logprobs: Vec<Option<f64>>,
+    text_offset: Vec<usize>,
+}
+
+#[derive(Deserialize)]
+struct CompletionUsage {
+    prompt_tokens: usize,
+}
+
+impl RemoteTeacher {
+    /// Connects to `URL#MODEL` (what follows `openai:`), loads `MODEL`'s
+    /// text side, and checks once that the server returns prompt
+    /// log-probabilities. `OPENAI_API_KEY`, when set, is sent as a bearer
+    /// token.
+    pub fn connect(spec: &str, options: RemoteOptions) -> Result<Self> {
+        let (base, model) = spec.split_once('#').ok_or_else(|| {
+            anyhow!("teacher openai:{spec} names no model: write openai:http://HOST:PORT/v1#MODEL, where MODEL is the served model's name and a GGUF file, directory or hub id with its tokenizer")
+        })?;
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            bail!("teacher openai:{spec}: the server address must start with http:// or https://");
+        }
+        let text = LmTokenizer::load(model)
+            .with_context(|| format!("teacher openai:{spec}: loading the tokenizer of {model:?} (the part after #)"))?;
+        let agent = ureq::AgentBuilder::new().timeout(options.timeout).build();
+        let api_key = std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.is_empty());
+        let teacher = Self { base: base.trim_end_matches('/').to_string(), model: model.to_string(), text, agent, api_key, options };
+        teacher.probe()?;
+        Ok(teacher)
+    }
+
+    /// Scores one short pair, so that a server without prompt
+    /// log-probabilities is found before any work is queued.
+    fn probe(&self) -> Result<()> {
+        let prompt = self.text.encode("The sky is")?;
+        let continuation = self.text.encode(" blue")?;
+        if prompt.is_empty() || continuation.is_empty() {
+            return Ok(());
+        }
+        self.score_one(&prompt, &continuation).map(|_| ()).with_context(|| {
+            format!("the teacher server {} did not return prompt log-probabilities for a test prompt", self.base)
+        })
+    }
+
+    fn continuation_logprobs(&self, pairs: &[(&[u32], &[u32])]) -> Result<Vec<Vec<f32>>> {
+        let mut out: Vec<Option<Result<Vec<f32>>>> = (0..pairs.len()).map(|_| None).collect();
+        let threads = self.options.concurrency.min(pairs.len()).max(1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results = std::sync::Mutex::new(&mut out);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(prompt, continuation)) = pairs.get(i) else { break };
+                        let result = self.score_one(prompt, continuation);
+                        let failed = result.is_err();
+                        results.lock().expect("no thread panics holding it")[i] = Some(result);
+                        if failed {
+                            // Stop handing out work; the first error is returned.
+                            next.store(pairs.len(), std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        out.into_iter()
+            .enumerate()
+            .map(|(i, r)| r.unwrap_or_else(|| Err(anyhow!("pair {i} was not scored"))).with_context(|| format!("pair {i} (counting from 0)")))
+            .collect()
+    }
+
+    /// Sends `prompt + continuation` as text and reads the continuation's
+    /// log-probabilities (see the module documentation).
+    fn score_one(&self, prompt: &[u32], continuation: &[u32]) -> Result<Vec<f32>> {
+        let prompt_text = self.text.text_of(prompt)?;
+        let continuation_text = self.text.text_of(continuation)?;
+        let boundary = prompt_text.chars().count();
+        let request = serde_json::json!({
+            "model": self.model,
+            "prompt": format!("{prompt_text}{continuation_text}"),
+            "echo": true,
+            "logprobs": 1,
+            "max_tokens": 1,
+            "temperature": 0,
+        });
+        let body: CompletionBody = self.post("completions", &request)?;
+        let choice = body.choices.into_iter().next().ok_or_else(|| anyhow!("the answer has no choices"))?;
+        let logprobs = choice.logprobs.ok_or_else(|| {
+            anyhow!("the answer has no logprobs: the server does not return prompt log-probabilities with echo (vLLM and llama-cpp-python with --logits_all do)")
+        })?;
+        let prompt_tokens = body.usage.map(|u| u.prompt_tokens).ok_or_else(|| anyhow!("the answer has no usage.prompt_tokens"))?;
+        let n = continuation.len();
+        if prompt_tokens > logprobs.token_logprobs.len() || prompt_tokens > logprobs.text_offset.len() || prompt_tokens <= n {
+            bail!(
+                "the answer echoes {} tokens with {} offsets for a prompt of {prompt_tokens} tokens; {n} of them are the continuation",
+                logprobs.token_logprobs.len(),
+                logprobs.text_offset.len()
+            );
+        }
+        let first = prompt_tokens - n;
+        if logprobs.text_offset[first] != boundary || logprobs.text_offset[first - 1] >= boundary {
+            bail!(
+                "the server tokenises the text differently from the local tokenizer of {}: the continuation's {n} tokens should start at character {boundary}, \
+                 the server's start at {}; serve the same model as #MODEL names",
+                self.model,
+                logprobs.text_offset[first]
+            );
+        }
+        logprobs.token_logprobs[first..prompt_tokens]
+            .iter()
+            .enumerate()
+            .map(|(j, lp)| match lp {
+                Some(v) if v.is_finite() => Ok(*v as f32),
+                other => bail!("continuation token {j}: the server gave log-probability {other:?}"),
+            })
+            .collect()
+    }
+
+    /// POSTs `body` to `{base}/{route}`, retrying what may pass (no
+    /// connection, a time-out, 429, 5xx) with exponential backoff.
+    fn post<T: serde::de::DeserializeOwned>(&self, route: &str, body: &serde_json::Value) -> Result<T> {
+        let url = format!("{}/{route}", self.base);
+        let mut delay = Duration::from_millis(500);
+        for attempt in 0..=self.options.retries {
+            let mut request = self.agent.post(&url);
+            if let Some(key) = &self.api_key {
+                request = request.set("Authorization", &format!("Bearer {key}"));
+            }
+            let retryable = match request.send_json(body) {
+                Ok(response) => {
+                    return response.into_json().with_context(|| format!("{url}: the answer is not the JSON of a completion"));
+                }
+                Err(ureq::Error::Status(code, response)) => {
+                    let text = response.into_string().unwrap_or_default();
+                    if code == 429 || code >= 500 {
+                        format!("HTTP {code}: {text}")
+                    } else {
+                        bail!("{url}: HTTP {code}: {}", text.trim());
+                    }
+                }
+                Err(ureq::Error::Transport(e)) => e.to_string(),
+            };
+            if attempt == self.options.retries {
+                bail!("{url}: {retryable} (after {} tries)", attempt + 1);
+            }
+            std::thread::sleep(delay);
+            delay *= 2;
+        }
+        unreachable!("the loop returns on its last attempt")
+    }
+}
