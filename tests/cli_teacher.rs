@@ -508,3 +508,50 @@ fn served_teacher_labels_like_the_local_one() {
     let out = uae(&["logprob", "--teacher", "openai:localhost:1/v1", "--input", "-", "--output", "-"]);
     assert!(stderr(&out).contains("names no model"), "{}", stderr(&out));
 }
+
+/// `uae label export` writes FlagEmbedding's fine-tuning JSONL and a
+/// sentence-transformers distillation set: the teacher's best candidate is
+/// the positive, every utility travels as a score.
+#[test]
+fn labels_export_to_flagembedding_and_sentence_transformers() {
+    let s = setup();
+    let labels = s.root.join("labels.jsonl");
+    let out = uae(&label_args(&s, labels.to_str().unwrap()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let source = read_lines(&labels);
+    let passage = |id: &str| -> String {
+        let corpus = std::fs::read_to_string(Path::new(&s.data).join("corpus.jsonl")).unwrap();
+        let line = corpus.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|v| v["_id"] == id).unwrap();
+        let (title, text) = (line["title"].as_str().unwrap_or(""), line["text"].as_str().unwrap());
+        if title.trim().is_empty() { text.to_string() } else { format!("{title}. {text}") }
+    };
+    for format in ["flagembedding", "sentence-transformers"] {
+        let path = s.root.join(format!("{format}.jsonl"));
+        let out = uae(&["label", "export", "--labels", labels.to_str().unwrap(), "--data", &s.data, "--format", format, "--out", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let lines = read_lines(&path);
+        assert_eq!(lines.len(), source.len());
+        for (line, label) in lines.iter().zip(&source) {
+            let utilities: Vec<f64> = label["utilities"].as_array().unwrap().iter().map(|u| u.as_f64().unwrap()).collect();
+            let docs: Vec<&str> = label["doc_ids"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+            let best = (0..utilities.len()).fold(0, |b, i| if utilities[i] > utilities[b] { i } else { b });
+            let others: Vec<usize> = (0..docs.len()).filter(|&i| i != best).collect();
+            assert!(line["query"].as_str().unwrap().starts_with("where is the answer") || line["query"] == "is the list long?");
+            if format == "flagembedding" {
+                assert_eq!(line["pos"], serde_json::json!([passage(docs[best])]));
+                assert_eq!(line["pos_scores"], serde_json::json!([utilities[best]]));
+                let negs: Vec<String> = others.iter().map(|&i| passage(docs[i])).collect();
+                assert_eq!(line["neg"], serde_json::json!(negs));
+                assert_eq!(line["neg_scores"], serde_json::json!(others.iter().map(|&i| utilities[i]).collect::<Vec<_>>()));
+            } else {
+                // "qx" has two candidates, so every line keeps one negative.
+                assert_eq!(line["positive"], passage(docs[best]).as_str());
+                assert_eq!(line["negative_1"], passage(docs[others[0]]).as_str());
+                assert!(line.get("negative_2").is_none());
+                assert_eq!(line["label"], serde_json::json!([utilities[best], utilities[others[0]]]));
+            }
+        }
+    }
+    let out = uae(&["label", "export", "--labels", labels.to_str().unwrap(), "--data", &s.data, "--format", "csv", "--out", "x"]);
+    assert!(stderr(&out).contains("expected flagembedding or sentence-transformers"), "{}", stderr(&out));
+}

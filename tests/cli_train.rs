@@ -204,7 +204,7 @@ fn probe_texts(pools: &[Pool]) -> Vec<String> {
 fn training_moves_the_student_towards_the_teacher_and_exports() {
     let (work, model, data, pools) = fixture(48);
     // The tokenizer files a Hugging Face BERT carries besides tokenizer.json.
-    std::fs::write(model.join("tokenizer_config.json"), r#"{"do_lower_case": true, "model_max_length": 512}"#).unwrap();
+    std::fs::write(model.join("tokenizer_config.json"), r#"{"do_lower_case": true, "model_max_length": 512, "pad_token": "[PAD]"}"#).unwrap();
     std::fs::write(model.join("special_tokens_map.json"), r#"{"cls_token": "[CLS]", "sep_token": "[SEP]"}"#).unwrap();
     let config = work.path().join("train.json");
     std::fs::write(
@@ -254,6 +254,31 @@ fn training_moves_the_student_towards_the_teacher_and_exports() {
         std::fs::read(exported.join("tokenizer_config.json")).unwrap(),
         std::fs::read(model.join("tokenizer_config.json")).unwrap()
     );
+    // The model card: sentence-transformers metadata, the recipe and the
+    // dev table of model selection.
+    let card = std::fs::read_to_string(exported.join("README.md")).unwrap();
+    assert!(card.starts_with("---\nlibrary_name: sentence-transformers\npipeline_tag: sentence-similarity\n"), "{card}");
+    assert!(card.contains("| loss | um-infonce (tau 0.05"), "{card}");
+    assert!(card.contains("| 0 (base) |") && card.contains("(exported) |"), "{card}");
+    assert!(card.contains(&format!("`{}`", data.join("labels.jsonl").display())), "{card}");
+    // The Python loaders: huggingface_hub parses the card, fastembed's
+    // tokenizer loader finds the tokenizer files and tokenises as uae does.
+    if let Some(python) = uae_test_support::python::test_python() {
+        let text = "what is a python list";
+        let out = std::process::Command::new(python)
+            .args([concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/check_export_loaders.py"), exported.to_str().unwrap(), text])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let loaded: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(loaded["library_name"], "sentence-transformers", "{loaded}");
+        assert_eq!(loaded["pipeline_tag"], "sentence-similarity", "{loaded}");
+        let mut tokenizer = tokenizers::Tokenizer::from_file(exported.join("tokenizer.json")).unwrap();
+        // uae pads per batch; fastembed's single text is not padded either.
+        tokenizer.with_padding(None);
+        let ids: Vec<u64> = tokenizer.encode(text, true).unwrap().get_ids().iter().map(|&i| u64::from(i)).collect();
+        assert_eq!(loaded["ids"], serde_json::json!(ids), "{loaded}");
+    }
     let before = pair_agreement(&model, &pools, work.path());
     let after = pair_agreement(&exported, &pools, work.path());
     eprintln!("pairwise agreement with the teacher: before {before:.3}, after {after:.3}");

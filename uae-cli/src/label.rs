@@ -10,6 +10,7 @@ use anyhow::Result;
 use burn::tensor::Device;
 use clap::{Args, Subcommand};
 use uae_data::DataSet;
+use uae_data::interchange::{LabelFormat, export_labels};
 use uae_data::lock::Lock;
 use uae_teacher::label::{LabelOptions, Shard, label, merge};
 use uae_teacher::prompt::{Utility, UtilityPrompt};
@@ -34,6 +35,28 @@ enum LabelAction {
     /// checking that they come from one run and that none is missing,
     /// unfinished or overlapping.
     Merge(MergeArgs),
+    /// Write labels in another trainer's format: FlagEmbedding's
+    /// fine-tuning JSONL (query, pos, neg, pos_scores, neg_scores) or a
+    /// sentence-transformers distillation data set (query, positive,
+    /// negative_1..k, label).
+    Export(ExportArgs),
+}
+
+/// Arguments of `uae label export`.
+#[derive(Args)]
+struct ExportArgs {
+    /// The labels file.
+    #[arg(long)]
+    labels: PathBuf,
+    /// The data set the labels refer to (BEIR layout).
+    #[arg(long)]
+    data: PathBuf,
+    /// `flagembedding` or `sentence-transformers`.
+    #[arg(long)]
+    format: LabelFormat,
+    /// The JSONL file to write (atomically).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 /// Arguments of `uae label merge`.
@@ -101,6 +124,7 @@ pub struct LabelArgs {
 pub fn run(command: LabelCommand, device: &Device) -> Result<()> {
     match (command.action, command.run) {
         (Some(LabelAction::Merge(args)), _) => run_merge(args),
+        (Some(LabelAction::Export(args)), _) => run_export(args),
         (None, Some(args)) => run_label(args, device),
         (None, None) => anyhow::bail!("uae label needs --teacher, --data, --candidates and --out (or the merge subcommand); see uae label --help"),
     }
@@ -115,6 +139,19 @@ fn run_merge(args: MergeArgs) -> Result<()> {
         args.out.display(),
         report.queries,
         report.expected
+    );
+    Ok(())
+}
+
+fn run_export(args: ExportArgs) -> Result<()> {
+    let data = DataSet::load(&args.data, &[])?;
+    let report = export_labels(&data, &args.labels, args.format, &args.out)?;
+    eprintln!(
+        "wrote {} queries with {} negatives each at most to {}{}",
+        report.written,
+        report.negatives,
+        args.out.display(),
+        if report.skipped > 0 { format!("; skipped {} (a utility that is not a number, or one candidate)", report.skipped) } else { String::new() }
     );
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! - TREC qrels and run files ([`trec`]), and the one ranking order
 //!   ([`ranking`]) used by search, mining, re-ranking, runs and metrics;
 //! - the files passed between stages ([`records`]: `candidates.jsonl`,
-//!   `labels.jsonl`);
+//!   `labels.jsonl`), and labels in other trainers' formats ([`interchange`]);
 //! - JSON files read with the file named in errors ([`json`]), JSON Lines
 //!   with one torn-tail rule ([`jsonl`]), text files read without a
 //!   byte-order mark ([`text`]), atomic writes that
@@ -23,6 +23,7 @@ pub mod beir;
 pub mod cache;
 mod dataset;
 pub mod fingerprint;
+pub mod interchange;
 pub mod json;
 pub mod jsonl;
 pub mod lock;

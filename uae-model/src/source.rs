@@ -169,7 +169,7 @@ impl ModelDir {
 }
 
 /// `org/name` or `name`, made of the characters the hub allows.
-fn looks_like_hub_id(spec: &str) -> bool {
+pub fn looks_like_hub_id(spec: &str) -> bool {
     let parts: Vec<&str> = spec.split('/').collect();
     parts.len() <= 2
         && parts.iter().all(|p| {

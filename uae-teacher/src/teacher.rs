@@ -12,11 +12,19 @@
 //! Prompt log-probabilities come from `echo: true, logprobs: 1,
 //! max_tokens: 1` (the contract lm-evaluation-harness uses with vLLM): the
 //! server tokenises `prompt text + continuation text` itself and returns
-//! every prompt token's log-probability with its character offset. The
-//! continuation's tokens are the last `n` prompt tokens, where `n` is the
-//! local tokenizer's count, and the first of them must start exactly at
-//! the boundary: a server whose tokenizer differs, or that merges tokens
-//! across the boundary, is an error rather than a silently shifted score.
+//! every prompt token with its log-probability. The continuation's tokens
+//! are found from the end of that list and must spell the continuation in
+//! as many tokens as the local tokenizer makes of it (or, for servers that
+//! list some tokens as bytes, start at the prompt's end by their offsets):
+//! a server whose tokenizer differs, or that merges tokens across the
+//! boundary, is an error rather than a silently shifted score.
+//!
+//! llama-cpp-python 0.3.36 pairs each echoed token with the log-probability
+//! of the next position unless the prompt begins with the BOS token
+//! (`llama.py`, `logits_to_logprobs(self._scores)[token_offset:]`): chat
+//! prompts of a model whose template opens with its BOS token (SmolLM2's
+//! `<|im_start|>`) are scored right, plain-text prompts are not, and
+//! nothing in its answer tells them apart (docs/scale.md).
 
 use std::ops::Deref;
 use std::time::Duration;
@@ -147,23 +155,20 @@ pub struct RemoteTeacher {
 #[derive(Deserialize)]
 struct CompletionBody {
     choices: Vec<CompletionChoice>,
-    usage: Option<CompletionUsage>,
 }
 
 #[derive(Deserialize)]
 struct CompletionChoice {
+    text: String,
     logprobs: Option<ChoiceLogprobs>,
 }
 
 #[derive(Deserialize)]
 struct ChoiceLogprobs {
+    tokens: Vec<String>,
     token_logprobs: Vec<Option<f64>>,
+    #[serde(default)]
     text_offset: Vec<usize>,
-}
-
-#[derive(Deserialize)]
-struct CompletionUsage {
-    prompt_tokens: usize,
 }
 
 impl RemoteTeacher {
@@ -233,10 +238,10 @@ impl RemoteTeacher {
     fn score_one(&self, prompt: &[u32], continuation: &[u32]) -> Result<Vec<f32>> {
         let prompt_text = self.text.text_of(prompt)?;
         let continuation_text = self.text.text_of(continuation)?;
-        let boundary = prompt_text.chars().count();
+        let full = format!("{prompt_text}{continuation_text}");
         let request = serde_json::json!({
             "model": self.model,
-            "prompt": format!("{prompt_text}{continuation_text}"),
+            "prompt": full,
             "echo": true,
             "logprobs": 1,
             "max_tokens": 1,
@@ -245,27 +250,21 @@ impl RemoteTeacher {
         let body: CompletionBody = self.post("completions", &request)?;
         let choice = body.choices.into_iter().next().ok_or_else(|| anyhow!("the answer has no choices"))?;
         let logprobs = choice.logprobs.ok_or_else(|| {
-            anyhow!("the answer has no logprobs: the server does not return prompt log-probabilities with echo (vLLM and llama-cpp-python with --logits_all do)")
+            anyhow!("the answer has no logprobs: the server does not return prompt log-probabilities with echo (vLLM and llama-cpp-python do)")
         })?;
-        let prompt_tokens = body.usage.map(|u| u.prompt_tokens).ok_or_else(|| anyhow!("the answer has no usage.prompt_tokens"))?;
-        let n = continuation.len();
-        if prompt_tokens > logprobs.token_logprobs.len() || prompt_tokens > logprobs.text_offset.len() || prompt_tokens <= n {
-            bail!(
-                "the answer echoes {} tokens with {} offsets for a prompt of {prompt_tokens} tokens; {n} of them are the continuation",
-                logprobs.token_logprobs.len(),
-                logprobs.text_offset.len()
-            );
-        }
-        let first = prompt_tokens - n;
-        if logprobs.text_offset[first] != boundary || logprobs.text_offset[first - 1] >= boundary {
-            bail!(
-                "the server tokenises the text differently from the local tokenizer of {}: the continuation's {n} tokens should start at character {boundary}, \
-                 the server's start at {}; serve the same model as #MODEL names",
+        let generated = choice.text.strip_prefix(full.as_str()).ok_or_else(|| {
+            anyhow!("the answer's text does not begin with the prompt sent (echo is not honoured)")
+        })?;
+        let boundary = prompt_text.chars().count();
+        let first = continuation_start(&logprobs, generated, &continuation_text, continuation.len(), boundary).ok_or_else(|| {
+            anyhow!(
+                "the server tokenises the text differently from the local tokenizer of {}: its echoed tokens do not end with the \
+                 continuation's {} tokens; serve the model that #MODEL names",
                 self.model,
-                logprobs.text_offset[first]
-            );
-        }
-        logprobs.token_logprobs[first..prompt_tokens]
+                continuation.len()
+            )
+        })?;
+        logprobs.token_logprobs[first..first + continuation.len()]
             .iter()
             .enumerate()
             .map(|(j, lp)| match lp {
@@ -307,4 +306,36 @@ impl RemoteTeacher {
         }
         unreachable!("the loop returns on its last attempt")
     }
+}
+
+/// Where the continuation's `n` tokens start among the echoed tokens, found
+/// from the end: after the tokens that spell `generated` (servers differ
+/// in whether the generated token is listed), `n` tokens must spell
+/// `continuation` (the local tokenizer's split). Servers that list bytes
+/// rather than text for some tokens fail that; then the offsets decide:
+/// the continuation must start at character `boundary`, where the prompt
+/// ends. Matching from the
+/// end also copes with a server that leaves a leading BOS token out of the
+/// list but not out of its text (llama-cpp-python).
+fn continuation_start(logprobs: &ChoiceLogprobs, generated: &str, continuation: &str, n: usize, boundary: usize) -> Option<usize> {
+    let tokens = &logprobs.tokens;
+    if tokens.len() != logprobs.token_logprobs.len() {
+        return None;
+    }
+    // Drop the generated tokens, if listed.
+    let mut end = tokens.len();
+    let mut tail = String::new();
+    while !generated.is_empty() && tail.len() < generated.len() && end > 0 {
+        end -= 1;
+        tail.insert_str(0, &tokens[end]);
+    }
+    if tail != generated {
+        end = tokens.len();
+    }
+    let start = end.checked_sub(n).filter(|&s| s > 0)?;
+    if tokens[start..end].concat() == continuation {
+        return Some(start);
+    }
+    // By offsets: the continuation starts where the prompt ends.
+    (logprobs.text_offset.get(start) == Some(&boundary)).then_some(start)
 }

@@ -4,7 +4,10 @@
 //! `tokenizer.json`, `modules.json`, `1_Pooling/config.json` and
 //! `sentence_bert_config.json`, plus the base model's
 //! `config_sentence_transformers.json` (prompts), `tokenizer_config.json`,
-//! `special_tokens_map.json` and `vocab.txt` when it had them.
+//! `special_tokens_map.json` and `vocab.txt` when it had them, and a
+//! `README.md` model card: sentence-transformers' YAML metadata (library,
+//! pipeline tag, base model) over what the run trained on, how, and what
+//! model selection measured.
 //!
 //! A query-only run (`query_only`) exports its trained query encoder this
 //! way, and its frozen passage encoder (the base) as a second such directory
@@ -18,7 +21,8 @@ use uae_model::sentence::{Pooling, SentenceConfig};
 use uae_model::source::ModelDir;
 use uae_model::weights::WeightReader;
 
-use crate::train::BASE_FILES;
+use crate::select::{SelectionSummary, summary_path};
+use crate::train::{BASE_FILES, Inputs, TrainConfig, config_path, inputs_path};
 
 /// Writes the HF-layout model of the run directory `run` into `out`.
 pub fn export(run: &Path, out: &Path) -> Result<()> {
@@ -38,6 +42,7 @@ pub fn export(run: &Path, out: &Path) -> Result<()> {
         check_weights(&frozen)?;
     }
     write_model(&base, &weights, out)?;
+    uae_data::atomic::write_file_atomically(&out.join("README.md"), model_card(run)?.as_bytes())?;
     let passage = out.join(uae_model::encoder::PASSAGE_DIR);
     if frozen.is_file() {
         write_model(&base, &frozen, &passage)
@@ -92,6 +97,93 @@ fn write_model(base: &Path, weights: &Path, out: &Path) -> Result<()> {
         &out.join("sentence_bert_config.json"),
         &serde_json::json!({"max_seq_length": max_seq_length, "do_lower_case": false}),
     )
+}
+
+/// The model card of run `run`: YAML metadata that the Hugging Face hub
+/// and sentence-transformers read, then the training inputs, recipe and
+/// the dev evaluations of model selection, from the run's own records.
+fn model_card(run: &Path) -> Result<String> {
+    let config = TrainConfig::from_file(&config_path(run))?;
+    let inputs: Option<Inputs> = match inputs_path(run) {
+        p if p.is_file() => Some(uae_data::json::read_json(&p)?),
+        _ => None,
+    };
+    let selection: Option<SelectionSummary> = match summary_path(run) {
+        p if p.is_file() => Some(uae_data::json::read_json(&p)?),
+        _ => None,
+    };
+    let base_config: serde_json::Value = uae_data::json::read_json(&run.join("base/config.json"))?;
+    // The hub id of the base, when one is known: the name given, or the one
+    // transformers recorded in the base's config.json.
+    let given = inputs.as_ref().and_then(|i| i.model.clone());
+    let hub_id = [given.clone(), base_config.get("_name_or_path").and_then(|v| v.as_str()).map(str::to_string)]
+        .into_iter()
+        .flatten()
+        .find(|s| looks_like_hub_id(s));
+    let base_name = hub_id.clone().or(given).unwrap_or_else(|| "its base model".into());
+    let mut card = String::from("---\nlibrary_name: sentence-transformers\npipeline_tag: sentence-similarity\ntags:\n");
+    for tag in ["sentence-transformers", "sentence-similarity", "feature-extraction", "uae", "utility-aligned-embeddings"] {
+        card += &format!("- {tag}\n");
+    }
+    if let Some(id) = &hub_id {
+        card += &format!("base_model: {id}\n");
+    }
+    card += "---\n\n";
+    card += &format!("# Utility-aligned embeddings from {base_name}\n\n");
+    card += "A bi-encoder fine-tuned by [uae](https://github.com/uae-rs/uae) to rank passages by how much they help \
+             an LLM answer (Utility-Aligned Embeddings, arXiv 2604.22722): a teacher LLM scored each candidate passage \
+             by the perplexity reduction it brings to the gold answer, and the encoder learned to imitate those scores. \
+             No LLM runs at query time.\n\n";
+    card += "## Usage\n\n```python\nfrom sentence_transformers import SentenceTransformer\n\nmodel = SentenceTransformer(\"path/to/this/folder\")\n\
+             embeddings = model.encode([\"How do I make an executable from a Python script?\"])\n```\n\n\
+             With uae: `uae embed --model path/to/this/folder --input texts.jsonl --output vectors.jsonl`, or serve it: \
+             `uae serve --model path/to/this/folder`.\n\n";
+    card += "## Training\n\n| | |\n|---|---|\n";
+    let mut row = |k: &str, v: String| card += &format!("| {k} | {} |\n", v.replace('|', "\\|"));
+    row("base model", base_name.clone());
+    if let Some(inputs) = &inputs {
+        if let Some(data) = &inputs.data {
+            row("data set", format!("`{}`", data.display()));
+        }
+        row("labels", format!("`{}` ({} bytes, CRC-32 {:08x})", inputs.labels.display(), inputs.labels_bytes, inputs.labels_crc32));
+        let sidecar = inputs.labels.with_file_name(format!("{}.meta.json", inputs.labels.file_name().unwrap_or_default().to_string_lossy()));
+        if let Ok(meta) = uae_data::json::read_json::<serde_json::Value>(&sidecar) {
+            if let Some(teacher) = meta.get("teacher").and_then(|t| t.as_str()) {
+                row("teacher", format!("`{teacher}`"));
+            }
+            if let Some(utility) = meta.get("utility").and_then(|t| t.as_str()) {
+                row("utility", utility.to_string());
+            }
+        }
+    }
+    let loss = &config.loss;
+    row("loss", format!("{} (tau {}, tau_u {}, in-batch negatives {}, InfoNCE weight {})", loss.kind, loss.tau, loss.tau_u, loss.use_in_batch, loss.infonce_weight));
+    row("epochs", config.epochs.to_string());
+    row("batch size", format!("{} (x{} accumulated)", config.batch_size, config.grad_accumulation));
+    row("learning rate", format!("{} (warm-up {}, {:?} decay, weight decay {})", config.lr, config.warmup_ratio, config.decay, config.weight_decay));
+    row("seed", config.seed.to_string());
+    if let Some(selection) = &selection {
+        card += &format!("\n## Model selection\n\n{selection}.\n\nEvaluated on {} by full-corpus retrieval:\n\n", selection.dev);
+        let names: Vec<&String> = selection.history.first().map(|p| p.metrics.keys().collect()).unwrap_or_default();
+        card += &format!("| step | {} |\n|---|{}\n", names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" | "), "---|".repeat(names.len()));
+        for point in &selection.history {
+            let cells: Vec<String> = names.iter().map(|n| point.metrics.get(*n).map_or("-".into(), |v| format!("{v:.4}"))).collect();
+            let what = if point.step == 0 { "0 (base)".to_string() } else { point.step.to_string() };
+            let chosen = if point.step == selection.chosen_step && selection.chosen_merge.is_none() { " (exported)" } else { "" };
+            card += &format!("| {what}{chosen} | {} |\n", cells.join(" | "));
+        }
+        for merge in &selection.merges {
+            let cells: Vec<String> = names.iter().map(|n| merge.metrics.get(*n).map_or("-".into(), |v| format!("{v:.4}"))).collect();
+            let chosen = if selection.chosen_merge == Some(merge.alpha) { " (exported)" } else { "" };
+            card += &format!("| merged with the base, alpha {}{chosen} | {} |\n", merge.alpha, cells.join(" | "));
+        }
+    }
+    Ok(card)
+}
+
+/// Whether `s` names a hub repository (`owner/name`) rather than a path.
+fn looks_like_hub_id(s: &str) -> bool {
+    s.contains('/') && uae_model::source::looks_like_hub_id(s) && !Path::new(s).exists()
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {

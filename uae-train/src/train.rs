@@ -294,25 +294,39 @@ pub enum Start {
 }
 
 /// What a run trained on, recorded in `train_inputs.json` so that a resume
-/// with other labels is refused rather than mixing two trainings.
+/// with other labels is refused rather than mixing two trainings, and so
+/// that an export's model card can name its base, data and teacher.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Inputs {
+pub struct Inputs {
+    /// The base model as it was given (absent in runs older than model cards).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The data set folder (absent likewise).
+    #[serde(default)]
+    pub data: Option<PathBuf>,
     /// The labels file as it was given.
-    labels: PathBuf,
+    pub labels: PathBuf,
     /// Its size in bytes.
-    labels_bytes: u64,
+    pub labels_bytes: u64,
     /// Its CRC-32.
-    labels_crc32: u32,
+    pub labels_crc32: u32,
 }
 
 impl Inputs {
     fn of(paths: &RunPaths) -> Result<Self> {
         let bytes = std::fs::read(&paths.labels).with_context(|| format!("cannot read {}", paths.labels.display()))?;
-        Ok(Self { labels: paths.labels.clone(), labels_bytes: bytes.len() as u64, labels_crc32: crc32fast::hash(&bytes) })
+        Ok(Self {
+            model: Some(paths.model.clone()),
+            data: Some(paths.data.clone()),
+            labels: paths.labels.clone(),
+            labels_bytes: bytes.len() as u64,
+            labels_crc32: crc32fast::hash(&bytes),
+        })
     }
 }
 
-fn inputs_path(out: &Path) -> PathBuf {
+/// The inputs record of a run directory.
+pub fn inputs_path(out: &Path) -> PathBuf {
     out.join("train_inputs.json")
 }
 
