@@ -555,3 +555,74 @@ fn labels_export_to_flagembedding_and_sentence_transformers() {
     let out = uae(&["label", "export", "--labels", labels.to_str().unwrap(), "--data", &s.data, "--format", "csv", "--out", "x"]);
     assert!(stderr(&out).contains("expected flagembedding or sentence-transformers"), "{}", stderr(&out));
 }
+
+/// A real third-party teacher server: llama-cpp-python's OpenAI server on
+/// the SmolLM2 GGUF. `uae label --teacher openai:...` against it gives the
+/// local labels within 0.15 nats per mean log-probability: llama.cpp
+/// multiplies with the Q4_1 weights and Q8-quantised activations, uae with
+/// the weights dequantised to f32 (measured on 4 Python FAQ questions x 3
+/// candidates: at most 0.10). Its echoed log-probabilities are right only
+/// after a leading BOS, which SmolLM2's chat prompts have (docs/scale.md).
+#[test]
+fn llama_cpp_server_teacher_labels_like_the_local_one() {
+    let Some(gguf) = uae_test_support::weights::smollm2() else { return };
+    let Some(python) = uae_test_support::python::test_python() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let mut data = Fixture::new();
+    let passages = [
+        ("p0", "Python lists are mutable sequences; append adds an item to the end of a list."),
+        ("p1", "A tuple is an immutable sequence, often used to group values of different kinds."),
+        ("p2", "The GIL lets only one thread execute Python bytecode at a time."),
+    ];
+    for (id, text) in passages {
+        data.passage(id, text);
+    }
+    data.query("q0", "How do I add an item to a list?", &["Use the append method."])
+        .judge("train", "q0", "p0", 1)
+        .query("q1", "Why can only one thread run Python code at once?", &["Because of the global interpreter lock."])
+        .judge("train", "q1", "p2", 1)
+        .write(&work.path().join("data"));
+    let candidates = work.path().join("candidates.jsonl");
+    std::fs::write(&candidates, "{\"query_id\":\"q0\",\"doc_ids\":[\"p0\",\"p1\",\"p2\"]}\n{\"query_id\":\"q1\",\"doc_ids\":[\"p2\",\"p0\",\"p1\"]}\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let gguf = gguf.to_str().unwrap();
+    let server = std::process::Command::new(python)
+        .args(["-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1", "--port", &port.to_string(), "--n_ctx", "2048"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(server);
+    let base = format!("http://127.0.0.1:{port}/v1");
+    uae_test_support::serve::wait_until_up(&format!("{base}/models"), Duration::from_secs(120));
+    let (d, c) = (work.path().join("data"), candidates.to_str().unwrap());
+    let label = |teacher: &str, out: &str| {
+        let out_path = work.path().join(out);
+        let run = uae(&["label", "--teacher", teacher, "--data", d.to_str().unwrap(), "--candidates", c, "--out", out_path.to_str().unwrap()]);
+        assert!(run.status.success(), "{}", stderr(&run));
+        sorted_lines(&out_path)
+    };
+    let local = label(gguf, "local.jsonl");
+    let remote = label(&format!("openai:{base}#{gguf}"), "remote.jsonl");
+    let mut worst = 0.0f64;
+    for (l, r) in local.iter().zip(&remote) {
+        assert_eq!(l["doc_ids"], r["doc_ids"]);
+        let numbers = |v: &serde_json::Value| -> Vec<f64> {
+            let mut out: Vec<f64> = v["logp_with"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            out.push(v["logp_without"].as_f64().unwrap());
+            out
+        };
+        for (a, b) in numbers(l).iter().zip(numbers(r)) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    eprintln!("llama-cpp-python against local labelling: largest difference {worst:.4} nats");
+    assert!(worst < 0.15, "largest difference {worst}");
+}

@@ -135,3 +135,13 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Waits until `url` answers a GET with a success status (a server of
+/// another project starting up); panics, naming it, after `limit`.
+pub fn wait_until_up(url: &str, limit: Duration) {
+    let start = std::time::Instant::now();
+    while ureq::get(url).timeout(Duration::from_secs(5)).call().is_err() {
+        assert!(start.elapsed() < limit, "{url} did not answer within {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
