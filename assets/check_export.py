@@ -10,7 +10,8 @@ Loads EXPORTED_DIR with `SentenceTransformer(dir, device="cpu")`, runs
 `uae embed --model EXPORTED_DIR` on the same file (the binary from --uae, else
 $UAE_BIN, else `uae` on the PATH) and compares the two embeddings of each
 text by cosine. Prints one JSON line {"n", "min_cosine", "mean_cosine",
-"worst_id", "dimension"} and exits 1 when the minimum cosine is below
+"worst_id", "dimension", "card"} ("card": the model card's metadata as
+huggingface_hub parses it, when README.md exists) and exits 1 when the minimum cosine is below
 --min-cosine, or when the counts or dimensions differ.
 
 With --query, both sides embed the texts as queries (uae's --query; the
@@ -75,6 +76,13 @@ def main():
         "worst_id": ids[worst],
         "dimension": int(ours.shape[1]),
     }
+    readme = os.path.join(args.model, "README.md")
+    if os.path.isfile(readme):
+        from huggingface_hub import ModelCard
+
+        card = ModelCard.load(readme)
+        report["card"] = {"library_name": card.data.library_name, "pipeline_tag": card.data.pipeline_tag,
+                          "base_model": card.data.base_model}
     print(json.dumps(report))
     if cosines.min() < args.min_cosine:
         print(f"FAIL: min cosine {cosines.min():.6f} < {args.min_cosine} (id {ids[worst]!r})", file=sys.stderr)

@@ -339,3 +339,35 @@ fn continuation_start(logprobs: &ChoiceLogprobs, generated: &str, continuation: 
     // By offsets: the continuation starts where the prompt ends.
     (logprobs.text_offset.get(start) == Some(&boundary)).then_some(start)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logprobs(tokens: &[&str], offsets: &[usize]) -> ChoiceLogprobs {
+        ChoiceLogprobs {
+            tokens: tokens.iter().map(|t| t.to_string()).collect(),
+            token_logprobs: (0..tokens.len()).map(|i| (i > 0).then_some(-(i as f64))).collect(),
+            text_offset: offsets.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_continuation_is_found_from_the_end() {
+        // uae serve and vLLM: every prompt token, then the generated one.
+        let served = logprobs(&["The", " sky", " is", " blue", "."], &[0, 3, 7, 10, 15]);
+        assert_eq!(continuation_start(&served, ".", " blue", 1, 10), Some(3));
+        // llama-cpp-python without the generated token in the list, and with
+        // a leading BOS left out of the list (offsets shifted by its text).
+        let llama = logprobs(&["The", " sky", " is", " bl", "ue"], &[0, 3, 7, 10, 13]);
+        assert_eq!(continuation_start(&llama, "\n", " blue", 2, 22), Some(3));
+        // Another split than the local tokenizer's: refused.
+        assert_eq!(continuation_start(&llama, "\n", " blue", 1, 10), None);
+        // Tokens listed as bytes: the offsets decide.
+        let bytes = logprobs(&["The", " sky", " is", "bytes:\\xe2", "."], &[0, 3, 7, 10, 11]);
+        assert_eq!(continuation_start(&bytes, ".", " ☀", 1, 10), Some(3));
+        assert_eq!(continuation_start(&bytes, ".", " ☀", 1, 9), None);
+        // The continuation can never be the first token (it has no context).
+        assert_eq!(continuation_start(&served, ".", "The sky is blue", 4, 0), None);
+    }
+}
