@@ -165,3 +165,75 @@ fn hnsw_graph_is_built_searched_and_kept_consistent() {
     let e = err(&["search", "--index", index_s, "--query", "x", "--ef-search", "10"]);
     assert!(e.contains("--ef-search needs an HNSW graph"), "{e}");
 }
+
+/// The rows of an index: its ids and unit vectors.
+fn index_rows(dir: &Path) -> (Vec<String>, Vec<f32>) {
+    let ids = std::fs::read_to_string(dir.join("ids.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let bytes = std::fs::read(dir.join("vectors.f32")).unwrap();
+    (ids, bytes.chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect())
+}
+
+/// `uae index build --shard i/n` on three "machines" and `uae index merge`
+/// give the index of an unsharded build: the same ids in corpus order and
+/// the same vectors (within 1e-6: other batches), hence the same search
+/// results; `uae embed --shard` splits the same way. Shards of another
+/// corpus, a missing, repeated or whole index are refused.
+#[test]
+fn shard_indexes_merge_into_the_unsharded_index() {
+    let work = tempfile::tempdir().unwrap();
+    let model = work.path().join("model");
+    write_tiny_bert(&model, &TinyBertSpec::default()).unwrap();
+    let corpus = work.path().join("corpus.jsonl");
+    std::fs::write(&corpus, word_corpus(40)).unwrap();
+    let whole = work.path().join("whole");
+    ok(&["index", "build", "--model", path(&model), "--corpus", path(&corpus), "--out", path(&whole)]);
+    let shards: Vec<_> = (0..3).map(|i| work.path().join(format!("shard{i}"))).collect();
+    for (i, dir) in shards.iter().enumerate() {
+        let spec = format!("{i}/3");
+        let out = uae(&["index", "build", "--model", path(&model), "--corpus", path(&corpus), "--out", path(dir), "--shard", &spec]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let expected = (40 + 2 - i) / 3;
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("indexed shard {i}/3: {expected} of 40 passages")));
+    }
+    // A shard is not searched or extended as if it were the corpus.
+    assert!(err(&["index", "add", "--index", path(&shards[0]), "--corpus", path(&corpus)]).contains("merge the shards"));
+    let merged = work.path().join("merged");
+    let merge = |inputs: &[&Path]| {
+        let mut args = vec!["index", "merge", "--out", path(&merged)];
+        args.extend(inputs.iter().map(|p| path(p)));
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let all: Vec<&Path> = shards.iter().map(|p| p.as_path()).collect();
+    let args = merge(&all);
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (want_ids, want) = index_rows(&whole);
+    let (got_ids, got) = index_rows(&merged);
+    assert_eq!(got_ids, want_ids);
+    let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(worst < 1e-6, "largest difference {worst}");
+    let search = |index: &Path| ok(&["search", "--index", path(index), "--query", "python list dict", "-k", "5"]);
+    assert_eq!(search(&merged), search(&whole));
+
+    let refused = |inputs: &[&Path], needle: &str| {
+        let args = merge(inputs);
+        let message = err(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(message.contains(needle), "{needle}: {message}");
+    };
+    refused(&all[..2], "shard 2/3 missing");
+    refused(&[all[0], all[0], all[1], all[2]], "are both shard 0/3");
+    refused(&[all[0], all[1], whole.as_path()], "is a whole index, not a shard");
+    let other = work.path().join("other.jsonl");
+    std::fs::write(&other, word_corpus(41)).unwrap();
+    let stranger = work.path().join("stranger");
+    ok(&["index", "build", "--model", path(&model), "--corpus", path(&other), "--out", path(&stranger), "--shard", "2/3"]);
+    refused(&[all[0], all[1], stranger.as_path()], "are not shards of one corpus");
+
+    // uae embed --shard takes the same lines.
+    let texts = work.path().join("texts.jsonl");
+    let lines: String = (0..7).map(|i| format!("{}\n", serde_json::json!({"id": i, "text": format!("text {i}")}))).collect();
+    std::fs::write(&texts, lines).unwrap();
+    let out = work.path().join("vectors.jsonl");
+    ok(&["embed", "--model", path(&model), "--input", path(&texts), "--output", path(&out), "--shard", "1/3"]);
+    let ids: Vec<u64> = std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [1, 4]);
+}

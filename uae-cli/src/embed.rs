@@ -5,6 +5,7 @@ use burn::tensor::Device;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use uae_model::encoder::{BiEncoder, EncoderOptions, NonFiniteEmbedding, TextRole};
+use uae_data::Shard;
 use uae_data::jsonl::{self, JsonlWriter};
 
 use crate::progress;
@@ -36,6 +37,10 @@ pub struct EmbedArgs {
     /// Override the model's passage prefix.
     #[arg(long)]
     passage_prefix: Option<String>,
+    /// Embed only the lines at positions i mod n of the input, e.g. 0/4 (one
+    /// shard per machine; the ids tell which text each vector is).
+    #[arg(long)]
+    shard: Option<Shard>,
 }
 
 #[derive(Deserialize)]
@@ -52,7 +57,10 @@ struct EmbeddingLine<'a> {
 
 /// Runs `uae embed`.
 pub fn run(args: EmbedArgs, device: &Device) -> Result<()> {
-    let lines: Vec<TextLine> = jsonl::read(&args.input)?;
+    let mut lines: Vec<TextLine> = jsonl::read(&args.input)?;
+    if let Some(shard) = args.shard {
+        lines = lines.into_iter().enumerate().filter(|(i, _)| shard.holds(*i)).map(|(_, l)| l).collect();
+    }
     let options = EncoderOptions {
         max_length: args.max_length,
         query_prefix: args.query_prefix,

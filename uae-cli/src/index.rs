@@ -1,11 +1,12 @@
-//! `uae index build|add|hnsw|bench` and `uae search`.
+//! `uae index build|add|merge|hnsw|bench` and `uae search`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::{Args, Subcommand};
-use uae_data::Hit;
+use uae_data::fingerprint::fingerprint;
+use uae_data::{Hit, Shard};
 use uae_index::corpus_index::{self, Searcher};
 use uae_data::beir::{read_corpus, read_queries};
 use uae_index::hnsw::{HnswIndex, HnswParams};
@@ -34,6 +35,9 @@ enum IndexCommand {
     /// Embed more passages and append them to an existing index (its HNSW
     /// graph, if any, is rebuilt).
     Add(AddArgs),
+    /// Merge shard indexes (`uae index build --shard i/n`) into one index,
+    /// rows in corpus order: the index an unsharded build writes.
+    Merge(MergeArgs),
     /// Build (or rebuild) the HNSW graph of an existing index from its
     /// stored vectors; no model is needed.
     Hnsw(HnswArgs),
@@ -120,6 +124,28 @@ struct BuildArgs {
     hnsw: bool,
     #[command(flatten)]
     hnsw_options: HnswOptions,
+    /// Embed only the passages at positions i mod n of the corpus, e.g. 0/4,
+    /// into a shard index for `uae index merge` (one per machine).
+    #[arg(long, conflicts_with = "hnsw")]
+    shard: Option<Shard>,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// The merged index directory: a new or empty folder, or an index to replace.
+    #[arg(long)]
+    out: PathBuf,
+    /// Write into --out even when it is a folder of other files.
+    #[arg(long)]
+    force: bool,
+    /// Also build an HNSW graph for approximate search.
+    #[arg(long)]
+    hnsw: bool,
+    #[command(flatten)]
+    hnsw_options: HnswOptions,
+    /// The shard index directories.
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -190,6 +216,24 @@ pub fn run_index(args: IndexArgs, device: &Device) -> Result<()> {
             claim_folder(&a.out, &a.out.join(store::HEADER), "an index", a.force)?;
             let passages = read_corpus(&a.corpus)?;
             let encoder = load_encoder(&a.model, device)?;
+            if let Some(shard) = a.shard {
+                let corpus = fingerprint(std::path::Path::new(&a.corpus))?;
+                let mine = passages.as_slice().iter().enumerate().filter(|(i, _)| shard.holds(*i)).count();
+                let bar = progress::bar(mine as u64, "passages");
+                let n = corpus_index::build_shard(
+                    &encoder,
+                    &a.model,
+                    passages.as_slice(),
+                    corpus,
+                    shard,
+                    &a.out,
+                    a.batch_tokens,
+                    |n| bar.inc(n as u64),
+                )?;
+                bar.finish_and_clear();
+                eprintln!("indexed shard {shard}: {n} of {} passages into {}", passages.len(), a.out.display());
+                return Ok(());
+            }
             let hnsw = a.hnsw.then(|| a.hnsw_options.params());
             let bar = progress::bar(passages.len() as u64, "passages");
             let progress = |n| bar.inc(n as u64);
@@ -197,6 +241,15 @@ pub fn run_index(args: IndexArgs, device: &Device) -> Result<()> {
                 corpus_index::build(&encoder, &a.model, passages.as_slice(), &a.out, a.batch_tokens, hnsw, progress)?;
             bar.finish_and_clear();
             eprintln!("indexed {} passages into {}", passages.len(), a.out.display());
+            if let Some(graph) = graph {
+                eprintln!("HNSW graph: {}", describe_graph(&graph));
+            }
+        }
+        IndexCommand::Merge(a) => {
+            claim_folder(&a.out, &a.out.join(store::HEADER), "an index", a.force)?;
+            let hnsw = a.hnsw.then(|| a.hnsw_options.params());
+            let (n, graph) = corpus_index::merge_shards(&a.shards, &a.out, hnsw)?;
+            eprintln!("merged {} shards: {n} passages into {}", a.shards.len(), a.out.display());
             if let Some(graph) = graph {
                 eprintln!("HNSW graph: {}", describe_graph(&graph));
             }

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use anyhow::Result;
 use burn::tensor::Device;
 use clap::{Args, Subcommand};
-use uae_data::DataSet;
+use uae_data::{DataSet, Shard};
 use uae_data::interchange::{LabelFormat, export_labels};
 use uae_data::lock::Lock;
-use uae_teacher::label::{LabelOptions, Shard, label, merge};
+use uae_teacher::label::{LabelOptions, label, merge};
 use uae_teacher::prompt::{Utility, UtilityPrompt};
 use uae_teacher::teacher::Teacher;
 

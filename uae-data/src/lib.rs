@@ -6,6 +6,7 @@
 //!   QASPER's JSON ([`qasper`]);
 //! - TREC qrels and run files ([`trec`]), and the one ranking order
 //!   ([`ranking`]) used by search, mining, re-ranking, runs and metrics;
+//! - [`Shard`]: work split across machines and merged back;
 //! - the files passed between stages ([`records`]: `candidates.jsonl`,
 //!   `labels.jsonl`), and labels in other trainers' formats ([`interchange`]);
 //! - JSON files read with the file named in errors ([`json`]), JSON Lines
@@ -31,6 +32,7 @@ pub mod progress;
 pub mod qasper;
 pub mod ranking;
 pub mod records;
+mod shard;
 pub mod text;
 pub mod trec;
 
@@ -38,4 +40,5 @@ pub use dataset::{Corpus, DataSet, DuplicateId, Keyed, Passage, Pools, Queries, 
 pub use progress::Progress;
 pub use ranking::{Hit, Ranking};
 pub use records::{CandidateLine, LabelLine, TeacherAgreement};
+pub use shard::Shard;
 pub use trec::{Qrels, Run};

@@ -1,6 +1,7 @@
 //! A corpus index tied to the bi-encoder that built it: embedding passages
 //! into a [`VectorStore`], optionally with an HNSW graph over them, adding
-//! more, and answering text queries.
+//! more, answering text queries, and building one in shards on several
+//! machines that merge back into the index an unsharded build writes.
 //!
 //! The graph, when the index has one, is kept consistent with the vectors:
 //! building without a graph removes a stale one, and adding passages
@@ -10,17 +11,17 @@
 //! index until its last file is in place, so two writers never lose each
 //! other's passages: the second is refused while the first runs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use uae_model::encoder::{BiEncoder, TextRole};
 
 use uae_data::lock::Lock;
-use uae_data::{Passage, Ranking};
+use uae_data::{Passage, Ranking, Shard};
 
 use crate::exact::{self, Hit};
 use crate::hnsw::{HnswIndex, HnswParams};
-use crate::store::{ModelStamp, VectorStore};
+use crate::store::{ModelStamp, ShardOf, VectorStore};
 
 /// The stamp an index records for `encoder`, named `name` (the model
 /// argument the user gave).
@@ -59,6 +60,94 @@ pub fn build(
     HnswIndex::remove(dir)?;
     VectorStore::create(dir, model_stamp(encoder, model_name)?, encoder.dim(), &ids, &vectors)?;
     hnsw.map(|params| save_graph(dir, params)).transpose()
+}
+
+/// Embeds the passages of `shard` (positions `i mod n` of `passages`, the
+/// corpus whose file has fingerprint `corpus`) into a shard index in `dir`
+/// for [`merge_shards`]; returns how many it holds. Refused while another
+/// process writes `dir`.
+#[allow(clippy::too_many_arguments)]
+pub fn build_shard(
+    encoder: &BiEncoder,
+    model_name: &str,
+    passages: &[Passage],
+    corpus: u64,
+    shard: Shard,
+    dir: &Path,
+    batch_tokens: usize,
+    progress: impl FnMut(usize),
+) -> Result<usize> {
+    let _lock = Lock::acquire(dir)?;
+    let mine: Vec<Passage> = passages.iter().enumerate().filter(|(i, _)| shard.holds(*i)).map(|(_, p)| p.clone()).collect();
+    let vectors = embed_passages(encoder, &mine, batch_tokens, progress)?;
+    let ids: Vec<String> = mine.iter().map(|p| p.id.clone()).collect();
+    HnswIndex::remove(dir)?;
+    let of = ShardOf { shard: shard.to_string(), corpus_count: passages.len(), corpus: format!("{corpus:016x}") };
+    VectorStore::create_shard(dir, model_stamp(encoder, model_name)?, encoder.dim(), &ids, &vectors, of)?;
+    Ok(ids.len())
+}
+
+/// Merges shard indexes ([`build_shard`]) into one index in `out`, its rows
+/// back in corpus order, so that it equals an index built unsharded; with
+/// `hnsw`, builds its graph. Refused, naming the folders: a folder that is
+/// not a shard, shards of another model or corpus, a shard given twice or
+/// missing, and one that does not hold its share of the corpus. Returns the
+/// number of passages and the graph.
+pub fn merge_shards(shards: &[PathBuf], out: &Path, hnsw: Option<HnswParams>) -> Result<(usize, Option<HnswIndex>)> {
+    let _lock = Lock::acquire(out)?;
+    let stores = shards.iter().map(|dir| VectorStore::open(dir)).collect::<Result<Vec<_>>>()?;
+    let Some(first) = stores.first() else { anyhow::bail!("give the shard indexes to merge") };
+    let of = |i: usize| -> Result<(&ShardOf, Shard)> {
+        let of = stores[i].header().shard.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("{} is a whole index, not a shard (`uae index build --shard i/n` writes shards)", shards[i].display())
+        })?;
+        Ok((of, of.shard.parse()?))
+    };
+    let (reference, shard0) = of(0)?;
+    let count = shard0.count;
+    let mut by_index: Vec<Option<usize>> = vec![None; count];
+    for (i, store) in stores.iter().enumerate() {
+        let (this, shard) = of(i)?;
+        if store.header().model != first.header().model || store.header().dim != first.header().dim {
+            anyhow::bail!("{} and {} were built with other models; only shards of one build merge", shards[0].display(), shards[i].display());
+        }
+        if (this.corpus_count, &this.corpus, shard.count) != (reference.corpus_count, &reference.corpus, count) {
+            anyhow::bail!(
+                "{} (shard {shard} of {} passages, corpus {}) and {} (shard {shard0} of {} passages, corpus {}) are not shards of one corpus",
+                shards[i].display(),
+                this.corpus_count,
+                this.corpus,
+                shards[0].display(),
+                reference.corpus_count,
+                reference.corpus
+            );
+        }
+        let expected = (reference.corpus_count + count - 1 - shard.index) / count;
+        if store.ids().len() != expected {
+            anyhow::bail!("{} holds {} passages; shard {shard} of {} has {expected}", shards[i].display(), store.ids().len(), reference.corpus_count);
+        }
+        if let Some(other) = by_index[shard.index].replace(i) {
+            anyhow::bail!("{} and {} are both shard {shard}", shards[other].display(), shards[i].display());
+        }
+    }
+    let missing: Vec<String> = (0..count).filter(|&i| by_index[i].is_none()).map(|i| format!("{i}/{count}")).collect();
+    if !missing.is_empty() {
+        anyhow::bail!("shard {} missing: every shard of the corpus is needed", missing.join(", "));
+    }
+    let dim = first.header().dim;
+    let total = reference.corpus_count;
+    let mut ids = Vec::with_capacity(total);
+    let mut rows = Vec::with_capacity(total * dim);
+    for position in 0..total {
+        let store = &stores[by_index[position % count].expect("every shard is present")];
+        let row = position / count;
+        ids.push(store.ids()[row].clone());
+        rows.extend_from_slice(&store.vectors()[row * dim..(row + 1) * dim]);
+    }
+    HnswIndex::remove(out)?;
+    VectorStore::create_from_rows(out, first.header().model.clone(), dim, &ids, &rows)?;
+    let graph = hnsw.map(|params| save_graph(out, params)).transpose()?;
+    Ok((total, graph))
 }
 
 /// Opens the index in `dir` for reuse as the vectors of `passages` under

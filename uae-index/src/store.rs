@@ -39,6 +39,19 @@ pub struct ModelStamp {
     pub fingerprint: String,
 }
 
+/// What a shard index (`uae index build --shard i/n`) holds: the passages
+/// at positions `i mod n` of a corpus, which `uae index merge` puts back in
+/// corpus order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardOf {
+    /// The shard, `i/n`.
+    pub shard: String,
+    /// Passages in the whole corpus.
+    pub corpus_count: usize,
+    /// Fingerprint of the corpus file ([`uae_data::fingerprint`]).
+    pub corpus: String,
+}
+
 /// The contents of `header.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Header {
@@ -54,6 +67,9 @@ pub struct Header {
     pub vectors_crc32: u32,
     /// CRC-32 of `ids.jsonl`.
     pub ids_crc32: u32,
+    /// Set on a shard of a corpus, absent on a whole index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardOf>,
 }
 
 /// An index opened for search: the header, the ids and the memory-mapped
@@ -89,7 +105,18 @@ impl VectorStore {
     /// Writes a new index to `dir` (created if needed, replacing any index
     /// there). Vectors are L2-normalised on the way in.
     pub fn create(dir: &Path, model: ModelStamp, dim: usize, ids: &[String], vectors: &[Vec<f32>]) -> Result<()> {
-        write_files(dir, model, dim, ids, &[], vectors)
+        write_files(dir, model, dim, ids, &[], vectors, None)
+    }
+
+    /// Writes a shard index ([`ShardOf`]) to `dir`, as [`Self::create`].
+    pub fn create_shard(dir: &Path, model: ModelStamp, dim: usize, ids: &[String], vectors: &[Vec<f32>], shard: ShardOf) -> Result<()> {
+        write_files(dir, model, dim, ids, &[], vectors, Some(shard))
+    }
+
+    /// Writes a whole index from `rows` that are unit length already (rows
+    /// of other indexes), copied as they are.
+    pub fn create_from_rows(dir: &Path, model: ModelStamp, dim: usize, ids: &[String], rows: &[f32]) -> Result<()> {
+        write_files(dir, model, dim, ids, rows, &[], None)
     }
 
     /// Opens the index in `dir`, checking the header, the file sizes and the
@@ -167,10 +194,17 @@ impl VectorStore {
     /// Appends documents, rewriting the index files atomically. An id that
     /// is already present is an error.
     pub fn add(&self, model: &ModelStamp, ids: &[String], vectors: &[Vec<f32>]) -> Result<()> {
+        if let Some(shard) = &self.header.shard {
+            bail!(
+                "{} is shard {} of a corpus; merge the shards (`uae index merge`) and add to the merged index",
+                self.dir.display(),
+                shard.shard
+            );
+        }
         self.check_model(model, vectors.first().map_or(self.header.dim, Vec::len))?;
         let all_ids: Vec<String> = self.ids.iter().chain(ids).cloned().collect();
         // The old rows are copied as they are: they are normalised already.
-        write_files(&self.dir, self.header.model.clone(), self.header.dim, &all_ids, self.vectors(), vectors)
+        write_files(&self.dir, self.header.model.clone(), self.header.dim, &all_ids, self.vectors(), vectors, None)
     }
 
     /// The header.
@@ -198,6 +232,7 @@ fn write_files(
     ids: &[String],
     old_rows: &[f32],
     new_rows: &[Vec<f32>],
+    shard: Option<ShardOf>,
 ) -> Result<()> {
     let count = old_rows.len() / dim.max(1) + new_rows.len();
     if ids.len() != count {
@@ -233,6 +268,7 @@ fn write_files(
         model,
         vectors_crc32: crc32fast::hash(&vectors),
         ids_crc32: crc32fast::hash(&id_lines),
+        shard,
     };
     let header = serde_json::to_string_pretty(&header)?;
     let staged = [stage(dir, VECTORS, &vectors)?, stage(dir, IDS, &id_lines)?, stage(dir, HEADER, header.as_bytes())?];

@@ -27,36 +27,11 @@ use serde::{Deserialize, Serialize};
 use uae_data::fingerprint::fingerprint;
 use uae_data::jsonl::repair_tail;
 use uae_data::records::{read_candidates, read_labels};
-use uae_data::{CandidateLine, DataSet, LabelLine};
+use uae_data::{CandidateLine, DataSet, LabelLine, Shard};
 
 use crate::prompt::{Utility, UtilityPrompt, fit_passage};
 use crate::score::{ScoreItem, score_each};
 use crate::teacher::Teacher;
-
-/// Which part of the queries this process labels: those whose position in
-/// the candidates file is `index` modulo `count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    /// This shard, from 0.
-    pub index: usize,
-    /// Number of shards.
-    pub count: usize,
-}
-
-impl std::str::FromStr for Shard {
-    type Err = anyhow::Error;
-
-    /// Parses `i/n` with `0 <= i < n`.
-    fn from_str(s: &str) -> Result<Self> {
-        let parsed = s
-            .split_once('/')
-            .and_then(|(i, n)| Some((i.trim().parse::<usize>().ok()?, n.trim().parse::<usize>().ok()?)));
-        match parsed {
-            Some((index, count)) if count > 0 && index < count => Ok(Self { index, count }),
-            _ => bail!("shard {s:?} must look like i/n with 0 <= i < n, e.g. 0/4"),
-        }
-    }
-}
 
 /// Settings of a labelling run.
 #[derive(Debug, Clone)]
@@ -159,12 +134,6 @@ impl LabelMeta {
     }
 }
 
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
-
 /// Labels the candidates of `candidates_path` against `data` (read from the
 /// folder `data_dir`) with the teacher `lm`, appending to `out` (see the
 /// module documentation for resuming).
@@ -204,7 +173,7 @@ pub fn label(
         shard: options.shard.map(|s| s.to_string()),
         expected: None,
     };
-    let in_shard = |position: usize| options.shard.is_none_or(|s| position % s.count == s.index);
+    let in_shard = |position: usize| options.shard.is_none_or(|s| s.holds(position));
     let answerable = |c: &CandidateLine| {
         options.prompt.utility == Utility::Question || data.queries.get(&c.query_id).and_then(|q| q.first_answer()).is_some()
     };
@@ -503,13 +472,6 @@ fn same_numbers(a: &LabelLine, b: &LabelLine) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shards_parse() {
-        assert_eq!("1/4".parse::<Shard>().unwrap(), Shard { index: 1, count: 4 });
-        assert!("4/4".parse::<Shard>().is_err());
-        assert!("x".parse::<Shard>().is_err());
-    }
 
     #[test]
     fn torn_last_line_is_cut_and_finished_queries_found() {
