@@ -237,3 +237,65 @@ fn shard_indexes_merge_into_the_unsharded_index() {
     let ids: Vec<u64> = std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, [1, 4]);
 }
+
+/// A TREC run's lines as (query, document) -> score.
+fn run_scores(run: &str) -> Vec<((String, String), f32)> {
+    run_lines(run).into_iter().map(|((q, d, _), s)| ((q, d), s)).collect()
+}
+
+/// Against a real Qdrant server (`UAE_QDRANT_URL`, its gRPC address; the
+/// test says "skipped" without one): `uae index push` fills a sharded
+/// collection that `uae search --qdrant` searches with the index's own
+/// model, giving the ranking and scores of `uae search --exact`; a second
+/// push resumes; an index of another model or width is refused.
+#[test]
+fn qdrant_collection_searches_like_the_index() {
+    let Ok(url) = std::env::var("UAE_QDRANT_URL") else {
+        eprintln!("skipped: UAE_QDRANT_URL is not set (a Qdrant server's gRPC address, e.g. http://127.0.0.1:6334)");
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let model = work.path().join("model");
+    write_tiny_bert(&model, &TinyBertSpec::default()).unwrap();
+    let corpus = work.path().join("corpus.jsonl");
+    std::fs::write(&corpus, word_corpus(40)).unwrap();
+    let index = work.path().join("index");
+    ok(&["index", "build", "--model", path(&model), "--corpus", path(&corpus), "--out", path(&index)]);
+    let collection = format!("uae-test-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    let push = |index: &Path| uae(&["index", "push", "--index", path(index), "--qdrant", &url, "--collection", &collection, "--shards", "2", "--batch", "7", "--corpus", path(&corpus)]);
+    let out = push(&index);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pushed 40 points"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Pushed again: the full batches are found, the last one rewritten.
+    let out = push(&index);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pushed 5 points") && String::from_utf8_lossy(&out.stderr).contains("(35 were there already)"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let queries = work.path().join("queries.jsonl");
+    std::fs::write(&queries, "{\"_id\":\"q1\",\"text\":\"python list dict\"}\n{\"_id\":\"q2\",\"text\":\"slow error line\"}\n").unwrap();
+    let search = |source: &[&str], exact: bool| {
+        let mut args = vec!["search", "--queries", path(&queries), "-k", "5"];
+        args.extend(source);
+        if exact {
+            args.push("--exact");
+        }
+        run_scores(&ok(&args))
+    };
+    let want = search(&["--index", path(&index)], true);
+    for exact in [true, false] {
+        let got = search(&["--qdrant", &url, "--collection", &collection], exact);
+        assert_eq!(got.len(), want.len());
+        for ((key, score), (want_key, want_score)) in got.iter().zip(&want) {
+            assert_eq!(key, want_key);
+            assert!((score - want_score).abs() < 1e-5, "{key:?}: {score} against {want_score}");
+        }
+    }
+    // Another model's index is not mixed into the collection.
+    let other = work.path().join("other");
+    write_tiny_bert(&other, &TinyBertSpec { seed: 8, ..Default::default() }).unwrap();
+    let other_index = work.path().join("other-index");
+    ok(&["index", "build", "--model", path(&other), "--corpus", path(&corpus), "--out", path(&other_index)]);
+    let out = push(&other_index);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds vectors of model"), "{}", String::from_utf8_lossy(&out.stderr));
+    let e = err(&["search", "--qdrant", &url, "--collection", &collection, "--model", path(&other), "--query", "x"]);
+    assert!(e.contains("search it with the same model"), "{e}");
+}

@@ -1,4 +1,4 @@
-//! `uae index build|add|merge|hnsw|bench` and `uae search`.
+//! `uae index build|add|merge|push|hnsw|bench` and `uae search`.
 
 use std::path::PathBuf;
 
@@ -10,10 +10,11 @@ use uae_data::{Hit, Shard};
 use uae_index::corpus_index::{self, Searcher};
 use uae_data::beir::{read_corpus, read_queries};
 use uae_index::hnsw::{HnswIndex, HnswParams};
+use uae_index::qdrant;
 use uae_index::store::{self, VectorStore};
 use uae_data::Run;
 use uae_data::trec::write_run;
-use uae_model::encoder::{BiEncoder, EncoderOptions};
+use uae_model::encoder::{BiEncoder, EncoderOptions, TextRole};
 use uae_data::jsonl::JsonlWriter;
 use uae_data::lock::claim_folder;
 
@@ -38,6 +39,9 @@ enum IndexCommand {
     /// Merge shard indexes (`uae index build --shard i/n`) into one index,
     /// rows in corpus order: the index an unsharded build writes.
     Merge(MergeArgs),
+    /// Copy an index into a Qdrant collection (created with cosine distance
+    /// when missing); resumes a killed push.
+    Push(PushArgs),
     /// Build (or rebuild) the HNSW graph of an existing index from its
     /// stored vectors; no model is needed.
     Hnsw(HnswArgs),
@@ -131,6 +135,31 @@ struct BuildArgs {
 }
 
 #[derive(Args)]
+struct PushArgs {
+    /// The index directory.
+    #[arg(long)]
+    index: PathBuf,
+    /// Qdrant's gRPC address, e.g. http://127.0.0.1:6334 (QDRANT_API_KEY is sent when set).
+    #[arg(long)]
+    qdrant: String,
+    /// The collection.
+    #[arg(long)]
+    collection: String,
+    /// Shards of a new collection.
+    #[arg(long, default_value_t = 1)]
+    shards: u32,
+    /// Copies of each shard of a new collection.
+    #[arg(long, default_value_t = 1)]
+    replicas: u32,
+    /// Points per upsert.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// The corpus (BEIR corpus.jsonl), to keep each passage's title in its payload.
+    #[arg(long)]
+    corpus: Option<String>,
+}
+
+#[derive(Args)]
 struct MergeArgs {
     /// The merged index directory: a new or empty folder, or an index to replace.
     #[arg(long)]
@@ -177,8 +206,15 @@ struct AddArgs {
 #[derive(Args)]
 pub struct SearchArgs {
     /// The index directory.
-    #[arg(long)]
-    index: PathBuf,
+    #[arg(long, required_unless_present = "qdrant", conflicts_with = "qdrant")]
+    index: Option<PathBuf>,
+    /// Search a Qdrant collection instead (`uae index push` fills it): its
+    /// gRPC address, e.g. http://127.0.0.1:6334.
+    #[arg(long, requires = "collection")]
+    qdrant: Option<String>,
+    /// The Qdrant collection.
+    #[arg(long, requires = "qdrant")]
+    collection: Option<String>,
     /// The bi-encoder for the queries (default: the one the index was built with).
     #[arg(long)]
     model: Option<String>,
@@ -254,6 +290,25 @@ pub fn run_index(args: IndexArgs, device: &Device) -> Result<()> {
                 eprintln!("HNSW graph: {}", describe_graph(&graph));
             }
         }
+        IndexCommand::Push(a) => {
+            let store = VectorStore::open(&a.index)?;
+            let titles = match &a.corpus {
+                Some(path) => read_corpus(path)?.as_slice().iter().filter(|p| !p.title.is_empty()).map(|p| (p.id.clone(), p.title.clone())).collect(),
+                None => Default::default(),
+            };
+            let collection = qdrant::Collection { url: a.qdrant.clone(), name: a.collection.clone() };
+            let options = qdrant::PushOptions { shards: a.shards, replicas: a.replicas, batch: a.batch };
+            let bar = progress::bar(store.ids().len() as u64, "points");
+            let report = qdrant::push(&store, &collection, options, &titles, |n| bar.inc(n as u64))?;
+            bar.finish_and_clear();
+            eprintln!(
+                "pushed {} points to collection {:?} at {}{}",
+                report.written,
+                a.collection,
+                a.qdrant,
+                if report.resumed > 0 { format!(" ({} were there already)", report.resumed) } else { String::new() }
+            );
+        }
         IndexCommand::Add(a) => {
             let passages = read_corpus(&a.corpus)?;
             let model = match a.model {
@@ -285,22 +340,52 @@ pub fn run_search(args: SearchArgs, device: &Device) -> Result<()> {
     if args.k == 0 {
         bail!("-k must be at least 1");
     }
-    let store = VectorStore::open(&args.index)?;
-    let model = args.model.unwrap_or_else(|| store.header().model.name.clone());
-    let encoder = load_encoder(&model, device)?;
-    store.check_model(&corpus_index::model_stamp(&encoder, &model)?, encoder.dim())?;
     let (ids, texts): (Vec<String>, Vec<String>) = match (&args.query, &args.queries) {
         (Some(text), _) => (vec!["q".into()], vec![text.clone()]),
         (None, Some(path)) => read_queries(path)?.as_slice().iter().map(|q| (q.id.clone(), q.text.clone())).unzip(),
         (None, None) => unreachable!("clap requires --query or --queries"),
     };
-    let mut searcher = Searcher::open(&args.index, &store, args.exact)?;
-    match (&mut searcher, args.ef_search) {
-        (Searcher::Hnsw(graph), Some(ef)) => graph.set_ef_search(ef),
-        (Searcher::Exact, Some(_)) => bail!("--ef-search needs an HNSW graph, and {} has none", args.index.display()),
-        _ => {}
-    }
-    let results = corpus_index::search_texts(&store, &searcher, &encoder, &texts, args.k, args.batch_tokens)?;
+    let results = match (&args.index, &args.qdrant, &args.collection) {
+        (Some(index), _, _) => {
+            let store = VectorStore::open(index)?;
+            let model = args.model.clone().unwrap_or_else(|| store.header().model.name.clone());
+            let encoder = load_encoder(&model, device)?;
+            store.check_model(&corpus_index::model_stamp(&encoder, &model)?, encoder.dim())?;
+            let mut searcher = Searcher::open(index, &store, args.exact)?;
+            match (&mut searcher, args.ef_search) {
+                (Searcher::Hnsw(graph), Some(ef)) => graph.set_ef_search(ef),
+                (Searcher::Exact, Some(_)) => bail!("--ef-search needs an HNSW graph, and {} has none", index.display()),
+                _ => {}
+            }
+            corpus_index::search_texts(&store, &searcher, &encoder, &texts, args.k, args.batch_tokens)?
+        }
+        (None, Some(url), Some(name)) => {
+            let collection = qdrant::Collection { url: url.clone(), name: name.clone() };
+            // The queries are embedded by the model the points were made with.
+            let stamp = qdrant::collection_model(&collection)?;
+            let model = args.model.clone().unwrap_or_else(|| stamp.name.clone());
+            let encoder = load_encoder(&model, device)?;
+            let ours = corpus_index::model_stamp(&encoder, &model)?;
+            if ours.fingerprint != stamp.fingerprint {
+                bail!(
+                    "the collection {name:?} holds vectors of model {} (fingerprint {}), not of {model} ({}); search it with the same model",
+                    stamp.name,
+                    stamp.fingerprint,
+                    ours.fingerprint
+                );
+            }
+            let vectors = encoder.embed(&texts, TextRole::Query, args.batch_tokens, |_| {})?.vectors;
+            let unit: Vec<Vec<f32>> = vectors
+                .into_iter()
+                .map(|mut v| {
+                    store::normalize(&mut v);
+                    v
+                })
+                .collect();
+            qdrant::search(&collection, &unit, args.k, args.exact)?
+        }
+        _ => unreachable!("clap requires --index or --qdrant with --collection"),
+    };
     if args.query.is_some() && args.run_out.is_none() {
         let lines: String =
             results[0].iter().enumerate().map(|(rank, Hit { id, score })| format!("{}\t{score:.6}\t{id}\n", rank + 1)).collect();

@@ -9,4 +9,5 @@ pub mod exact;
 pub mod hnsw;
 pub mod mine;
 pub mod npy;
+pub mod qdrant;
 pub mod store;
