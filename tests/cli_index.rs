@@ -247,7 +247,8 @@ fn run_scores(run: &str) -> Vec<((String, String), f32)> {
 /// test says "skipped" without one): `uae index push` fills a sharded
 /// collection that `uae search --qdrant` searches with the index's own
 /// model, giving the ranking and scores of `uae search --exact`; a second
-/// push resumes; an index of another model or width is refused.
+/// push resumes; `uae serve --qdrant` answers /search alike; an index of
+/// another model is refused.
 #[test]
 fn qdrant_collection_searches_like_the_index() {
     let Ok(url) = std::env::var("UAE_QDRANT_URL") else {
@@ -289,6 +290,26 @@ fn qdrant_collection_searches_like_the_index() {
             assert!((score - want_score).abs() < 1e-5, "{key:?}: {score} against {want_score}");
         }
     }
+    // `uae serve --qdrant` answers /search from the collection the same way.
+    let server = uae_test_support::serve::Server::start(&["--model", path(&model), "--qdrant", &url, "--collection", &collection]);
+    let reply = server.post("/search", &serde_json::json!({"queries": ["python list dict", "slow error line"], "k": 5}));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let served: Vec<((String, String), f32)> = reply.json()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(["q1", "q2"])
+        .flat_map(|(hits, q)| {
+            hits.as_array().unwrap().iter().map(move |h| ((q.to_string(), h["id"].as_str().unwrap().to_string()), h["score"].as_f64().unwrap() as f32))
+        })
+        .collect();
+    assert_eq!(served.len(), want.len());
+    for ((key, score), (want_key, want_score)) in served.iter().zip(&want) {
+        assert_eq!(key, want_key);
+        assert!((score - want_score).abs() < 1e-5, "{key:?}: {score} against {want_score}");
+    }
+    assert_eq!(server.get("/info").json()["index"]["size"], 40);
+    drop(server);
     // Another model's index is not mixed into the collection.
     let other = work.path().join("other");
     write_tiny_bert(&other, &TinyBertSpec { seed: 8, ..Default::default() }).unwrap();

@@ -360,9 +360,9 @@ pub fn run_search(args: SearchArgs, device: &Device) -> Result<()> {
             corpus_index::search_texts(&store, &searcher, &encoder, &texts, args.k, args.batch_tokens)?
         }
         (None, Some(url), Some(name)) => {
-            let collection = qdrant::Collection { url: url.clone(), name: name.clone() };
+            let client = qdrant::Client::connect(&qdrant::Collection { url: url.clone(), name: name.clone() })?;
             // The queries are embedded by the model the points were made with.
-            let stamp = qdrant::collection_model(&collection)?;
+            let stamp = client.model()?;
             let model = args.model.clone().unwrap_or_else(|| stamp.name.clone());
             let encoder = load_encoder(&model, device)?;
             let ours = corpus_index::model_stamp(&encoder, &model)?;
@@ -382,7 +382,7 @@ pub fn run_search(args: SearchArgs, device: &Device) -> Result<()> {
                     v
                 })
                 .collect();
-            qdrant::search(&collection, &unit, args.k, args.exact)?
+            client.search(&unit, args.k, args.exact)?
         }
         _ => unreachable!("clap requires --index or --qdrant with --collection"),
     };

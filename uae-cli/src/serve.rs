@@ -15,8 +15,15 @@ pub struct ServeArgs {
     #[arg(long)]
     model: String,
     /// A corpus index built with this model, for POST /search.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "qdrant")]
     index: Option<PathBuf>,
+    /// Or a Qdrant server's gRPC address (http://HOST:6334) whose --collection
+    /// `uae index push` filled with this model's vectors, for POST /search.
+    #[arg(long, requires = "collection")]
+    qdrant: Option<String>,
+    /// The Qdrant collection.
+    #[arg(long, requires = "qdrant")]
+    collection: Option<String>,
     /// A teacher LLM (GGUF file, model directory or hub id), for POST /v1/completions.
     #[arg(long)]
     teacher: Option<String>,
@@ -45,6 +52,7 @@ pub fn run(args: ServeArgs, device: Device) -> Result<()> {
     let config = ServeConfig {
         model: args.model,
         index: args.index,
+        qdrant: args.qdrant.zip(args.collection).map(|(url, name)| uae_index::qdrant::Collection { url, name }),
         teacher: args.teacher,
         addr: args.addr,
         max_batch_tokens: args.max_batch_tokens,

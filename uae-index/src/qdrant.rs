@@ -57,15 +57,17 @@ pub fn point_id(id: &str) -> String {
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("uae:doc/{id}").as_bytes()).to_string()
 }
 
-/// A client on a tokio runtime of its own (the commands are synchronous).
-struct Client {
+/// A connection to one collection, on a tokio runtime of its own (uae's
+/// commands and its inference thread are synchronous).
+pub struct Client {
     runtime: tokio::runtime::Runtime,
     qdrant: Qdrant,
     collection: Collection,
 }
 
 impl Client {
-    fn connect(collection: &Collection) -> Result<Self> {
+    /// Connects to `collection`'s server (`QDRANT_API_KEY` is sent when set).
+    pub fn connect(collection: &Collection) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let api_key = std::env::var("QDRANT_API_KEY").ok();
         let qdrant = Qdrant::from_url(&collection.url)
@@ -90,7 +92,34 @@ impl Client {
         Ok(page.result.first().map(|p| ModelStamp { name: text(&p.payload, "model"), fingerprint: text(&p.payload, "fingerprint") }))
     }
 
-    fn count(&self) -> Result<usize> {
+    /// The model the collection's points were embedded with (from their
+    /// payload), or an error when it is empty.
+    pub fn model(&self) -> Result<ModelStamp> {
+        self.stamp()?.ok_or_else(|| anyhow!("{} has no points; push an index into it first", self.at()))
+    }
+
+    /// The best `k` documents for each of `queries` (unit vectors of the
+    /// collection's model): ids from the payload, cosine scores, in the one
+    /// ranking order. With `exact`, Qdrant scans every point instead of its
+    /// HNSW graph.
+    pub fn search(&self, queries: &[Vec<f32>], k: usize, exact: bool) -> Result<Vec<Vec<Hit>>> {
+        queries
+            .iter()
+            .map(|q| {
+                let request = SearchPointsBuilder::new(&self.collection.name, q.clone(), k as u64)
+                    .with_payload(true)
+                    .params(SearchParamsBuilder::default().exact(exact));
+                let response =
+                    self.runtime.block_on(self.qdrant.search_points(request)).with_context(|| format!("searching {}", self.at()))?;
+                let mut hits: Vec<Hit> = response.result.iter().map(|p| Hit::new(text(&p.payload, "id"), f64::from(p.score))).collect();
+                uae_data::ranking::sort(&mut hits);
+                Ok(hits)
+            })
+            .collect()
+    }
+
+    /// The number of points in the collection.
+    pub fn count(&self) -> Result<usize> {
         let response = self
             .runtime
             .block_on(self.qdrant.count(CountPointsBuilder::new(&self.collection.name).exact(true)))
@@ -186,32 +215,6 @@ pub fn push(
         progress(end - first);
     }
     Ok(PushReport { written: store.ids().len() - start, resumed: start })
-}
-
-/// The model a collection's points were embedded with (from their payload),
-/// or an error when it is empty.
-pub fn collection_model(collection: &Collection) -> Result<ModelStamp> {
-    let client = Client::connect(collection)?;
-    client.stamp()?.ok_or_else(|| anyhow!("{} has no points; push an index into it first", client.at()))
-}
-
-/// The best `k` documents of `collection` for each of `queries` (unit
-/// vectors of the collection's model): ids from the payload, cosine scores.
-/// With `exact`, Qdrant scans every point instead of its HNSW graph.
-pub fn search(collection: &Collection, queries: &[Vec<f32>], k: usize, exact: bool) -> Result<Vec<Vec<Hit>>> {
-    let client = Client::connect(collection)?;
-    queries
-        .iter()
-        .map(|q| {
-            let request = SearchPointsBuilder::new(&collection.name, q.clone(), k as u64)
-                .with_payload(true)
-                .params(SearchParamsBuilder::default().exact(exact));
-            let response = client.runtime.block_on(client.qdrant.search_points(request)).with_context(|| format!("searching {}", client.at()))?;
-            let mut hits: Vec<Hit> = response.result.iter().map(|p| Hit::new(text(&p.payload, "id"), f64::from(p.score))).collect();
-            uae_data::ranking::sort(&mut hits);
-            Ok(hits)
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -36,6 +36,8 @@ pub struct ServeConfig {
     pub model: String,
     /// A corpus index built with `model`, for `/search`.
     pub index: Option<PathBuf>,
+    /// Or a Qdrant collection `uae index push` filled with `model`'s vectors.
+    pub qdrant: Option<uae_index::qdrant::Collection>,
     /// A teacher LLM (GGUF file, model directory or hub id), for `/v1/completions`.
     pub teacher: Option<String>,
     /// Where to listen; port 0 picks a free one.
@@ -60,6 +62,7 @@ impl ServeConfig {
         Self {
             model: model.into(),
             index: None,
+            qdrant: None,
             teacher: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_batch_tokens: 2_048,
@@ -83,6 +86,7 @@ pub fn serve(config: ServeConfig, device: Device, ready: impl FnOnce(SocketAddr)
         model: config.model.clone(),
         max_input_length: config.max_input_length,
         index: config.index.clone(),
+        qdrant: config.qdrant.clone(),
         teacher: config.teacher.clone(),
     };
     let (jobs, loaded, inference) =

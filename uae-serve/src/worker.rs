@@ -14,6 +14,7 @@ use burn::tensor::Device;
 use tokio::sync::{mpsc, oneshot};
 use uae_data::Ranking;
 use uae_index::corpus_index::{self, Searcher};
+use uae_index::qdrant::{Client, Collection};
 use uae_index::store::VectorStore;
 use uae_model::encoder::{BiEncoder, EncoderOptions, TextRole};
 use uae_model::llm::CausalLm;
@@ -49,6 +50,8 @@ pub struct Models {
     pub max_input_length: Option<usize>,
     /// A corpus index built with `model`.
     pub index: Option<PathBuf>,
+    /// Or a Qdrant collection of `model`'s vectors.
+    pub qdrant: Option<Collection>,
     /// A teacher LLM for `/v1/completions`.
     pub teacher: Option<String>,
 }
@@ -115,9 +118,17 @@ pub struct Scored {
 /// How many token budgets of waiting requests one batch takes at most.
 const COLLECTED_BUDGETS: usize = 16;
 
+/// What `/search` searches.
+enum Index {
+    /// An index on disk.
+    Local(VectorStore, Searcher),
+    /// A Qdrant collection.
+    Qdrant(Client),
+}
+
 struct State {
     encoder: BiEncoder,
-    index: Option<(VectorStore, Searcher)>,
+    index: Option<Index>,
     teacher: Option<CausalLm>,
     max_batch_tokens: usize,
     metrics: Arc<Metrics>,
@@ -185,8 +196,28 @@ fn load(models: &Models, device: &Device, max_batch_tokens: usize, metrics: Arc<
                 format!("--index {} cannot be searched with --model {}", dir.display(), models.model)
             })?;
             let searcher = Searcher::open(dir, &store, false)?;
-            Some((store, searcher))
+            Some(Index::Local(store, searcher))
         }
+        None => match &models.qdrant {
+            Some(collection) => {
+                let client = Client::connect(collection)?;
+                let stamp = client.model()?;
+                if stamp.fingerprint != corpus_index::model_stamp(&encoder, &models.model)?.fingerprint {
+                    anyhow::bail!(
+                        "the Qdrant collection {:?} holds vectors of model {}, not of --model {}; serve it with the same model",
+                        collection.name,
+                        stamp.name,
+                        models.model
+                    );
+                }
+                Some(Index::Qdrant(client))
+            }
+            None => None,
+        },
+    };
+    let index_size = match &index {
+        Some(Index::Local(store, _)) => Some(store.ids().len()),
+        Some(Index::Qdrant(client)) => Some(client.count()?),
         None => None,
     };
     let teacher = models.teacher.as_deref().map(|t| CausalLm::load(t, device)).transpose()?;
@@ -195,8 +226,8 @@ fn load(models: &Models, device: &Device, max_batch_tokens: usize, metrics: Arc<
         query_prefix: encoder.sentence.query_prefix.clone(),
         passage_prefix: encoder.sentence.passage_prefix.clone(),
         dim: encoder.dim(),
-        index_size: index.as_ref().map(|(s, _)| s.ids().len()),
-        hnsw: matches!(index, Some((_, Searcher::Hnsw(_)))),
+        index_size,
+        hnsw: matches!(index, Some(Index::Local(_, Searcher::Hnsw(_)))),
         teacher: teacher.as_ref().map(|t| (t.tokenizer().clone(), t.context_length())),
     };
     Ok((State { encoder, index, teacher, max_batch_tokens, metrics }, summary))
@@ -260,9 +291,18 @@ impl State {
     }
 
     fn search(&self, queries: &[String], k: usize, exact: bool) -> Result<Vec<Ranking>> {
-        let Some((store, searcher)) = &self.index else { anyhow::bail!("the server was started without --index") };
-        let searcher = if exact { &Searcher::Exact } else { searcher };
-        corpus_index::search_texts(store, searcher, &self.encoder, queries, k, self.max_batch_tokens)
+        match &self.index {
+            Some(Index::Local(store, searcher)) => {
+                let searcher = if exact { &Searcher::Exact } else { searcher };
+                corpus_index::search_texts(store, searcher, &self.encoder, queries, k, self.max_batch_tokens)
+            }
+            Some(Index::Qdrant(client)) => {
+                let mut vectors = self.encoder.embed(queries, TextRole::Query, self.max_batch_tokens, |_| {})?.vectors;
+                vectors.iter_mut().for_each(|v| uae_index::store::normalize(v));
+                client.search(&vectors, k, exact)
+            }
+            None => anyhow::bail!("the server was started without --index"),
+        }
     }
 
     fn complete(&self, prompts: &[Vec<u32>], max_tokens: usize) -> Result<Vec<Scored>> {
