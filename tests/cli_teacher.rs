@@ -460,8 +460,9 @@ fn label_shards_merge_to_the_unsharded_labels() {
 /// `uae label --teacher openai:URL#MODEL` against `uae serve --teacher`
 /// gives the labels of local labelling within 2e-5 nats: the same weights
 /// and tokens, scored one sequence per request instead of in padded
-/// batches, so only float summation order differs. A server without a
-/// teacher is a clear error before any work.
+/// batches, so only float summation order differs; `uae synth` through it
+/// generates the same questions. A server without a teacher is a clear
+/// error before any work.
 #[test]
 fn served_teacher_labels_like_the_local_one() {
     let s = setup();
@@ -495,6 +496,24 @@ fn served_teacher_labels_like_the_local_one() {
     assert!(worst < 2e-5, "largest difference {worst}");
     let meta = std::fs::read_to_string(s.root.join("remote.jsonl.meta.json")).unwrap();
     assert!(meta.contains(&format!("\"teacher\": \"{spec}\"")), "{meta}");
+
+    // uae synth generates through the server the questions it generates here.
+    let index = s.root.join("index");
+    let corpus = format!("{}/corpus.jsonl", s.data);
+    let built = uae(&["index", "build", "--model", model.to_str().unwrap(), "--corpus", &corpus, "--out", index.to_str().unwrap()]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    let synth = |teacher: &str, out: &Path| {
+        let run = uae(&[
+            "synth", "--teacher", teacher, "--data", &s.data, "--out", out.to_str().unwrap(), "--student", model.to_str().unwrap(),
+            "--index", index.to_str().unwrap(), "--max-passages", "6", "--per-passage", "2", "--max-new-tokens", "12",
+        ]);
+        assert!(run.status.success(), "{}", stderr(&run));
+        let lines: Vec<serde_json::Value> = read_lines(&out.join("synth.jsonl"));
+        lines.into_iter().map(|l| (l["passage_id"].clone(), l["n"].clone(), l["output"].clone())).collect::<Vec<_>>()
+    };
+    let here = synth(&s.teacher, &s.root.join("synth-local"));
+    assert_eq!(here.len(), 12);
+    assert_eq!(synth(&spec, &s.root.join("synth-remote")), here);
 
     let bare = Server::start(&["--model", model.to_str().unwrap()]);
     let spec = format!("openai:{}/v1#{}", bare.base, s.teacher);

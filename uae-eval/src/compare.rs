@@ -21,7 +21,6 @@ use uae_index::corpus_index;
 use uae_index::exact;
 use uae_index::store::{VectorStore, normalize};
 use uae_model::encoder::{BiEncoder, EncoderOptions, TextRole};
-use uae_model::llm::CausalLm;
 use uae_teacher::teacher::Teacher;
 use uae_teacher::answer::{self, AnswerOptions};
 use uae_teacher::rerank::{RerankOptions, rerank};
@@ -165,10 +164,10 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
     }
     // The generator is the re-ranking teacher unless another is named.
     let own_generator = match &args.generator {
-        Some(g) if args.rerank_teacher.as_ref() != Some(g) => Some(Teacher::from(CausalLm::load(g, device)?)),
+        Some(g) if args.rerank_teacher.as_ref() != Some(g) => Some(Teacher::load(g, device)?),
         _ => None,
     };
-    let generator_lm = own_generator.as_ref().or(rerank_lm.as_ref()).map(Teacher::local).transpose()?;
+    let generator_lm = own_generator.as_ref().or(rerank_lm.as_ref());
 
     std::fs::create_dir_all(report_dir.join("runs"))
         .with_context(|| format!("cannot create {}", report_dir.join("runs").display()))?;
@@ -410,7 +409,7 @@ fn rerank_system(
 /// passage-query pair once), writes `answers.jsonl`, and returns each
 /// system's token F1 and exact match per query, in query order.
 fn answer_all(
-    lm: &CausalLm,
+    lm: &Teacher,
     systems: &[Ranked],
     data: &DataSet,
     queries: &[&Query],

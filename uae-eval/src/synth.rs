@@ -44,8 +44,7 @@ impl SynthJob {
 /// Runs `job` (resuming a killed run) and says what it did through `progress`.
 pub fn run_synth(job: &SynthJob, device: &Device, progress: &dyn Progress) -> Result<(GenerateReport, SynthSummary)> {
     let data = DataSet::load_all(&job.data)?;
-    let teacher = Teacher::load(&job.teacher, device)?;
-    let lm = teacher.local()?;
+    let lm = Teacher::load(&job.teacher, device)?;
     let encoder = BiEncoder::load(&job.student, device, &EncoderOptions::default())?;
     let passages = data.corpus.as_slice();
     let index = job.index.clone().unwrap_or_else(|| job.out.join("index"));

@@ -4,9 +4,9 @@
 //! retrieved passage helped (`uae_eval::metrics::{token_f1, exact_match}`).
 
 use anyhow::Result;
-use uae_model::llm::CausalLm;
 
 use crate::prompt::{UtilityPrompt, fit_passage};
+use crate::teacher::Teacher;
 
 /// Settings of answer generation.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ pub const ANSWER_BATCH: usize = 8;
 /// `CausalLm::generate_batch`). `progress` gets the number of answers
 /// finished after each batch.
 pub fn answer_all(
-    lm: &CausalLm,
+    lm: &Teacher,
     pairs: &[(&str, &str)],
     options: &AnswerOptions,
     mut progress: impl FnMut(usize),

@@ -34,7 +34,9 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use uae_data::jsonl::{read_appended, repair_tail};
 use uae_data::{DataSet, Passage, Query};
-use uae_model::llm::{CausalLm, ChatMessage};
+use uae_model::llm::{ChatMessage, LmTokenizer};
+
+use crate::teacher::Teacher;
 
 use crate::prompt::fit_passage;
 
@@ -242,7 +244,7 @@ pub const ANOTHER: &str = "Write another question about the passage, different f
 /// The chat (or plain-text) prompt asking for a question about `passage`,
 /// after the few-shot `shots` (passage, question, answer) and the replies
 /// `before` already generated for this passage.
-fn prompt(lm: &CausalLm, shots: &[(String, String, String)], passage: &str, before: &[String]) -> Result<String> {
+fn prompt(lm: &LmTokenizer, shots: &[(String, String, String)], passage: &str, before: &[String]) -> Result<String> {
     let turn = |passage: &str| format!("{INSTRUCTION}\n\nPassage: {passage}");
     let reply = |q: &str, a: &str| format!("Question: {q}\nAnswer: {a}");
     if lm.has_chat_template() {
@@ -277,7 +279,7 @@ fn prompt(lm: &CausalLm, shots: &[(String, String, String)], passage: &str, befo
 /// is too long its passage is shortened. Also says whether anything was left
 /// out.
 fn fit_prompt(
-    lm: &CausalLm,
+    lm: &LmTokenizer,
     shots: &[(String, String, String)],
     passage: &str,
     before: &[String],
@@ -343,7 +345,7 @@ pub struct GenerateReport {
 /// generation the file holds, earlier runs' first. `progress` gets the
 /// passages done and to do by this run.
 pub fn generate(
-    lm: &CausalLm,
+    lm: &Teacher,
     data: &DataSet,
     path: &Path,
     options: &SynthOptions,
@@ -568,7 +570,7 @@ struct SynthRecord {
 /// [`assemble`]), and writes the BEIR folder `out` with `verdicts.jsonl` and
 /// `synth.json`. A resume with other options or another teacher is refused.
 pub fn synthesize(
-    lm: &CausalLm,
+    lm: &Teacher,
     data: &DataSet,
     out: &Path,
     options: &SynthOptions,
@@ -578,7 +580,7 @@ pub fn synthesize(
 ) -> Result<(GenerateReport, SynthSummary)> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let record_path = out.join(SUMMARY);
-    let mut record = SynthRecord { teacher: lm.source().display().to_string(), options: options.clone(), summary: None };
+    let mut record = SynthRecord { teacher: lm.name(), options: options.clone(), summary: None };
     let generations = out.join(GENERATIONS);
     if generations.exists() && record_path.exists() {
         let old: SynthRecord = uae_data::json::read_json(&record_path)?;

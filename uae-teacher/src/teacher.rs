@@ -61,14 +61,14 @@ impl Teacher {
         }
     }
 
-    /// The local model, for what only a local teacher does (generation).
-    pub fn local(&self) -> Result<&CausalLm> {
+    /// Greedy continuations of `prompts`, at most `max_new_tokens` ids each
+    /// (see [`CausalLm::generate_batch`]). A served teacher decodes with
+    /// `temperature: 0` and its text is tokenised here; an end-of-sequence
+    /// token is not part of it.
+    pub fn generate_batch(&self, prompts: &[&[u32]], max_new_tokens: usize) -> Result<Vec<Vec<u32>>> {
         match self {
-            Self::Local(lm) => Ok(lm),
-            Self::Remote(r) => bail!(
-                "generation needs a teacher run here; {} is served remotely (only log-probabilities are fetched from a server)",
-                r.base
-            ),
+            Self::Local(lm) => lm.generate_batch(prompts, max_new_tokens),
+            Self::Remote(r) => r.each(prompts, |prompt| r.generate(prompt, max_new_tokens)),
         }
     }
 
@@ -91,12 +91,6 @@ impl Deref for Teacher {
             Self::Local(lm) => lm,
             Self::Remote(r) => &r.text,
         }
-    }
-}
-
-impl From<CausalLm> for Teacher {
-    fn from(lm: CausalLm) -> Self {
-        Self::Local(lm)
     }
 }
 
@@ -206,7 +200,27 @@ impl RemoteTeacher {
     }
 
     fn continuation_logprobs(&self, pairs: &[(&[u32], &[u32])]) -> Result<Vec<Vec<f32>>> {
-        let mut out: Vec<Option<Result<Vec<f32>>>> = (0..pairs.len()).map(|_| None).collect();
+        self.each(pairs, |&(prompt, continuation)| self.score_one(prompt, continuation))
+    }
+
+    /// Greedy completion of `prompt` by the server, tokenised here.
+    fn generate(&self, prompt: &[u32], max_new_tokens: usize) -> Result<Vec<u32>> {
+        let request = serde_json::json!({
+            "model": self.model,
+            "prompt": self.text.text_of(prompt)?,
+            "max_tokens": max_new_tokens,
+            "temperature": 0,
+        });
+        let body: CompletionBody = self.post("completions", &request)?;
+        let choice = body.choices.into_iter().next().ok_or_else(|| anyhow!("the answer has no choices"))?;
+        self.text.encode(&choice.text)
+    }
+
+    /// `call` on every item, `concurrency` requests in flight; results in
+    /// input order, the first error (naming its item) stops the rest.
+    fn each<I: Sync, T: Send>(&self, items: &[I], call: impl Fn(&I) -> Result<T> + Sync) -> Result<Vec<T>> {
+        let mut out: Vec<Option<Result<T>>> = (0..items.len()).map(|_| None).collect();
+        let pairs = items;
         let threads = self.options.concurrency.min(pairs.len()).max(1);
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results = std::sync::Mutex::new(&mut out);
@@ -215,8 +229,8 @@ impl RemoteTeacher {
                 scope.spawn(|| {
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&(prompt, continuation)) = pairs.get(i) else { break };
-                        let result = self.score_one(prompt, continuation);
+                        let Some(item) = pairs.get(i) else { break };
+                        let result = call(item);
                         let failed = result.is_err();
                         results.lock().expect("no thread panics holding it")[i] = Some(result);
                         if failed {
@@ -229,7 +243,7 @@ impl RemoteTeacher {
         });
         out.into_iter()
             .enumerate()
-            .map(|(i, r)| r.unwrap_or_else(|| Err(anyhow!("pair {i} was not scored"))).with_context(|| format!("pair {i} (counting from 0)")))
+            .map(|(i, r)| r.unwrap_or_else(|| Err(anyhow!("item {i} was not sent"))).with_context(|| format!("item {i} (counting from 0)")))
             .collect()
     }
 

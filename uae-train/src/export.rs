@@ -101,9 +101,14 @@ fn write_model(base: &Path, weights: &Path, out: &Path) -> Result<()> {
 
 /// The model card of run `run`: YAML metadata that the Hugging Face hub
 /// and sentence-transformers read, then the training inputs, recipe and
-/// the dev evaluations of model selection, from the run's own records.
+/// the dev evaluations of model selection, from the run's own records
+/// (each part that has no record, as in a run assembled by hand, is left
+/// out).
 fn model_card(run: &Path) -> Result<String> {
-    let config = TrainConfig::from_file(&config_path(run))?;
+    let config = match config_path(run) {
+        p if p.is_file() => Some(TrainConfig::from_file(&p)?),
+        _ => None,
+    };
     let inputs: Option<Inputs> = match inputs_path(run) {
         p if p.is_file() => Some(uae_data::json::read_json(&p)?),
         _ => None,
@@ -112,15 +117,13 @@ fn model_card(run: &Path) -> Result<String> {
         p if p.is_file() => Some(uae_data::json::read_json(&p)?),
         _ => None,
     };
-    let base_config: serde_json::Value = uae_data::json::read_json(&run.join("base/config.json"))?;
-    // The hub id of the base, when one is known: the name given, or the one
-    // transformers recorded in the base's config.json.
+    // The hub id of the base when it was given as one. A local directory's
+    // config.json `_name_or_path` often names the model it was trained
+    // from rather than itself (all-MiniLM-L6-v2's names
+    // nreimers/MiniLM-L6-H384-uncased), so it is not used.
     let given = inputs.as_ref().and_then(|i| i.model.clone());
-    let hub_id = [given.clone(), base_config.get("_name_or_path").and_then(|v| v.as_str()).map(str::to_string)]
-        .into_iter()
-        .flatten()
-        .find(|s| looks_like_hub_id(s));
-    let base_name = hub_id.clone().or(given).unwrap_or_else(|| "its base model".into());
+    let hub_id = given.clone().filter(|s| looks_like_hub_id(s));
+    let base_name = given.unwrap_or_else(|| "its base model".into());
     let mut card = String::from("---\nlibrary_name: sentence-transformers\npipeline_tag: sentence-similarity\ntags:\n");
     for tag in ["sentence-transformers", "sentence-similarity", "feature-extraction", "uae", "utility-aligned-embeddings"] {
         card += &format!("- {tag}\n");
@@ -134,6 +137,10 @@ fn model_card(run: &Path) -> Result<String> {
              an LLM answer (Utility-Aligned Embeddings, arXiv 2604.22722): a teacher LLM scored each candidate passage \
              by the perplexity reduction it brings to the gold answer, and the encoder learned to imitate those scores. \
              No LLM runs at query time.\n\n";
+    if selection.as_ref().is_some_and(|s| s.chosen_step == 0) {
+        card += "**These are the base model's weights, unchanged**: no fine-tuned checkpoint beat the base on dev retrieval \
+                 (see Model selection).\n\n";
+    }
     card += "## Usage\n\n```python\nfrom sentence_transformers import SentenceTransformer\n\nmodel = SentenceTransformer(\"path/to/this/folder\")\n\
              embeddings = model.encode([\"How do I make an executable from a Python script?\"])\n```\n\n\
              With uae: `uae embed --model path/to/this/folder --input texts.jsonl --output vectors.jsonl`, or serve it: \
@@ -156,16 +163,21 @@ fn model_card(run: &Path) -> Result<String> {
             }
         }
     }
-    let loss = &config.loss;
-    row("loss", format!("{} (tau {}, tau_u {}, in-batch negatives {}, InfoNCE weight {})", loss.kind, loss.tau, loss.tau_u, loss.use_in_batch, loss.infonce_weight));
-    row("epochs", config.epochs.to_string());
-    row("batch size", format!("{} (x{} accumulated)", config.batch_size, config.grad_accumulation));
-    row("learning rate", format!("{} (warm-up {}, {:?} decay, weight decay {})", config.lr, config.warmup_ratio, config.decay, config.weight_decay));
-    row("seed", config.seed.to_string());
+    if let Some(config) = &config {
+        let loss = &config.loss;
+        row("loss", format!("{} (tau {}, tau_u {}, in-batch negatives {}, InfoNCE weight {})", loss.kind, loss.tau, loss.tau_u, loss.use_in_batch, loss.infonce_weight));
+        row("epochs", config.epochs.to_string());
+        row("batch size", format!("{} (x{} accumulated)", config.batch_size, config.grad_accumulation));
+        row("learning rate", format!("{} (warm-up {}, {:?} decay, weight decay {})", config.lr, config.warmup_ratio, config.decay, config.weight_decay));
+        row("seed", config.seed.to_string());
+    }
     if let Some(selection) = &selection {
         card += &format!("\n## Model selection\n\n{selection}.\n\nEvaluated on {} by full-corpus retrieval:\n\n", selection.dev);
-        let names: Vec<&String> = selection.history.first().map(|p| p.metrics.keys().collect()).unwrap_or_default();
-        card += &format!("| step | {} |\n|---|{}\n", names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" | "), "---|".repeat(names.len()));
+        let names: Vec<&str> = ["map", "recall@1", "recall@10", "mrr@10", "ndcg@10"]
+            .into_iter()
+            .filter(|n| selection.history.first().is_some_and(|p| p.metrics.contains_key(*n)))
+            .collect();
+        card += &format!("| step | {} |\n|---|{}\n", names.join(" | "), "---|".repeat(names.len()));
         for point in &selection.history {
             let cells: Vec<String> = names.iter().map(|n| point.metrics.get(*n).map_or("-".into(), |v| format!("{v:.4}"))).collect();
             let what = if point.step == 0 { "0 (base)".to_string() } else { point.step.to_string() };
