@@ -645,3 +645,44 @@ fn llama_cpp_server_teacher_labels_like_the_local_one() {
     eprintln!("llama-cpp-python against local labelling: largest difference {worst:.4} nats");
     assert!(worst < 0.15, "largest difference {worst}");
 }
+
+/// The served teacher's client retries what may pass: a server that admits
+/// one request at a time answers most of eight concurrent ones 429 (its
+/// /metrics counts them), and the client retries each with backoff until
+/// every score is in, equal to local scoring.
+#[test]
+fn served_teacher_retries_an_overloaded_server() {
+    let s = setup();
+    let model = s.root.join("bert");
+    write_tiny_bert(&model, &TinyBertSpec::default()).unwrap();
+    let server = Server::start(&["--model", model.to_str().unwrap(), "--teacher", &s.teacher, "--max-concurrent-requests", "1"]);
+    let input = s.root.join("lp.jsonl");
+    let lines: String = (0..24)
+        .map(|i| format!("{}\n", serde_json::json!({"id": i, "prompt": format!("the answer to question {i} is"), "continuation": format!(" on line {i}")})))
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let score = |teacher: &str, out: &str| {
+        let output = s.root.join(out);
+        let run = uae_test_support::cli::command()
+            .env("UAE_TEACHER_CONCURRENCY", "8")
+            .env("UAE_TEACHER_RETRIES", "40")
+            .args(["logprob", "--teacher", teacher, "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", stderr(&run));
+        read_lines(&output).iter().map(|l| l["logprob_sum"].as_f64().unwrap()).collect::<Vec<_>>()
+    };
+    let local = score(&s.teacher, "local.jsonl");
+    let remote = score(&format!("openai:{}/v1#{}", server.base, s.teacher), "remote.jsonl");
+    assert_eq!(local.len(), 24);
+    for (i, (a, b)) in local.iter().zip(&remote).enumerate() {
+        assert!((a - b).abs() < 2e-5, "item {i}: {a} against {b}");
+    }
+    let metrics = server.get("/metrics").body;
+    let refused: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("uae_requests_total{") && l.contains("status=\"429\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(refused > 0.0, "no request was refused, so no retry was tested:\n{metrics}");
+}
