@@ -91,6 +91,17 @@ fn word_corpus(n: usize) -> String {
         .collect()
 }
 
+/// A work folder with the tiny model in `model/` and `word_corpus(n)` in
+/// `corpus.jsonl`.
+fn word_fixture(n: usize) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let model = work.path().join("model");
+    write_tiny_bert(&model, &TinyBertSpec::default()).unwrap();
+    let corpus = work.path().join("corpus.jsonl");
+    std::fs::write(&corpus, word_corpus(n)).unwrap();
+    (work, model, corpus)
+}
+
 /// The lines of a TREC run: (query, document, rank) and score.
 fn run_lines(run: &str) -> Vec<((String, String, String), f32)> {
     run.lines()
@@ -103,11 +114,7 @@ fn run_lines(run: &str) -> Vec<((String, String, String), f32)> {
 
 #[test]
 fn hnsw_graph_is_built_searched_and_kept_consistent() {
-    let work = tempfile::tempdir().unwrap();
-    let model = work.path().join("model");
-    write_tiny_bert(&model, &TinyBertSpec::default()).unwrap();
-    let corpus = work.path().join("corpus.jsonl");
-    std::fs::write(&corpus, word_corpus(60)).unwrap();
+    let (work, model, corpus) = word_fixture(60);
     let index = work.path().join("index");
     let (index_s, model_s) = (path(&index), path(&model));
     let out = uae(&["index", "build", "--model", model_s, "--corpus", path(&corpus), "--out", index_s, "--hnsw"]);
@@ -180,11 +187,7 @@ fn index_rows(dir: &Path) -> (Vec<String>, Vec<f32>) {
 /// corpus, a missing, repeated or whole index are refused.
 #[test]
 fn shard_indexes_merge_into_the_unsharded_index() {
-    let work = tempfile::tempdir().unwrap();
-    let model = work.path().join("model");
-    write_tiny_bert(&model, &TinyBertSpec::default()).unwrap();
-    let corpus = work.path().join("corpus.jsonl");
-    std::fs::write(&corpus, word_corpus(40)).unwrap();
+    let (work, model, corpus) = word_fixture(40);
     let whole = work.path().join("whole");
     ok(&["index", "build", "--model", path(&model), "--corpus", path(&corpus), "--out", path(&whole)]);
     let shards: Vec<_> = (0..3).map(|i| work.path().join(format!("shard{i}"))).collect();
@@ -255,11 +258,7 @@ fn qdrant_collection_searches_like_the_index() {
         eprintln!("skipped: UAE_QDRANT_URL is not set (a Qdrant server's gRPC address, e.g. http://127.0.0.1:6334)");
         return;
     };
-    let work = tempfile::tempdir().unwrap();
-    let model = work.path().join("model");
-    write_tiny_bert(&model, &TinyBertSpec::default()).unwrap();
-    let corpus = work.path().join("corpus.jsonl");
-    std::fs::write(&corpus, word_corpus(40)).unwrap();
+    let (work, model, corpus) = word_fixture(40);
     let index = work.path().join("index");
     ok(&["index", "build", "--model", path(&model), "--corpus", path(&corpus), "--out", path(&index)]);
     let collection = format!("uae-test-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());

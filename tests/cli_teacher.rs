@@ -382,6 +382,27 @@ fn logprob_and_generate_run_and_reject_empty_fields() {
     assert!(stderr(&out).contains(&format!("{}:2", file.display())), "{}", stderr(&out));
 }
 
+/// The largest difference between the mean log-probabilities of two
+/// labellings of the same queries (sorted alike), which must hold the same
+/// lines with the same candidates.
+fn largest_difference(want: &[serde_json::Value], got: &[serde_json::Value]) -> f64 {
+    assert_eq!(want.len(), got.len());
+    let numbers = |v: &serde_json::Value| -> Vec<f64> {
+        let mut out: Vec<f64> = v["logp_with"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        out.push(v["logp_without"].as_f64().unwrap());
+        out
+    };
+    let mut worst = 0.0f64;
+    for (w, g) in want.iter().zip(got) {
+        assert_eq!(w["query_id"], g["query_id"]);
+        assert_eq!(w["doc_ids"], g["doc_ids"]);
+        for (a, b) in numbers(w).iter().zip(numbers(g)) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    worst
+}
+
 fn sorted_lines(path: &Path) -> Vec<serde_json::Value> {
     let mut lines = read_lines(path);
     lines.sort_by_key(|v| v["query_id"].as_str().unwrap().to_string());
@@ -478,21 +499,7 @@ fn served_teacher_labels_like_the_local_one() {
     args[2] = &spec;
     let out = uae(&args);
     assert!(out.status.success(), "{}", stderr(&out));
-    let (want, got) = (sorted_lines(&local), sorted_lines(&remote));
-    assert_eq!(want.len(), got.len());
-    let mut worst = 0.0f64;
-    for (w, g) in want.iter().zip(&got) {
-        assert_eq!(w["query_id"], g["query_id"]);
-        assert_eq!(w["doc_ids"], g["doc_ids"]);
-        let numbers = |v: &serde_json::Value| -> Vec<f64> {
-            let mut out: Vec<f64> = v["logp_with"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-            out.push(v["logp_without"].as_f64().unwrap());
-            out
-        };
-        for (a, b) in numbers(w).iter().zip(numbers(g)) {
-            worst = worst.max((a - b).abs());
-        }
-    }
+    let worst = largest_difference(&sorted_lines(&local), &sorted_lines(&remote));
     assert!(worst < 2e-5, "largest difference {worst}");
     let meta = std::fs::read_to_string(s.root.join("remote.jsonl.meta.json")).unwrap();
     assert!(meta.contains(&format!("\"teacher\": \"{spec}\"")), "{meta}");
@@ -630,18 +637,7 @@ fn llama_cpp_server_teacher_labels_like_the_local_one() {
     };
     let local = label(gguf, "local.jsonl");
     let remote = label(&format!("openai:{base}#{gguf}"), "remote.jsonl");
-    let mut worst = 0.0f64;
-    for (l, r) in local.iter().zip(&remote) {
-        assert_eq!(l["doc_ids"], r["doc_ids"]);
-        let numbers = |v: &serde_json::Value| -> Vec<f64> {
-            let mut out: Vec<f64> = v["logp_with"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-            out.push(v["logp_without"].as_f64().unwrap());
-            out
-        };
-        for (a, b) in numbers(l).iter().zip(numbers(r)) {
-            worst = worst.max((a - b).abs());
-        }
-    }
+    let worst = largest_difference(&local, &remote);
     eprintln!("llama-cpp-python against local labelling: largest difference {worst:.4} nats");
     assert!(worst < 0.15, "largest difference {worst}");
 }

@@ -14,7 +14,7 @@ use uae_index::qdrant;
 use uae_index::store::{self, VectorStore};
 use uae_data::Run;
 use uae_data::trec::write_run;
-use uae_model::encoder::{BiEncoder, EncoderOptions, TextRole};
+use uae_model::encoder::{BiEncoder, EncoderOptions};
 use uae_data::jsonl::JsonlWriter;
 use uae_data::lock::claim_folder;
 
@@ -362,27 +362,13 @@ pub fn run_search(args: SearchArgs, device: &Device) -> Result<()> {
         (None, Some(url), Some(name)) => {
             let client = qdrant::Client::connect(&qdrant::Collection { url: url.clone(), name: name.clone() })?;
             // The queries are embedded by the model the points were made with.
-            let stamp = client.model()?;
-            let model = args.model.clone().unwrap_or_else(|| stamp.name.clone());
+            let model = match args.model.clone() {
+                Some(model) => model,
+                None => client.model()?.name,
+            };
             let encoder = load_encoder(&model, device)?;
-            let ours = corpus_index::model_stamp(&encoder, &model)?;
-            if ours.fingerprint != stamp.fingerprint {
-                bail!(
-                    "the collection {name:?} holds vectors of model {} (fingerprint {}), not of {model} ({}); search it with the same model",
-                    stamp.name,
-                    stamp.fingerprint,
-                    ours.fingerprint
-                );
-            }
-            let vectors = encoder.embed(&texts, TextRole::Query, args.batch_tokens, |_| {})?.vectors;
-            let unit: Vec<Vec<f32>> = vectors
-                .into_iter()
-                .map(|mut v| {
-                    store::normalize(&mut v);
-                    v
-                })
-                .collect();
-            client.search(&unit, args.k, args.exact)?
+            client.check_model(&encoder, &model)?;
+            client.search_texts(&encoder, &texts, args.k, args.batch_tokens, args.exact)?
         }
         _ => unreachable!("clap requires --index or --qdrant with --collection"),
     };

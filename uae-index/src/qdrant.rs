@@ -20,8 +20,11 @@ use qdrant_client::qdrant::{
     SearchPointsBuilder, UpsertPointsBuilder, Value, VectorParamsBuilder, value::Kind,
 };
 
-use crate::store::{ModelStamp, VectorStore};
-use uae_data::Hit;
+use uae_data::{Hit, Ranking};
+use uae_model::encoder::{BiEncoder, TextRole};
+
+use crate::corpus_index;
+use crate::store::{ModelStamp, VectorStore, normalize};
 
 /// Where a collection lives and how it is laid out.
 #[derive(Debug, Clone)]
@@ -98,11 +101,35 @@ impl Client {
         self.stamp()?.ok_or_else(|| anyhow!("{} has no points; push an index into it first", self.at()))
     }
 
-    /// The best `k` documents for each of `queries` (unit vectors of the
-    /// collection's model): ids from the payload, cosine scores, in the one
-    /// ranking order. With `exact`, Qdrant scans every point instead of its
-    /// HNSW graph.
-    pub fn search(&self, queries: &[Vec<f32>], k: usize, exact: bool) -> Result<Vec<Vec<Hit>>> {
+    /// Refuses `encoder` (named `model_name`) unless it made the
+    /// collection's vectors.
+    pub fn check_model(&self, encoder: &BiEncoder, model_name: &str) -> Result<()> {
+        let stamp = self.model()?;
+        let ours = corpus_index::model_stamp(encoder, model_name)?;
+        if ours.fingerprint != stamp.fingerprint {
+            bail!(
+                "{} holds vectors of model {} (fingerprint {}), not of {model_name} ({}); search it with the same model",
+                self.at(),
+                stamp.name,
+                stamp.fingerprint,
+                ours.fingerprint
+            );
+        }
+        Ok(())
+    }
+
+    /// The best `k` documents for each of `queries`, embedded as queries by
+    /// `encoder` (the collection's model, see [`Self::check_model`]): ids
+    /// from the payload, cosine scores, in the one ranking order. With
+    /// `exact`, Qdrant scans every point instead of its HNSW graph.
+    pub fn search_texts(&self, encoder: &BiEncoder, queries: &[String], k: usize, batch_tokens: usize, exact: bool) -> Result<Vec<Ranking>> {
+        let mut vectors = encoder.embed(queries, TextRole::Query, batch_tokens, |_| {})?.vectors;
+        vectors.iter_mut().for_each(|v| normalize(v));
+        self.search(&vectors, k, exact)
+    }
+
+    /// [`Self::search_texts`] for unit query vectors.
+    fn search(&self, queries: &[Vec<f32>], k: usize, exact: bool) -> Result<Vec<Ranking>> {
         queries
             .iter()
             .map(|q| {

@@ -201,15 +201,7 @@ fn load(models: &Models, device: &Device, max_batch_tokens: usize, metrics: Arc<
         None => match &models.qdrant {
             Some(collection) => {
                 let client = Client::connect(collection)?;
-                let stamp = client.model()?;
-                if stamp.fingerprint != corpus_index::model_stamp(&encoder, &models.model)?.fingerprint {
-                    anyhow::bail!(
-                        "the Qdrant collection {:?} holds vectors of model {}, not of --model {}; serve it with the same model",
-                        collection.name,
-                        stamp.name,
-                        models.model
-                    );
-                }
+                client.check_model(&encoder, &models.model)?;
                 Some(Index::Qdrant(client))
             }
             None => None,
@@ -296,11 +288,7 @@ impl State {
                 let searcher = if exact { &Searcher::Exact } else { searcher };
                 corpus_index::search_texts(store, searcher, &self.encoder, queries, k, self.max_batch_tokens)
             }
-            Some(Index::Qdrant(client)) => {
-                let mut vectors = self.encoder.embed(queries, TextRole::Query, self.max_batch_tokens, |_| {})?.vectors;
-                vectors.iter_mut().for_each(|v| uae_index::store::normalize(v));
-                client.search(&vectors, k, exact)
-            }
+            Some(Index::Qdrant(client)) => client.search_texts(&self.encoder, queries, k, self.max_batch_tokens, exact),
             None => anyhow::bail!("the server was started without --index"),
         }
     }
