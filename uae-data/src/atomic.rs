@@ -18,8 +18,11 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 }
 
 /// Writes `bytes` to the file `path` atomically and durably (its folder is
-/// `.` when the path has none).
+/// `.` when the path has none); a [`special`] target is written straight to.
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    if special(path) {
+        return std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()));
+    }
     let name = path.file_name().and_then(|n| n.to_str()).with_context(|| format!("{} is not a file name", path.display()))?;
     write_atomically(parent_of(path), name, bytes)
 }
@@ -64,6 +67,15 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether `path` exists and is neither a regular file nor a folder: a
+/// device such as `/dev/null`, a named pipe, a socket. Such a target is
+/// written straight to, never replaced: renaming a file over it would
+/// replace the device or pipe itself (as root, `--output /dev/null` would
+/// turn `/dev/null` into a regular file).
+pub fn special(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
 /// The folder of `path`: its parent, or `.` when it has none.
 pub fn parent_of(path: &Path) -> &Path {
     match path.parent() {
@@ -83,5 +95,23 @@ mod tests {
         write_file_atomically(&dir.path().join("a.json"), b"two").unwrap();
         assert_eq!(std::fs::read(dir.path().join("a.json")).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_named_pipe_is_written_through_not_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        assert!(special(&fifo) && !special(dir.path()) && !special(&dir.path().join("absent")));
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        write_file_atomically(&fifo, b"through").unwrap();
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo(), "the pipe was replaced");
+        assert_eq!(reader.join().unwrap(), b"through");
+        assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
     }
 }

@@ -132,7 +132,8 @@ pub fn repair_tail<T: DeserializeOwned>(path: &Path) -> Result<bool> {
 
 /// Writes JSON lines to a file atomically (a temporary file in the same folder,
 /// renamed into place on [`JsonlWriter::finish`]), or streams them to
-/// standard output for `-`. An interrupted run never leaves a half-written
+/// standard output for `-` and straight into a device or named pipe
+/// ([`crate::atomic::special`], e.g. `/dev/null`). An interrupted run never leaves a half-written
 /// output file behind.
 pub struct JsonlWriter {
     out: BufWriter<Box<dyn Write>>,
@@ -146,6 +147,10 @@ impl JsonlWriter {
             return Ok(Self { out: BufWriter::new(Box::new(std::io::stdout().lock())), pending: None });
         }
         let path = Path::new(target);
+        if crate::atomic::special(path) {
+            let file = OpenOptions::new().write(true).open(path).with_context(|| format!("cannot open {target}"))?;
+            return Ok(Self { out: BufWriter::new(Box::new(file)), pending: None });
+        }
         let dir = crate::atomic::parent_of(path);
         let tmp = tempfile::Builder::new()
             .prefix(".uae-partial-")
@@ -189,6 +194,25 @@ mod tests {
     struct Rec {
         #[allow(dead_code)]
         text: String,
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn output_into_a_named_pipe_goes_through_it() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+        };
+        let mut out = JsonlWriter::create(fifo.to_str().unwrap()).unwrap();
+        out.write(&serde_json::json!({"text": "a"})).unwrap();
+        out.finish().unwrap();
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo(), "the pipe was replaced");
+        assert_eq!(reader.join().unwrap(), "{\"text\":\"a\"}\n");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
