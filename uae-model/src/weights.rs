@@ -33,6 +33,23 @@ pub struct HostTensor {
     pub shape: Vec<usize>,
 }
 
+impl HostTensor {
+    /// The transpose of a matrix, written out row-major: a checkpoint's
+    /// `[out, in]` Linear weight becomes Burn's `[in, out]` in memory rather
+    /// than as a transposed view, which Burn's `linear` (it reshapes the
+    /// weight) would copy whole on every forward.
+    pub fn transposed(self) -> Self {
+        let [rows, cols] = self.shape[..] else { panic!("transposed() takes a matrix, not shape {:?}", self.shape) };
+        let mut data = vec![0f32; self.data.len()];
+        for (r, row) in self.data.chunks_exact(cols.max(1)).enumerate() {
+            for (c, &x) in row.iter().enumerate() {
+                data[c * rows + r] = x;
+            }
+        }
+        Self { data, shape: vec![cols, rows] }
+    }
+}
+
 /// One memory-mapped safetensors file and its parsed header.
 struct Shard {
     path: PathBuf,

@@ -14,7 +14,7 @@ use super::{
     BertAttention, BertConfig, BertEmbeddings, BertEncoder, BertIntermediate, BertLayer, BertModel, BertResidualOutput,
     BertSelfAttention,
 };
-use crate::weights::WeightReader;
+use crate::weights::{HostTensor, WeightReader};
 
 /// Checkpoint names that uae's modules do not use and that may be present:
 /// the pooler head, the position-id buffer older checkpoints store, and the
@@ -152,9 +152,13 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Tensor<D>> {
+    fn host(&mut self, name: &str, shape: &[usize]) -> Result<HostTensor> {
         let file_name = self.names.get(name).with_context(|| format!("missing tensor {name}"))?;
-        let t = self.weights.get(file_name, &shape)?;
+        self.weights.get(file_name, shape)
+    }
+
+    fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Tensor<D>> {
+        let t = self.host(name, &shape)?;
         Ok(Tensor::from_data(TensorData::new(t.data, shape), self.device))
     }
 
@@ -164,7 +168,8 @@ impl Builder<'_> {
 
     /// A Linear from the checkpoint's `[out, in]` weight (Burn keeps `[in, out]`).
     fn linear(&mut self, prefix: &str, d_in: usize, d_out: usize) -> Result<Linear> {
-        let weight = self.tensor(&format!("{prefix}.weight"), [d_out, d_in])?.transpose();
+        let weight = self.host(&format!("{prefix}.weight"), &[d_out, d_in])?.transposed();
+        let weight = Tensor::from_data(TensorData::new(weight.data, [d_in, d_out]), self.device);
         let bias = self.tensor(&format!("{prefix}.bias"), [d_out])?;
         Ok(Linear { weight: Param::from_tensor(weight), bias: Some(Param::from_tensor(bias)) })
     }

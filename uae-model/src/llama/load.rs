@@ -83,7 +83,8 @@ impl Builder<'_> {
 
     /// A Linear from transformers' `[out, in]` weight (Burn keeps `[in, out]`).
     fn linear(&mut self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
-        let weight = self.tensor2(&format!("{prefix}.weight"), [d_out, d_in])?.transpose();
+        let weight = self.host(&format!("{prefix}.weight"), &[d_out, d_in])?.transposed();
+        let weight = Tensor::from_data(TensorData::new(weight.data, [d_in, d_out]), self.device);
         let bias = if bias { Some(Param::from_tensor(self.tensor1(&format!("{prefix}.bias"), d_out)?)) } else { None };
         Ok(Linear { weight: Param::from_tensor(weight), bias })
     }
