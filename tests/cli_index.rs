@@ -143,15 +143,29 @@ fn hnsw_graph_is_built_searched_and_kept_consistent() {
     assert_eq!(run_lines(&search(&[])).len(), 10);
     assert_eq!(run_lines(&search(&["--ef-search", "1"])).len(), 10);
 
-    // Adding passages rebuilds the graph over all of them.
+    // Adding passages inserts them into the graph.
+    let stale: Vec<Vec<u8>> = ["hnsw.json", "hnsw.graph"].iter().map(|f| std::fs::read(index.join(f)).unwrap()).collect();
     let more = work.path().join("more.jsonl");
     std::fs::write(&more, "{\"_id\":\"new\",\"text\":\"why does the question help\"}\n").unwrap();
     let out = uae(&["index", "add", "--index", index_s, "--corpus", path(&more)]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("rebuilt its HNSW graph"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("inserted them into its HNSW graph"));
     let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(index.join("hnsw.json")).unwrap()).unwrap();
     assert_eq!(meta["count"], 61);
     let out = ok(&["search", "--index", index_s, "--query", "why does the question help", "-k", "1"]);
     assert!(out.ends_with("\tnew\n"), "{out}");
+
+    // A graph an interrupted add left behind (older than the vectors) is
+    // rebuilt over all of them by the next add.
+    for (f, bytes) in ["hnsw.json", "hnsw.graph"].iter().zip(&stale) {
+        std::fs::write(index.join(f), bytes).unwrap();
+    }
+    std::fs::write(&more, "{\"_id\":\"newer\",\"text\":\"where is the newest passage\"}\n").unwrap();
+    let out = uae(&["index", "add", "--index", index_s, "--corpus", path(&more)]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rebuilt its stale HNSW graph"), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(index.join("hnsw.json")).unwrap()).unwrap();
+    assert_eq!(meta["count"], 62);
+    let out = ok(&["search", "--index", index_s, "--query", "where is the newest passage", "-k", "1"]);
+    assert!(out.ends_with("\tnewer\n"), "{out}");
 
     // A damaged graph is named; exact search still works; `uae index hnsw` repairs it.
     let graph = index.join("hnsw.graph");

@@ -33,8 +33,8 @@ pub struct IndexArgs {
 enum IndexCommand {
     /// Embed a corpus ({"_id", "title", "text"} lines) into a new index.
     Build(BuildArgs),
-    /// Embed more passages and append them to an existing index (its HNSW
-    /// graph, if any, is rebuilt).
+    /// Embed more passages and append them to an existing index (and insert
+    /// them into its HNSW graph, if any).
     Add(AddArgs),
     /// Merge shard indexes (`uae index build --shard i/n`) into one index,
     /// rows in corpus order: the index an unsharded build writes.
@@ -321,8 +321,10 @@ pub fn run_index(args: IndexArgs, device: &Device) -> Result<()> {
                 corpus_index::add(&encoder, &model, passages.as_slice(), &a.index, a.batch_tokens, |n| bar.inc(n as u64))?;
             bar.finish_and_clear();
             eprintln!("added {} passages to {}", passages.len(), a.index.display());
-            if let Some(graph) = graph {
-                eprintln!("rebuilt its HNSW graph: {}", describe_graph(&graph));
+            match graph {
+                Some((graph, true)) => eprintln!("inserted them into its HNSW graph: {}", describe_graph(&graph)),
+                Some((graph, false)) => eprintln!("rebuilt its stale HNSW graph: {}", describe_graph(&graph)),
+                None => {}
             }
         }
         IndexCommand::Bench(a) => bench::run(a)?,

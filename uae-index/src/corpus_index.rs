@@ -5,7 +5,8 @@
 //!
 //! The graph, when the index has one, is kept consistent with the vectors:
 //! building without a graph removes a stale one, and adding passages
-//! rebuilds it with the parameters it was built with.
+//! inserts them into it (or rebuilds it with the parameters it was built
+//! with, when the saved graph no longer matches the vectors).
 //!
 //! Every write holds the index folder's [`Lock`] from before it reads the
 //! index until its last file is in place, so two writers never lose each
@@ -185,10 +186,11 @@ fn save_graph(dir: &Path, params: HnswParams) -> Result<HnswIndex> {
 }
 
 /// Embeds `passages` and appends them to the index in `dir`, which must
-/// have been built with the same model. A graph the index has is rebuilt
-/// over all the vectors with the parameters it was built with (saved graphs
-/// cannot take new points) and returned. Refused while another process
-/// writes `dir`.
+/// have been built with the same model. A graph the index has takes the new
+/// rows ([`HnswIndex::insert`]) and is returned with whether it was grown
+/// (`false`: it was stale, left by an interrupted add, and was rebuilt over
+/// all the vectors with the parameters it was built with). Refused while
+/// another process writes `dir`.
 pub fn add(
     encoder: &BiEncoder,
     model_name: &str,
@@ -196,18 +198,28 @@ pub fn add(
     dir: &Path,
     batch_tokens: usize,
     progress: impl FnMut(usize),
-) -> Result<Option<HnswIndex>> {
+) -> Result<Option<(HnswIndex, bool)>> {
     let _lock = Lock::acquire(dir)?;
     let store = VectorStore::open(dir)?;
     let stamp = model_stamp(encoder, model_name)?;
     store.check_model(&stamp, encoder.dim())?;
     // Read before anything is written, so an unreadable graph header stops
-    // the command early. A graph left stale by an interrupted add is rebuilt.
-    let graph = HnswIndex::saved_params(dir)?;
+    // the command early.
+    let params = HnswIndex::saved_params(dir)?;
+    let current = params.and_then(|_| HnswIndex::load(dir, &store).ok());
     let vectors = embed_passages(encoder, passages, batch_tokens, progress)?;
     let ids: Vec<String> = passages.iter().map(|p| p.id.clone()).collect();
     store.add(&stamp, &ids, &vectors)?;
-    graph.map(|params| save_graph(dir, params)).transpose()
+    match (current, params) {
+        (Some(mut graph), _) => {
+            let store = VectorStore::open(dir)?;
+            graph.insert(store.vectors())?;
+            graph.save(dir, &store)?;
+            Ok(Some((graph, true)))
+        }
+        (None, Some(params)) => Ok(Some((save_graph(dir, params)?, false))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// How an index is searched.

@@ -1,18 +1,12 @@
 //! Approximate nearest-neighbour search with an HNSW graph (Malkov and
-//! Yashunin), built with the `hnsw_rs` crate and searched here over the
-//! store's own vectors.
+//! Yashunin), built here (`hnsw/build.rs`) and searched over the store's own
+//! vectors.
 //!
-//! # Why the graph is kept apart from `hnsw_rs`
-//!
-//! `hnsw_rs` builds the graph (parallel insertion) and is then dropped: its
-//! points own a copy of every vector, and its `file_dump` writes a second copy
-//! of them next to `vectors.f32`. Instead the links are copied out into a
-//! compact adjacency table, saved as `hnsw.graph` ([`file`]), and searched
-//! against the memory-mapped `vectors.f32` of the
-//! [`VectorStore`](crate::store::VectorStore); nothing is duplicated on disk
-//! or in memory, and a damaged file is an error rather than a panic in the
-//! reader of `hnsw_rs`. A saved graph cannot take new points: adding to an
-//! index rebuilds its graph.
+//! The graph is a compact adjacency table per layer, saved as `hnsw.graph`
+//! ([`file`]) and searched against the memory-mapped `vectors.f32` of the
+//! [`VectorStore`](crate::store::VectorStore): no vector is copied into the
+//! graph, on disk or in memory. New rows are inserted into a saved graph
+//! ([`HnswIndex::insert`]), which is how `uae index add` grows one.
 //!
 //! # efSearch
 //!
@@ -24,10 +18,10 @@
 //! one it needs, and the calibration says what fraction of the index each
 //! query then scores.
 //!
-//! Distances during construction are `1 - dot` clamped at zero: the vectors
-//! are L2-normalised, so this is the cosine distance. (`anndists`' `DistDot`
-//! asserts `dot <= 1`, which rounding breaks for duplicate documents.)
+//! Scores are inner products of L2-normalised vectors (cosines), higher
+//! nearer, in construction as in search.
 
+mod build;
 pub mod calibrate;
 pub mod file;
 
@@ -35,8 +29,6 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use anyhow::{Result, ensure};
-use hnsw_rs::anndists::dist::distances::Distance;
-use hnsw_rs::hnsw::Hnsw;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -99,16 +91,6 @@ pub struct HnswIndex {
     layers: Vec<Layer>,
 }
 
-/// Cosine distance of unit vectors, `1 - dot`, never negative.
-#[derive(Default, Clone, Copy)]
-struct UnitDot;
-
-impl Distance<f32> for UnitDot {
-    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
-        (1.0 - dot(va, vb)).max(0.0)
-    }
-}
-
 impl HnswIndex {
     /// Builds the graph over `vectors` (row-major `count x dim`, normalised),
     /// inserting in parallel, and calibrates efSearch when `params` has a
@@ -123,27 +105,41 @@ impl HnswIndex {
         let count = vectors.len() / dim;
         ensure!(count < u32::MAX as usize, "{count} vectors are too many for an HNSW graph");
         let mut index = Self { params, calibration: None, count, dim, entry: 0, layers: Vec::new() };
-        if count == 0 {
-            return Ok(index);
-        }
-        let max_layer = ((count as f64).ln() as usize).clamp(1, 16);
-        let hnsw = Hnsw::<f32, UnitDot>::new(params.m, count, max_layer, params.ef_construction, UnitDot);
-        let rows: Vec<(&[f32], usize)> = vectors.chunks_exact(dim).enumerate().map(|(r, v)| (v, r)).collect();
+        let builder = build::Builder::new(vectors, dim, params.m, params.ef_construction);
         let held_out = params.target_recall.map_or_else(Vec::new, |_| calibrate::held_out_rows(count));
-        if held_out.is_empty() {
-            hnsw.parallel_insert_slice(&rows);
-        } else {
-            let (queries, rest): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(_, r)| held_out.binary_search(r).is_ok());
-            hnsw.parallel_insert_slice(&rest);
-            (index.entry, index.layers) = copy_links(&hnsw, count);
-            let target = params.target_recall.expect("held-out rows only with a target");
+        if let Some(target) = params.target_recall.filter(|_| !held_out.is_empty()) {
+            let rest: Vec<usize> = (0..count).filter(|r| held_out.binary_search(r).is_err()).collect();
+            builder.insert(&rest);
+            (index.entry, index.layers) = builder.layers();
             let calibration = calibrate::calibrate(&index, vectors, &held_out, target);
             index.params.ef_search = calibration.ef_search;
             index.calibration = Some(calibration);
-            hnsw.parallel_insert_slice(&queries);
+            builder.insert(&held_out);
+        } else {
+            builder.insert(&(0..count).collect::<Vec<_>>());
         }
-        (index.entry, index.layers) = copy_links(&hnsw, count);
+        (index.entry, index.layers) = builder.layers();
         Ok(index)
+    }
+
+    /// Inserts the rows of `vectors` past those the graph holds (`vectors`
+    /// begins with the rows it was built from), as the build does; efSearch
+    /// and its calibration are kept as they were.
+    pub fn insert(&mut self, vectors: &[f32]) -> Result<()> {
+        ensure!(
+            vectors.len() % self.dim == 0 && vectors.len() / self.dim >= self.count,
+            "{} floats are not the graph's {} rows of {} and more",
+            vectors.len(),
+            self.count,
+            self.dim
+        );
+        let count = vectors.len() / self.dim;
+        ensure!(count < u32::MAX as usize, "{count} vectors are too many for an HNSW graph");
+        let builder = build::Builder::resume(self, vectors);
+        builder.insert(&(self.count..count).collect::<Vec<_>>());
+        self.count = count;
+        (self.entry, self.layers) = builder.layers();
+        Ok(())
     }
 
     /// The parameters.
@@ -177,18 +173,16 @@ impl HnswIndex {
     pub fn search(&self, vectors: &[f32], ids: &[String], queries: &[f32], k: usize) -> Vec<Vec<Hit>> {
         assert_eq!(vectors.len(), self.count * self.dim, "vectors do not match the HNSW graph");
         assert_eq!(ids.len(), self.count, "ids do not match the HNSW graph");
-        queries
-            .par_chunks(self.dim)
-            .map(|q| {
-                if k == 0 {
-                    return Vec::new();
-                }
-                let mut hits = self.candidates(vectors, q, self.ef_for(k)).0;
-                hits.sort_by(|a, b| rank_order(*a, *b, ids));
-                hits.truncate(k);
-                hits
-            })
-            .collect()
+        let search = |visited: &mut Visited, q: &[f32]| {
+            if k == 0 {
+                return Vec::new();
+            }
+            let mut hits = self.candidates(vectors, q, self.ef_for(k), visited).0;
+            hits.sort_by(|a, b| rank_order(*a, *b, ids));
+            hits.truncate(k);
+            hits
+        };
+        queries.par_chunks(self.dim).map_init(|| Visited::new(self.count), search).collect()
     }
 
     /// The candidate list length for `k` hits: efSearch up to k = 10, then
@@ -198,8 +192,8 @@ impl HnswIndex {
     }
 
     /// The `ef` best rows the graph walk finds for `query`, unordered, and
-    /// how many rows it scored.
-    fn candidates(&self, vectors: &[f32], query: &[f32], ef: usize) -> (Vec<Hit>, usize) {
+    /// how many rows it scored; `visited` is a table of `self.count` rows.
+    fn candidates(&self, vectors: &[f32], query: &[f32], ef: usize, visited: &mut Visited) -> (Vec<Hit>, usize) {
         if self.count == 0 {
             return (Vec::new(), 0);
         }
@@ -207,45 +201,23 @@ impl HnswIndex {
         let score = |r: usize| dot(query, row(r));
         let mut best = Hit { row: self.entry, score: score(self.entry) };
         for layer in self.layers[1..].iter().rev() {
-            best = greedy(layer, best, &score);
+            best = greedy(best, &|r, out: &mut Vec<u32>| out.extend_from_slice(layer.links(r)), &score);
         }
-        beam(&self.layers[0], best, ef, self.count, &score, &|r| prefetch(row(r)))
+        let base = |r, out: &mut Vec<u32>| out.extend_from_slice(self.layers[0].links(r));
+        beam(best, ef, visited, &base, &score, &|r| prefetch(row(r)))
     }
 }
 
-/// Copies the links out of `hnsw`: the entry row (the lowest row on the top
-/// layer) and one adjacency table per layer.
-fn copy_links(hnsw: &Hnsw<f32, UnitDot>, count: usize) -> (usize, Vec<Layer>) {
-    let n_layers = hnsw.get_max_level_observed() as usize + 1;
-    let mut links: Vec<Vec<Vec<u32>>> = vec![vec![Vec::new(); count]; n_layers];
-    let mut entry = usize::MAX;
-    for point in hnsw.get_point_indexation() {
-        let row = point.get_origin_id();
-        if point.get_point_id().0 as usize == n_layers - 1 {
-            entry = entry.min(row);
-        }
-        for (layer, neighbours) in point.get_neighborhood_id().into_iter().take(n_layers).enumerate() {
-            links[layer][row] = neighbours.iter().map(|n| n.d_id as u32).collect();
-        }
-    }
-    let layers = links
-        .into_iter()
-        .map(|rows| {
-            let mut offsets = Vec::with_capacity(count + 1);
-            offsets.push(0);
-            rows.iter().for_each(|r| offsets.push(offsets.last().unwrap() + r.len()));
-            Layer { offsets, neighbours: rows.concat() }
-        })
-        .collect();
-    (entry, layers)
-}
-
-/// Walks `layer` from `start` to a local maximum of the score.
-fn greedy(layer: &Layer, start: Hit, score: &impl Fn(usize) -> f32) -> Hit {
+/// Walks a layer from `start` to a local maximum of the score; `links`
+/// appends a row's neighbours on the layer to a buffer.
+fn greedy(start: Hit, links: &impl Fn(usize, &mut Vec<u32>), score: &impl Fn(usize) -> f32) -> Hit {
     let mut best = start;
+    let mut neighbours = Vec::new();
     loop {
         let current = best.row;
-        for &n in layer.links(current) {
+        neighbours.clear();
+        links(current, &mut neighbours);
+        for &n in &neighbours {
             let s = score(n as usize);
             if s > best.score {
                 best = Hit { row: n as usize, score: s };
@@ -288,22 +260,54 @@ fn prefetch(row: &[f32]) {
     }
 }
 
-/// Best-first search of the base layer from `start`, keeping the `ef` best
-/// hits found; returns them and the number of rows scored. The unvisited
+/// The rows one walk has seen: a bitmap whose touched words are cleared
+/// afterwards, so one table serves every walk of a thread.
+struct Visited {
+    bits: Vec<u64>,
+    touched: Vec<usize>,
+}
+
+impl Visited {
+    fn new(count: usize) -> Self {
+        Self { bits: vec![0; count.div_ceil(64)], touched: Vec::new() }
+    }
+
+    /// Marks `row`; whether it was new.
+    fn insert(&mut self, row: usize) -> bool {
+        let (word, bit) = (row / 64, 1u64 << (row % 64));
+        let w = &mut self.bits[word];
+        if *w & bit != 0 {
+            return false;
+        }
+        if *w == 0 {
+            self.touched.push(word);
+        }
+        *w |= bit;
+        true
+    }
+
+    fn clear(&mut self) {
+        self.touched.drain(..).for_each(|w| self.bits[w] = 0);
+    }
+}
+
+/// Best-first search of a layer from `start`, keeping the `ef` best hits
+/// found; returns them, unordered, and the number of rows scored. `links`
+/// appends a row's neighbours on the layer to a buffer. The unvisited
 /// neighbours of a node are gathered and `prefetch`ed before any is scored,
 /// so their vectors load while the first ones are compared.
 fn beam(
-    layer: &Layer,
     start: Hit,
     ef: usize,
-    count: usize,
+    visited: &mut Visited,
+    links: &impl Fn(usize, &mut Vec<u32>),
     score: &impl Fn(usize) -> f32,
     prefetch: &impl Fn(usize),
 ) -> (Vec<Hit>, usize) {
-    let mut visited = vec![0u64; count.div_ceil(64)];
-    visited[start.row / 64] |= 1 << (start.row % 64);
+    visited.clear();
+    visited.insert(start.row);
     let mut scored = 1;
-    let mut fresh = Vec::new();
+    let (mut neighbours, mut fresh) = (Vec::new(), Vec::new());
     let mut candidates = BinaryHeap::from([ByScore(start)]);
     let mut found = BinaryHeap::from([std::cmp::Reverse(ByScore(start))]);
     while let Some(ByScore(current)) = candidates.pop() {
@@ -311,11 +315,12 @@ fn beam(
         if found.len() >= ef && current.score < worst {
             break;
         }
+        neighbours.clear();
+        links(current.row, &mut neighbours);
         fresh.clear();
-        for &n in layer.links(current.row) {
+        for &n in &neighbours {
             let n = n as usize;
-            if visited[n / 64] & (1 << (n % 64)) == 0 {
-                visited[n / 64] |= 1 << (n % 64);
+            if visited.insert(n) {
                 prefetch(n);
                 fresh.push(n);
             }

@@ -191,3 +191,31 @@ fn a_fixed_ef_search_is_kept_and_held_out_rows_are_in_the_graph() {
     let found = hits.iter().zip(&held_out).filter(|(h, row)| h[0].row == **row).count();
     assert!(found >= 198, "{found} of 200 held-out rows find themselves");
 }
+
+#[test]
+fn rows_inserted_into_a_built_graph_are_found_like_the_others() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let centres = random_rows(&mut rng, 100, 48);
+    let rows = clustered_rows(&mut rng, 10_000, 48, &centres);
+    let queries = clustered_rows(&mut rng, 100, 48, &centres);
+    let ids = ids(10_000);
+    let mut index = HnswIndex::build(&rows[..8_000 * 48], 48, HnswParams::default()).unwrap();
+    let ef_search = index.params().ef_search;
+
+    // Nothing new: the graph is unchanged.
+    let before = index.clone();
+    index.insert(&rows[..8_000 * 48]).unwrap();
+    assert_eq!(index, before);
+
+    index.insert(&rows).unwrap();
+    assert_eq!((index.len(), index.params().ef_search), (10_000, ef_search));
+    let r = recall(&index.search(&rows, &ids, &queries, 10), &exact::search(&rows, &ids, 48, &queries, 10));
+    println!("clustered 8000 + 2000 inserted x 48: recall@10 {r:.4}");
+    assert!(r >= 0.95, "recall@10 {r}");
+    // Every inserted row, searched for, finds itself.
+    let new: Vec<f32> = rows[8_000 * 48..].to_vec();
+    let hits = index.search(&rows, &ids, &new, 1);
+    let found = hits.iter().enumerate().filter(|(i, h)| h[0].row == 8_000 + i).count();
+    assert!(found >= 1_990, "{found} of 2000 inserted rows find themselves");
+    assert!(index.insert(&rows[..100 * 48]).is_err());
+}
