@@ -50,32 +50,35 @@ passages="$UAE_CACHE/data/passages-1000-20-250.jsonl"
 [ -s "$passages" ] || "$py" assets/make_passages.py -n 1000 --min-tokens 20 --max-tokens 250 -o "$passages"
 head -n 200 "$passages" > "$OUT/passages-200.jsonl"
 
+# parity CHECK FIELD NOUN TOLERANCE: compares FIELD (a number, or a list of
+# numbers) line by line between $OUT/CHECK-cpu.jsonl and the GPU's file and
+# prints the largest difference as one JSON line.
+parity() {
+    "$py" - "$OUT/$1-cpu.jsonl" "$OUT/$1-$device.jsonl" "$@" "$device" <<'PY'
+import json, sys
+cpu, gpu, check, field, noun, tolerance, device = sys.argv[1:8]
+lines = lambda path: [json.loads(l)[field] for l in open(path)]
+flat = lambda vs: [x for v in vs for x in (v if isinstance(v, list) else [v])]
+a, b = lines(cpu), lines(gpu)
+worst = max(abs(x - y) for x, y in zip(flat(a), flat(b)))
+print(json.dumps({"check": f"{check} parity", "device": device, noun: len(a), "largest_difference": worst, "ok": worst <= float(tolerance)}))
+PY
+}
+
 # 1. Embedding parity.
 for d in cpu "$device"; do
     "$uae" embed --device "$d" --model "$minilm" --input "$OUT/passages-200.jsonl" --output "$OUT/embed-$d.jsonl" 2> "$OUT/embed-$d.log"
 done
-"$py" - "$OUT/embed-cpu.jsonl" "$OUT/embed-$device.jsonl" "$device" <<'PY'
-import json, sys
-a = [json.loads(l)["embedding"] for l in open(sys.argv[1])]
-b = [json.loads(l)["embedding"] for l in open(sys.argv[2])]
-worst = max(abs(x - y) for u, v in zip(a, b) for x, y in zip(u, v))
-print(json.dumps({"check": "embed parity", "device": sys.argv[3], "texts": len(a), "largest_difference": worst, "ok": worst <= 1e-4}))
-PY
+parity embed embedding texts 1e-4
 
 # 2. Teacher parity.
 data="$UAE_CACHE/data/python-faq"
 [ -s "$data/corpus.jsonl" ] || "$py" assets/make_faq_dataset.py --out "$data" >&2
 "$py" assets/make_logprob_bench_input.py --data "$data" --n 24 --out "$OUT/logprob-input.jsonl" > /dev/null
 for d in cpu "$device"; do
-    "$uae" logprob --device "$d" --teacher "$smollm" --input "$OUT/logprob-input.jsonl" --output "$OUT/logprob-$d.jsonl" 2> "$OUT/logprob-$d.log"
+    "$uae" logprob --device "$d" --teacher "$smollm" --input "$OUT/logprob-input.jsonl" --output "$OUT/teacher-$d.jsonl" 2> "$OUT/teacher-$d.log"
 done
-"$py" - "$OUT/logprob-cpu.jsonl" "$OUT/logprob-$device.jsonl" "$device" <<'PY'
-import json, sys
-a = [json.loads(l)["logprob_mean"] for l in open(sys.argv[1])]
-b = [json.loads(l)["logprob_mean"] for l in open(sys.argv[2])]
-worst = max(abs(x - y) for x, y in zip(a, b))
-print(json.dumps({"check": "teacher parity", "device": sys.argv[3], "items": len(a), "largest_difference": worst, "ok": worst <= 1e-3}))
-PY
+parity teacher logprob_mean items 1e-3
 
 # 3. Embedding speed.
 rate() { sed -E -n 's/^embedded.*\(([0-9.]+) texts\/s\).*/\1/p' "$1"; }

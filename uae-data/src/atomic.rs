@@ -85,8 +85,20 @@ pub fn parent_of(path: &Path) -> &Path {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A named pipe `pipe` in `dir`, and a thread reading it to the end.
+    #[cfg(unix)]
+    pub(crate) fn pipe_with_reader(dir: &Path) -> (std::path::PathBuf, std::thread::JoinHandle<Vec<u8>>) {
+        let fifo = dir.join("pipe");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        (fifo, reader)
+    }
 
     #[test]
     fn replaces_a_file_and_leaves_no_temporary() {
@@ -102,13 +114,8 @@ mod tests {
     fn a_named_pipe_is_written_through_not_replaced() {
         use std::os::unix::fs::FileTypeExt;
         let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("pipe");
-        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let (fifo, reader) = pipe_with_reader(dir.path());
         assert!(special(&fifo) && !special(dir.path()) && !special(&dir.path().join("absent")));
-        let reader = {
-            let fifo = fifo.clone();
-            std::thread::spawn(move || std::fs::read(fifo).unwrap())
-        };
         write_file_atomically(&fifo, b"through").unwrap();
         assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo(), "the pipe was replaced");
         assert_eq!(reader.join().unwrap(), b"through");

@@ -201,17 +201,12 @@ mod tests {
     fn output_into_a_named_pipe_goes_through_it() {
         use std::os::unix::fs::FileTypeExt;
         let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("pipe");
-        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
-        let reader = {
-            let fifo = fifo.clone();
-            std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
-        };
+        let (fifo, reader) = crate::atomic::tests::pipe_with_reader(dir.path());
         let mut out = JsonlWriter::create(fifo.to_str().unwrap()).unwrap();
         out.write(&serde_json::json!({"text": "a"})).unwrap();
         out.finish().unwrap();
         assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo(), "the pipe was replaced");
-        assert_eq!(reader.join().unwrap(), "{\"text\":\"a\"}\n");
+        assert_eq!(reader.join().unwrap(), b"{\"text\":\"a\"}\n");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

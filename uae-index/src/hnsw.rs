@@ -96,7 +96,7 @@ impl HnswIndex {
     /// inserting in parallel, and calibrates efSearch when `params` has a
     /// target recall.
     pub fn build(vectors: &[f32], dim: usize, params: HnswParams) -> Result<Self> {
-        ensure!(dim > 0 && vectors.len() % dim == 0, "{} floats do not make rows of {dim}", vectors.len());
+        ensure!(dim > 0 && vectors.len().is_multiple_of(dim), "{} floats do not make rows of {dim}", vectors.len());
         ensure!((2..=255).contains(&params.m), "HNSW m must be between 2 and 255, not {}", params.m);
         ensure!(params.ef_construction > 0 && params.ef_search > 0, "HNSW ef values must be positive");
         if let Some(target) = params.target_recall {
@@ -105,7 +105,7 @@ impl HnswIndex {
         let count = vectors.len() / dim;
         ensure!(count < u32::MAX as usize, "{count} vectors are too many for an HNSW graph");
         let mut index = Self { params, calibration: None, count, dim, entry: 0, layers: Vec::new() };
-        let builder = build::Builder::new(vectors, dim, params.m, params.ef_construction);
+        let mut builder = build::Builder::new(vectors, dim, params.m, params.ef_construction);
         let held_out = params.target_recall.map_or_else(Vec::new, |_| calibrate::held_out_rows(count));
         if let Some(target) = params.target_recall.filter(|_| !held_out.is_empty()) {
             let rest: Vec<usize> = (0..count).filter(|r| held_out.binary_search(r).is_err()).collect();
@@ -127,7 +127,7 @@ impl HnswIndex {
     /// and its calibration are kept as they were.
     pub fn insert(&mut self, vectors: &[f32]) -> Result<()> {
         ensure!(
-            vectors.len() % self.dim == 0 && vectors.len() / self.dim >= self.count,
+            vectors.len().is_multiple_of(self.dim) && vectors.len() / self.dim >= self.count,
             "{} floats are not the graph's {} rows of {} and more",
             vectors.len(),
             self.count,
@@ -135,7 +135,7 @@ impl HnswIndex {
         );
         let count = vectors.len() / self.dim;
         ensure!(count < u32::MAX as usize, "{count} vectors are too many for an HNSW graph");
-        let builder = build::Builder::resume(self, vectors);
+        let mut builder = build::Builder::resume(self, vectors);
         builder.insert(&(self.count..count).collect::<Vec<_>>());
         self.count = count;
         (self.entry, self.layers) = builder.layers();

@@ -46,6 +46,22 @@ fn ids(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("d{i:07}")).collect()
 }
 
+/// 10,000 rows of 48 floats around 100 random centres, and 100 queries
+/// from the same clusters (real queries share topics with the passages).
+fn clustered_set(seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let centres = random_rows(&mut rng, 100, 48);
+    let rows = clustered_rows(&mut rng, 10_000, 48, &centres);
+    (rows, clustered_rows(&mut rng, 100, 48, &centres))
+}
+
+/// How many of the rows `which`, searched for, find themselves first.
+fn found_themselves(index: &HnswIndex, rows: &[f32], ids: &[String], dim: usize, which: &[usize]) -> usize {
+    let queries: Vec<f32> = which.iter().flat_map(|&r| rows[r * dim..(r + 1) * dim].to_vec()).collect();
+    let hits = index.search(rows, ids, &queries, 1);
+    hits.iter().zip(which).filter(|(h, row)| h[0].row == **row).count()
+}
+
 /// Mean fraction of the exact top-k rows that `got` finds.
 fn recall(got: &[Vec<Hit>], want: &[Vec<Hit>]) -> f64 {
     let found: usize =
@@ -85,12 +101,7 @@ fn recall_at_10_on_random_vectors() {
 
 #[test]
 fn recall_at_10_on_clustered_vectors() {
-    let mut rng = StdRng::seed_from_u64(2);
-    // Queries come from the data's clusters, as real queries share topics
-    // with the passages.
-    let centres = random_rows(&mut rng, 100, 48);
-    let rows = clustered_rows(&mut rng, 10_000, 48, &centres);
-    let queries = clustered_rows(&mut rng, 100, 48, &centres);
+    let (rows, queries) = clustered_set(2);
     let r = default_recall(&rows, &queries, 48);
     println!("clustered 10000 x 48: recall@10 {r:.4}");
     assert!(r >= 0.95, "recall@10 {r}");
@@ -186,18 +197,13 @@ fn a_fixed_ef_search_is_kept_and_held_out_rows_are_in_the_graph() {
     let index = HnswIndex::build(&rows, 16, HnswParams::default()).unwrap();
     let held_out = held_out_rows(2000);
     assert_eq!(held_out.len(), 200);
-    let queries: Vec<f32> = held_out.iter().flat_map(|&r| rows[r * 16..(r + 1) * 16].to_vec()).collect();
-    let hits = index.search(&rows, &ids, &queries, 1);
-    let found = hits.iter().zip(&held_out).filter(|(h, row)| h[0].row == **row).count();
+    let found = found_themselves(&index, &rows, &ids, 16, &held_out);
     assert!(found >= 198, "{found} of 200 held-out rows find themselves");
 }
 
 #[test]
 fn rows_inserted_into_a_built_graph_are_found_like_the_others() {
-    let mut rng = StdRng::seed_from_u64(7);
-    let centres = random_rows(&mut rng, 100, 48);
-    let rows = clustered_rows(&mut rng, 10_000, 48, &centres);
-    let queries = clustered_rows(&mut rng, 100, 48, &centres);
+    let (rows, queries) = clustered_set(7);
     let ids = ids(10_000);
     let mut index = HnswIndex::build(&rows[..8_000 * 48], 48, HnswParams::default()).unwrap();
     let ef_search = index.params().ef_search;
@@ -213,9 +219,7 @@ fn rows_inserted_into_a_built_graph_are_found_like_the_others() {
     println!("clustered 8000 + 2000 inserted x 48: recall@10 {r:.4}");
     assert!(r >= 0.95, "recall@10 {r}");
     // Every inserted row, searched for, finds itself.
-    let new: Vec<f32> = rows[8_000 * 48..].to_vec();
-    let hits = index.search(&rows, &ids, &new, 1);
-    let found = hits.iter().enumerate().filter(|(i, h)| h[0].row == 8_000 + i).count();
+    let found = found_themselves(&index, &rows, &ids, 48, &(8_000..10_000).collect::<Vec<_>>());
     assert!(found >= 1_990, "{found} of 2000 inserted rows find themselves");
     assert!(index.insert(&rows[..100 * 48]).is_err());
 }

@@ -36,9 +36,8 @@ use uae_data::jsonl::{read_appended, repair_tail};
 use uae_data::{DataSet, Passage, Query};
 use uae_model::llm::{ChatMessage, LmTokenizer};
 
-use crate::teacher::Teacher;
-
 use crate::prompt::fit_passage;
+use crate::teacher::Teacher;
 
 /// The instruction of every generation turn.
 pub const INSTRUCTION: &str = "Write one question that a user could ask and that the passage answers, then a short \

@@ -44,36 +44,27 @@ pub(super) struct Builder<'a> {
 impl<'a> Builder<'a> {
     /// An empty graph over the rows of `vectors`; nothing is inserted yet.
     pub(super) fn new(vectors: &'a [f32], dim: usize, m: usize, ef_construction: usize) -> Self {
-        let count = vectors.len() / dim;
-        Self {
-            vectors,
-            dim,
-            m,
-            ef_construction,
-            links: (0..count).map(|_| Mutex::new(Vec::new())).collect(),
-            entry: RwLock::new(None),
-        }
+        let links = (0..vectors.len() / dim).map(|_| Mutex::new(Vec::new())).collect();
+        Self { vectors, dim, m, ef_construction, links, entry: RwLock::new(None) }
     }
 
     /// The graph of `index` over its rows, ready to take the further rows
     /// of `vectors` (which begins with the rows `index` was built from).
     pub(super) fn resume(index: &HnswIndex, vectors: &'a [f32]) -> Self {
-        let builder = Self::new(vectors, index.dim, index.params.m, index.params.ef_construction);
-        for (row, lists) in builder.links.iter().enumerate().take(index.count) {
-            let lists = &mut *lists.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut builder = Self::new(vectors, index.dim, index.params.m, index.params.ef_construction);
+        if index.count == 0 {
+            return builder;
+        }
+        let top = index.layers.len() - 1;
+        for (row, lists) in builder.links.iter_mut().enumerate().take(index.count) {
+            let lists = lists.get_mut().unwrap_or_else(PoisonError::into_inner);
             *lists = index.layers.iter().map(|layer| layer.links(row).to_vec()).collect();
-            // A row's level is the highest layer it has links on.
-            while lists.len() > 1 && lists.last().is_some_and(Vec::is_empty) {
-                lists.pop();
-            }
+            // A row's level is the highest layer it has links on; the entry's
+            // is the top one.
+            let level = if row == index.entry { top } else { lists.iter().rposition(|l| !l.is_empty()).unwrap_or(0) };
+            lists.truncate(level + 1);
         }
-        if index.count > 0 {
-            let top = index.layers.len() - 1;
-            let mut entry = builder.links[index.entry].lock().unwrap_or_else(PoisonError::into_inner);
-            entry.resize(top + 1, Vec::new());
-            drop(entry);
-            *builder.entry.write().unwrap_or_else(PoisonError::into_inner) = Some((index.entry, top));
-        }
+        builder.entry = RwLock::new(Some((index.entry, top)));
         builder
     }
 
@@ -98,10 +89,10 @@ impl<'a> Builder<'a> {
 
     /// The entry row and the tables of every layer, as [`HnswIndex`] keeps
     /// them.
-    pub(super) fn layers(&self) -> (usize, Vec<Layer>) {
+    pub(super) fn layers(&mut self) -> (usize, Vec<Layer>) {
         let Some((entry, top)) = self.read_entry() else { return (0, Vec::new()) };
-        let lists: Vec<Vec<Vec<u32>>> =
-            self.links.iter().map(|l| l.lock().unwrap_or_else(PoisonError::into_inner).clone()).collect();
+        let lists: Vec<&Vec<Vec<u32>>> =
+            self.links.iter_mut().map(|l| &*l.get_mut().unwrap_or_else(PoisonError::into_inner)).collect();
         let layers = (0..=top)
             .map(|layer| {
                 let mut offsets = Vec::with_capacity(lists.len() + 1);
