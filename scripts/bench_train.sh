@@ -10,7 +10,9 @@
 #
 # Environment: UAE (binary, default the release build in ~/.cache/uae/target),
 # PYTHON (the reference venv's python), MODEL (model dir), WORK (scratch dir,
-# default a fresh mktemp -d), BURN_DEVICE (uae's device, default cpu).
+# default a fresh mktemp -d), BURN_DEVICE (uae's device, default cpu),
+# GRAD_CACHE (uae's `grad_cache` chunk: encode N texts at a time with cached
+# gradients; default unset, the whole batch in one graph).
 #
 # uae: one epoch over 16 * (STEPS + 1) training queries (+1 query held out for
 # validation, the least `uae train` allows) with log_every 1, so it prints a
@@ -32,6 +34,7 @@ WORK=${WORK:-$(mktemp -d /tmp/uae-bench-train.XXXXXX)}
 BATCH=16
 K=16
 MAXLEN=128
+GRAD_CACHE=${GRAD_CACHE:-null}
 QUERIES=$((BATCH * (STEPS + 1) + 1))
 mkdir -p "$WORK"
 
@@ -42,7 +45,8 @@ cat >"$WORK/train.json" <<EOF
 {"loss": {"kind": "um-infonce", "tau": 0.05, "tau_u": 1.0, "use_in_batch": true},
  "sampling": {"candidates": $K, "top_share": 0.5, "seed": 42},
  "valid_share": 0.0, "epochs": 1, "batch_size": $BATCH, "lr": 2e-5, "warmup_ratio": 0.0,
- "weight_decay": 0.01, "max_grad_norm": 1.0, "log_every": 1, "max_length": $MAXLEN}
+ "weight_decay": 0.01, "max_grad_norm": 1.0, "log_every": 1, "max_length": $MAXLEN,
+ "grad_cache": $GRAD_CACHE}
 EOF
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -57,10 +61,11 @@ load_mid=$(cut -d' ' -f1-3 /proc/loadavg)
     --max-length "$MAXLEN" >"$WORK/torch.json"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-"$PYTHON" - "$WORK" "$STEPS" "$load_before" "$load_mid" "$load_after" <<'EOF'
+"$PYTHON" - "$WORK" "$STEPS" "$load_before" "$load_mid" "$load_after" "$GRAD_CACHE" <<'EOF'
 import json, os, re, sys
 work, steps = sys.argv[1], int(sys.argv[2])
 loads = sys.argv[3:6]
+grad_cache = None if sys.argv[6] == "null" else int(sys.argv[6])
 points = []  # (time, queries done) after each training step
 for line in open(os.path.join(work, "uae_log.txt")):
     stamp, _, text = line.partition(" ")
@@ -83,6 +88,7 @@ torch = json.load(open(os.path.join(work, "torch.json")))
 print(json.dumps({
     "bench": "train-step um-infonce all-MiniLM-L6-v2 16x16x128 cpu fp32",
     "steps_timed": {"uae": len(per_step), "pytorch": torch["steps"]},
+    "uae_grad_cache": grad_cache,
     "uae_groups_per_s": round(uae_rate, 4),
     "pytorch_groups_per_s": torch["groups_per_s"],
     "ratio": round(uae_rate / torch["groups_per_s"], 4),

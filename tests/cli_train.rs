@@ -489,6 +489,15 @@ fn non_finite_loss_is_an_error_naming_the_queries() {
     assert!(stderr.contains("training stopped: the batch of queries q"), "{stderr}");
     assert!(stderr.contains("loss is NaN"), "{stderr}");
     assert!(!run.join("model.safetensors").exists());
+    // The same with cached gradients (GradCache): the guard's zero loss
+    // still runs backward through the cached vectors.
+    let run = work.path().join("run-grad-cache");
+    let out = train_with(&model, &data, &data.join("labels.jsonl"), &run, &config, &["--no-select", "--grad-cache", "3"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("training stopped: the batch of queries q") && stderr.contains("loss is NaN"), "{stderr}");
+    let recorded: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("train_config.json")).unwrap()).unwrap();
+    assert_eq!(recorded["grad_cache"], 3);
 }
 
 #[test]

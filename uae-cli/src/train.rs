@@ -104,6 +104,11 @@ pub struct TrainArgs {
     /// so the base's corpus index stays valid and is searched by the export.
     #[arg(long)]
     query_only: bool,
+    /// Encode each step's texts N at a time with cached gradients
+    /// (GradCache): the same training in less memory, for about a third
+    /// more compute.
+    #[arg(long, value_name = "N")]
+    grad_cache: Option<usize>,
     /// Export the last epoch's weights without evaluating on dev retrieval.
     #[arg(long)]
     no_select: bool,
@@ -168,6 +173,9 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
     }
     if args.query_only {
         config.query_only = true;
+    }
+    if args.grad_cache.is_some() {
+        config.grad_cache = args.grad_cache;
     }
     if args.no_select {
         config.select = false;

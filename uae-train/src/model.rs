@@ -4,12 +4,15 @@
 //! Burn's [`TrainStep`] and [`InferenceStep`] for the Learner.
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 use burn::train::metric::{Adaptor, ItemLazy, LossInput as LossMetricInput};
 use burn::train::{InferenceStep, Interrupter, TrainOutput, TrainStep};
 use burn::tensor::ExecutionError;
+use uae_model::bert::TokenBatch;
 use uae_model::encoder::SentenceEmbedder;
 use uae_model::pooling::l2_normalize;
 
@@ -32,6 +35,11 @@ pub struct DistillModel {
     /// Model selection on held-out retrieval, when on.
     #[module(skip)]
     pub selection: Option<Selection>,
+    /// Encode a training step's texts this many at a time with cached
+    /// gradients ([`DistillModel::cached_step`]); `None` encodes the whole
+    /// batch in one graph.
+    #[module(skip)]
+    pub grad_cache: Option<usize>,
 }
 
 /// The first batch a training or validation step could not compute a loss
@@ -116,16 +124,35 @@ pub struct DistillOutput {
     pub dev: f64,
 }
 
+/// The L2-normalised vectors a batch is scored with.
+struct Embedded {
+    /// One per query, `[B, H]`.
+    queries: Tensor<2>,
+    /// One per candidate, `[B * K, H]`.
+    passages: Tensor<2>,
+}
+
 impl DistillModel {
+    /// The batch's vectors, in one graph.
+    fn embed(&self, batch: &DistillBatch) -> Embedded {
+        Embedded {
+            queries: l2_normalize(self.embedder.forward(&batch.queries)),
+            passages: match &batch.passages {
+                Candidates::Tokens(tokens) => l2_normalize(self.embedder.forward(tokens)),
+                // Constants: no gradient reaches the frozen passage encoder.
+                Candidates::Vectors(vectors) => vectors.clone(),
+            },
+        }
+    }
+
     /// Cosine similarities of a batch (vectors are L2-normalised here
     /// whatever the model's own normalisation).
     pub fn scores(&self, batch: &DistillBatch) -> Scores {
-        let queries = l2_normalize(self.embedder.forward(&batch.queries));
-        let passages = match &batch.passages {
-            Candidates::Tokens(tokens) => l2_normalize(self.embedder.forward(tokens)),
-            // Constants: no gradient reaches the frozen passage encoder.
-            Candidates::Vectors(vectors) => vectors.clone(),
-        };
+        self.scores_of(self.embed(batch), batch)
+    }
+
+    fn scores_of(&self, embedded: Embedded, batch: &DistillBatch) -> Scores {
+        let Embedded { queries, passages } = embedded;
         let [b, h] = queries.dims();
         let k = passages.dims()[0] / b.max(1);
         let own = passages
@@ -156,7 +183,12 @@ impl DistillModel {
     /// (training diverged) is recorded in [`DistillModel::failure`], which
     /// stops training, and the batch gets a zero loss.
     pub fn forward_loss(&self, batch: DistillBatch) -> DistillOutput {
-        let scores = self.scores(&batch);
+        let embedded = self.embed(&batch);
+        self.loss_of(embedded, batch)
+    }
+
+    fn loss_of(&self, embedded: Embedded, batch: DistillBatch) -> DistillOutput {
+        let scores = self.scores_of(embedded, &batch);
         // A last batch of one query has no in-batch negatives.
         let config = LossConfig { use_in_batch: scores.in_batch.is_some(), ..self.loss };
         let input = LossInput {
@@ -182,6 +214,70 @@ impl DistillModel {
             tau_u: self.loss.tau_u,
             dev: self.selection.as_ref().map_or(f64::NAN, Selection::latest),
         }
+    }
+
+    /// One training step by GradCache (Gao et al., 2021, "Scaling Deep
+    /// Contrastive Learning Batch Size under Memory Limited Setup"), with
+    /// the same loss and gradients as one graph over the whole batch:
+    /// 1. every text is encoded `chunk` at a time without a graph;
+    /// 2. the loss is taken of those vectors as leaves, and its backward
+    ///    gives the gradient of each vector;
+    /// 3. each chunk is encoded again with a graph, and the backward of
+    ///    (its vectors * their cached gradients).sum() adds that chunk's
+    ///    share to the parameters' gradients (the chain rule, summed over
+    ///    chunks).
+    ///
+    /// Only one chunk's activations are alive at a time, for one more
+    /// forward pass of compute; exact because the encoder has no dropout.
+    pub fn cached_step(&self, batch: DistillBatch, chunk: usize) -> TrainOutput<DistillOutput> {
+        let frozen = self.embedder.valid();
+        let like = batch.utilities.clone();
+        let leaf = |tokens: &TokenBatch| {
+            let parts: Vec<Tensor<2>> = chunks(tokens.input_ids.dims()[0], chunk)
+                .map(|rows| frozen.forward(&tokens.rows(rows).without_autodiff()))
+                .collect();
+            beside(Tensor::cat(parts, 0), &like).require_grad()
+        };
+        let mut texts = vec![(batch.queries.clone(), leaf(&batch.queries))];
+        if let Candidates::Tokens(tokens) = &batch.passages {
+            texts.push((tokens.clone(), leaf(tokens)));
+        }
+        let embedded = Embedded {
+            queries: l2_normalize(texts[0].1.clone()),
+            passages: match &batch.passages {
+                Candidates::Tokens(_) => l2_normalize(texts[1].1.clone()),
+                Candidates::Vectors(vectors) => vectors.clone(),
+            },
+        };
+        let output = self.loss_of(embedded, batch);
+        let mut cached = output.loss.backward();
+        let mut grads = GradientsAccumulator::new();
+        for (tokens, vectors) in texts {
+            // Every leaf takes part in the loss, so each has a gradient.
+            let Some(grad) = vectors.grad_remove(&mut cached) else { continue };
+            let grad = beside(grad, &like);
+            for rows in chunks(tokens.input_ids.dims()[0], chunk) {
+                let surrogate = (self.embedder.forward(&tokens.rows(rows.clone())) * grad.clone().slice(rows)).sum();
+                grads.accumulate(self, GradientsParams::from_grads(surrogate.backward(), self));
+            }
+        }
+        TrainOutput { grads: grads.grads(), item: output }
+    }
+}
+
+/// `0..n` in consecutive ranges of at most `size`.
+fn chunks(n: usize, size: usize) -> impl Iterator<Item = Range<usize>> {
+    (0..n).step_by(size.max(1)).map(move |start| start..(start + size.max(1)).min(n))
+}
+
+/// `tensor` (without autodiff) made an autodiff tensor that can be combined
+/// with `like`: the same gradient-checkpointing strategy, which Burn
+/// requires of every operand.
+fn beside(tensor: Tensor<2>, like: &Tensor<2>) -> Tensor<2> {
+    let tensor = tensor.autodiff();
+    match like.gradient_checkpointing_strategy() {
+        Some(strategy) => tensor.with_gradient_checkpointing_strategy(strategy),
+        None => tensor,
     }
 }
 
@@ -215,6 +311,9 @@ impl TrainStep for DistillModel {
     fn step(&self, batch: DistillBatch) -> TrainOutput<DistillOutput> {
         if let Some(selection) = &self.selection {
             selection.before_batch(|| self.embedder.valid());
+        }
+        if let Some(chunk) = self.grad_cache {
+            return self.cached_step(batch, chunk);
         }
         let output = self.forward_loss(batch);
         let grads = output.loss.backward();
@@ -267,6 +366,107 @@ impl Adaptor<PoolInput> for DistillOutput {
             relevant: self.relevant.clone(),
             tau: self.tau,
             tau_u: self.tau_u,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::{ModuleVisitor, Param};
+    use uae_model::bert::{BertConfig, BertModel};
+    use uae_model::sentence::Pooling;
+
+    use super::*;
+
+    /// A random two-layer BERT with mean pooling, on `device`.
+    fn tiny_embedder(device: &Device) -> SentenceEmbedder {
+        let config: BertConfig = serde_json::from_str(
+            r#"{"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "intermediate_size": 32, "max_position_embeddings": 32}"#,
+        )
+        .unwrap();
+        SentenceEmbedder { bert: BertModel::new(&config, device), pooling: Pooling::Mean, normalize: true }
+    }
+
+    /// 3 queries with 4 candidates each, of several lengths (so padded),
+    /// one candidate shared by two queries (an in-batch duplicate).
+    fn batch(device: &Device) -> DistillBatch {
+        let ids = |n: usize, seed: usize| -> Vec<u32> { (0..n).map(|i| ((i * 7 + seed * 13) % 47 + 2) as u32).collect() };
+        let queries: Vec<Vec<u32>> = (0..3).map(|q| ids(3 + q, q)).collect();
+        let passages: Vec<Vec<u32>> = (0..12).map(|p| ids(4 + p % 5, 10 + p)).collect();
+        let zeros = |rows: &[Vec<u32>]| -> Vec<Vec<u32>> { rows.iter().map(|r| vec![0; r.len()]).collect() };
+        let (query_types, passage_types) = (zeros(&queries), zeros(&passages));
+        let utilities = vec![2.0, 0.5, 0.1, -0.3, 0.2, 1.5, 0.0, 0.4, -1.0, 0.3, 0.9, 0.6];
+        let mut doc_ids: Vec<Vec<String>> = (0..3).map(|q| (0..4).map(|k| format!("d{}", q * 4 + k)).collect()).collect();
+        doc_ids[2][3] = "d0".into();
+        DistillBatch {
+            queries: TokenBatch::pad(&slices(&queries), &slices(&query_types), 0, device),
+            passages: Candidates::Tokens(TokenBatch::pad(&slices(&passages), &slices(&passage_types), 0, device)),
+            utilities: Tensor::from_data(TensorData::new(utilities, [3, 4]), device),
+            relevant: vec![vec![true, false, false, false]; 3],
+            doc_ids,
+            query_ids: vec!["q0".into(), "q1".into(), "q2".into()],
+        }
+    }
+
+    fn slices(rows: &[Vec<u32>]) -> Vec<&[u32]> {
+        rows.iter().map(Vec::as_slice).collect()
+    }
+
+    /// The largest difference between two gradient sets over a module's
+    /// parameters, and the largest gradient.
+    struct Compare<'a> {
+        a: &'a GradientsParams,
+        b: &'a GradientsParams,
+        largest_difference: f32,
+        largest: f32,
+        missing: usize,
+    }
+
+    impl ModuleVisitor for Compare<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            match (self.a.get::<D>(param.id), self.b.get::<D>(param.id)) {
+                (Some(a), Some(b)) => {
+                    let a = a.into_data().try_to_vec::<f32>().unwrap();
+                    let b = b.into_data().try_to_vec::<f32>().unwrap();
+                    for (x, y) in a.iter().zip(&b) {
+                        self.largest_difference = self.largest_difference.max((x - y).abs());
+                        self.largest = self.largest.max(x.abs());
+                    }
+                }
+                (None, None) => {}
+                _ => self.missing += 1,
+            }
+        }
+    }
+
+    #[test]
+    fn grad_cache_gives_the_gradients_of_one_graph() {
+        for device in [Device::flex().autodiff(), Device::flex().autodiff().gradient_checkpointing()] {
+            let model = DistillModel {
+                embedder: tiny_embedder(&device),
+                loss: LossConfig { infonce_weight: 0.1, ..LossConfig::default() },
+                failure: StepFailure::default(),
+                selection: None,
+                grad_cache: None,
+            };
+            let whole = TrainStep::step(&model, batch(&device));
+            // Chunks of 5 split 3 queries into one and 12 passages into 5 + 5 + 2.
+            let cached = DistillModel { grad_cache: Some(5), ..model.clone() };
+            let chunked = TrainStep::step(&cached, batch(&device));
+            let loss = |out: &TrainOutput<DistillOutput>| out.item.loss.clone().into_scalar::<f32>();
+            assert!((loss(&whole) - loss(&chunked)).abs() < 1e-6, "{} vs {}", loss(&whole), loss(&chunked));
+            let mut compare =
+                Compare { a: &whole.grads, b: &chunked.grads, largest_difference: 0.0, largest: 0.0, missing: 0 };
+            model.visit(&mut compare);
+            assert_eq!(compare.missing, 0);
+            assert!(compare.largest > 1e-4, "the gradients are all but zero: {}", compare.largest);
+            assert!(
+                compare.largest_difference < 1e-5 * compare.largest.max(1.0),
+                "GradCache moved a gradient by {} (largest {})",
+                compare.largest_difference,
+                compare.largest
+            );
         }
     }
 }

@@ -32,7 +32,8 @@
 //!  "early_stopping_patience": null, "log_every": 10, "max_length": null,
 //!  "utility_norm": "none", "select": true, "select_metric": "map",
 //!  "select_split": "dev", "eval_every": null, "merge_base": [],
-//!  "query_only": false, "checkpoint_every": "5m"}
+//!  "query_only": false, "checkpoint_every": "5m", "grad_cache": null,
+//!  "gradient_checkpointing": true}
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -166,6 +167,17 @@ pub struct TrainConfig {
     /// `N` optimiser steps, `"Xm"` minutes, or `0` for after each epoch
     /// only. Not part of what a resume must match.
     pub checkpoint_every: CheckpointEvery,
+    /// Encode each training step's texts this many at a time with cached
+    /// gradients (GradCache, [`crate::model::DistillModel::cached_step`]):
+    /// the same loss and gradients, activations held for one chunk instead
+    /// of the whole batch, for one more forward pass of compute; `null`
+    /// encodes a batch in one graph. Not part of what a resume must match.
+    pub grad_cache: Option<usize>,
+    /// Recompute memory-bound activations (element-wise operations, softmax)
+    /// in the backward pass instead of keeping them: Burn's balanced
+    /// gradient checkpointing; the same gradients with less memory. Not part
+    /// of what a resume must match.
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for TrainConfig {
@@ -195,6 +207,8 @@ impl Default for TrainConfig {
             merge_base: Vec::new(),
             query_only: false,
             checkpoint_every: CheckpointEvery::default(),
+            grad_cache: None,
+            gradient_checkpointing: true,
         }
     }
 }
@@ -231,6 +245,9 @@ impl TrainConfig {
         }
         if self.eval_every == Some(0) {
             bail!("eval_every must be at least 1");
+        }
+        if self.grad_cache == Some(0) {
+            bail!("grad_cache must be at least 1");
         }
         if let Some(alpha) = self.merge_base.iter().find(|a| !(0.0..=1.0).contains(*a)) {
             bail!("merge_base shares must lie in [0, 1], got {alpha}");
@@ -333,7 +350,13 @@ pub fn inputs_path(out: &Path) -> PathBuf {
 /// Checks what a resumed run is given against what it was started with.
 fn check_resume(out: &Path, config: &TrainConfig, inputs: &Inputs) -> Result<()> {
     let stored = TrainConfig::from_file(&config_path(out))?;
-    if (TrainConfig { checkpoint_every: config.checkpoint_every, ..stored }) != *config {
+    let unmatched = TrainConfig {
+        checkpoint_every: config.checkpoint_every,
+        grad_cache: config.grad_cache,
+        gradient_checkpointing: config.gradient_checkpointing,
+        ..stored
+    };
+    if unmatched != *config {
         bail!("--resume: the configuration differs from the run's {}", config_path(out).display());
     }
     let path = inputs_path(out);
@@ -546,7 +569,11 @@ pub fn train(
     let options = EncoderOptions { max_length: config.max_length, ..Default::default() };
     // Loaded on the autodiff device so that its parameters are tracked; the
     // Learner keeps them tracked when it forks the model.
-    let encoder = BiEncoder::load(&paths.model, &device.clone().autodiff(), &options)?;
+    let training_device = match config.gradient_checkpointing {
+        true => device.clone().autodiff().gradient_checkpointing(),
+        false => device.clone().autodiff(),
+    };
+    let encoder = BiEncoder::load(&paths.model, &training_device, &options)?;
     if encoder.passage_embedder.is_some() {
         bail!(
             "{} has a separate passage encoder ({}/); train from the symmetric model it was made from",
@@ -613,7 +640,7 @@ pub fn train(
         .init();
     let interrupter = Interrupter::new();
     let strategy = StepCheckpointing {
-        device: device.clone().autodiff(),
+        device: training_device,
         every: config.checkpoint_every,
         out: out.clone(),
         per_epoch: batches,
@@ -656,6 +683,7 @@ pub fn train(
         loss: config.loss,
         failure: failure.clone(),
         selection: selection.clone(),
+        grad_cache: config.grad_cache,
     };
     let learner = Learner::new(model, optimizer, schedule(config, steps)?);
 

@@ -14,6 +14,8 @@ mod flex;
 mod gelu;
 pub mod load;
 
+use std::ops::Range;
+
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation;
@@ -57,6 +59,28 @@ impl TokenBatch {
             token_type_ids: Tensor::from_data(TensorData::new(flat_types, [batch, seq]), device),
             attention_mask: Tensor::from_data(TensorData::new(mask, [batch, seq]), device),
             padded,
+        }
+    }
+
+    /// Rows `range` of the batch, padded to the same length (the padding
+    /// flag is kept: a mask of ones only costs a masked attention).
+    pub fn rows(&self, range: Range<usize>) -> Self {
+        Self {
+            input_ids: self.input_ids.clone().slice(range.clone()),
+            token_type_ids: self.token_type_ids.clone().slice(range.clone()),
+            attention_mask: self.attention_mask.clone().slice(range),
+            padded: self.padded,
+        }
+    }
+
+    /// The batch without autodiff, for a model's inference copy
+    /// (`Module::valid`), whose forward then takes the inference paths.
+    pub fn without_autodiff(self) -> Self {
+        Self {
+            input_ids: self.input_ids.without_autodiff(),
+            token_type_ids: self.token_type_ids.without_autodiff(),
+            attention_mask: self.attention_mask.without_autodiff(),
+            padded: self.padded,
         }
     }
 }
