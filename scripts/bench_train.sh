@@ -11,8 +11,8 @@
 # Environment: UAE (binary, default the release build in ~/.cache/uae/target),
 # PYTHON (the reference venv's python), MODEL (model dir), WORK (scratch dir,
 # default a fresh mktemp -d), BURN_DEVICE (uae's device, default cpu),
-# GRAD_CACHE (uae's `grad_cache` chunk: encode N texts at a time with cached
-# gradients; default unset, the whole batch in one graph).
+# GRAD_CACHE (uae's `grad_cache`: encode N texts at a time with cached
+# gradients; default 32, uae's default; 0 for the whole batch in one graph).
 #
 # uae: one epoch over 16 * (STEPS + 1) training queries (+1 query held out for
 # validation, the least `uae train` allows) with log_every 1, so it prints a
@@ -34,7 +34,7 @@ WORK=${WORK:-$(mktemp -d /tmp/uae-bench-train.XXXXXX)}
 BATCH=16
 K=16
 MAXLEN=128
-GRAD_CACHE=${GRAD_CACHE:-null}
+GRAD_CACHE=${GRAD_CACHE:-32}
 QUERIES=$((BATCH * (STEPS + 1) + 1))
 mkdir -p "$WORK"
 
@@ -65,7 +65,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 import json, os, re, sys
 work, steps = sys.argv[1], int(sys.argv[2])
 loads = sys.argv[3:6]
-grad_cache = None if sys.argv[6] == "null" else int(sys.argv[6])
+grad_cache = int(sys.argv[6])
 points = []  # (time, queries done) after each training step
 for line in open(os.path.join(work, "uae_log.txt")):
     stamp, _, text = line.partition(" ")

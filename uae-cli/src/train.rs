@@ -105,8 +105,8 @@ pub struct TrainArgs {
     #[arg(long)]
     query_only: bool,
     /// Encode each step's texts N at a time with cached gradients
-    /// (GradCache): the same training in less memory, for about a third
-    /// more compute.
+    /// (GradCache; the config's default 32): the same training in less
+    /// memory; 0 encodes a batch in one graph.
     #[arg(long, value_name = "N")]
     grad_cache: Option<usize>,
     /// Export the last epoch's weights without evaluating on dev retrieval.
@@ -174,8 +174,8 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
     if args.query_only {
         config.query_only = true;
     }
-    if args.grad_cache.is_some() {
-        config.grad_cache = args.grad_cache;
+    if let Some(chunk) = args.grad_cache {
+        config.grad_cache = chunk;
     }
     if args.no_select {
         config.select = false;

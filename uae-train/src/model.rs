@@ -36,8 +36,8 @@ pub struct DistillModel {
     #[module(skip)]
     pub selection: Option<Selection>,
     /// Encode a training step's texts this many at a time with cached
-    /// gradients ([`DistillModel::cached_step`]); `None` encodes the whole
-    /// batch in one graph.
+    /// gradients ([`DistillModel::cached_step`]) when the queries or the
+    /// candidates are more; `None` encodes every batch in one graph.
     #[module(skip)]
     pub grad_cache: Option<usize>,
 }
@@ -312,7 +312,15 @@ impl TrainStep for DistillModel {
         if let Some(selection) = &self.selection {
             selection.before_batch(|| self.embedder.valid());
         }
-        if let Some(chunk) = self.grad_cache {
+        // A batch whose texts fit in one chunk gains nothing from the cache.
+        let texts = match &batch.passages {
+            Candidates::Tokens(tokens) => tokens.input_ids.dims()[0],
+            Candidates::Vectors(_) => 0,
+        }
+        .max(batch.queries.input_ids.dims()[0]);
+        if let Some(chunk) = self.grad_cache
+            && texts > chunk
+        {
             return self.cached_step(batch, chunk);
         }
         let output = self.forward_loss(batch);

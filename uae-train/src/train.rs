@@ -32,7 +32,7 @@
 //!  "early_stopping_patience": null, "log_every": 10, "max_length": null,
 //!  "utility_norm": "none", "select": true, "select_metric": "map",
 //!  "select_split": "dev", "eval_every": null, "merge_base": [],
-//!  "query_only": false, "checkpoint_every": "5m", "grad_cache": null,
+//!  "query_only": false, "checkpoint_every": "5m", "grad_cache": 32,
 //!  "gradient_checkpointing": true}
 //! ```
 
@@ -168,11 +168,12 @@ pub struct TrainConfig {
     /// only. Not part of what a resume must match.
     pub checkpoint_every: CheckpointEvery,
     /// Encode each training step's texts this many at a time with cached
-    /// gradients (GradCache, [`crate::model::DistillModel::cached_step`]):
-    /// the same loss and gradients, activations held for one chunk instead
-    /// of the whole batch, for one more forward pass of compute; `null`
-    /// encodes a batch in one graph. Not part of what a resume must match.
-    pub grad_cache: Option<usize>,
+    /// gradients (GradCache, [`crate::model::DistillModel::cached_step`])
+    /// when a batch has more queries or candidates than that: the same loss
+    /// and gradients, activations held for one chunk instead of the whole
+    /// batch, for one more forward pass; `0` encodes every batch in one
+    /// graph. Not part of what a resume must match.
+    pub grad_cache: usize,
     /// Recompute memory-bound activations (element-wise operations, softmax)
     /// in the backward pass instead of keeping them: Burn's balanced
     /// gradient checkpointing; the same gradients with less memory. Not part
@@ -207,7 +208,7 @@ impl Default for TrainConfig {
             merge_base: Vec::new(),
             query_only: false,
             checkpoint_every: CheckpointEvery::default(),
-            grad_cache: None,
+            grad_cache: 32,
             gradient_checkpointing: true,
         }
     }
@@ -245,9 +246,6 @@ impl TrainConfig {
         }
         if self.eval_every == Some(0) {
             bail!("eval_every must be at least 1");
-        }
-        if self.grad_cache == Some(0) {
-            bail!("grad_cache must be at least 1");
         }
         if let Some(alpha) = self.merge_base.iter().find(|a| !(0.0..=1.0).contains(*a)) {
             bail!("merge_base shares must lie in [0, 1], got {alpha}");
@@ -683,7 +681,7 @@ pub fn train(
         loss: config.loss,
         failure: failure.clone(),
         selection: selection.clone(),
-        grad_cache: config.grad_cache,
+        grad_cache: (config.grad_cache > 0).then_some(config.grad_cache),
     };
     let learner = Learner::new(model, optimizer, schedule(config, steps)?);
 
