@@ -436,8 +436,12 @@ impl ComparisonReport {
     }
 
     /// The data set's folder name.
+    /// The data set's name for titles: its folder's name, or for a
+    /// quickstart's report, whose data set is the copy `uae synth` wrote to
+    /// `<out>/data`, the name of the data set the pipeline started from.
     fn data_name(&self) -> &str {
-        Path::new(&self.data).file_name().and_then(|n| n.to_str()).unwrap_or(&self.data)
+        let path = self.config.pointer("/pipeline/data").and_then(|v| v.as_str()).unwrap_or(&self.data);
+        Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or(path)
     }
 }
 
@@ -541,6 +545,13 @@ mod tests {
             significance: tests,
             config: serde_json::Value::Null,
         };
+        assert_eq!(report.data_name(), "d");
+        let quickstart = ComparisonReport {
+            data: "$UAE_CACHE/quickstart/data".into(),
+            config: serde_json::json!({"pipeline": {"data": "$UAE_CACHE/data/python-faq-heldout"}}),
+            ..report.clone()
+        };
+        assert_eq!(quickstart.data_name(), "python-faq-heldout");
         let md = report.markdown();
         assert!(md.contains("| better | 0.000* |"), "{md}");
         assert!(md.contains("* differs from base with p < 0.05"), "{md}");
