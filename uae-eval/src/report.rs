@@ -435,7 +435,6 @@ impl ComparisonReport {
         Ok(())
     }
 
-    /// The data set's folder name.
     /// The data set's name for titles: its folder's name, or for a
     /// quickstart's report, whose data set is the copy `uae synth` wrote to
     /// `<out>/data`, the name of the data set the pipeline started from.
