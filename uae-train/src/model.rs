@@ -451,6 +451,8 @@ mod tests {
     #[test]
     fn grad_cache_gives_the_gradients_of_one_graph() {
         for device in [Device::flex().autodiff(), Device::flex().autodiff().gradient_checkpointing()] {
+            // A fixed model, so that a failure reproduces.
+            device.seed(7);
             let model = DistillModel {
                 embedder: tiny_embedder(&device),
                 loss: LossConfig { infonce_weight: 0.1, ..LossConfig::default() },
@@ -463,7 +465,11 @@ mod tests {
             let cached = DistillModel { grad_cache: Some(5), ..model.clone() };
             let chunked = TrainStep::step(&cached, batch(&device));
             let loss = |out: &TrainOutput<DistillOutput>| out.item.loss.clone().into_scalar::<f32>();
-            assert!((loss(&whole) - loss(&chunked)).abs() < 1e-6, "{} vs {}", loss(&whole), loss(&chunked));
+            // The cached pass encodes through the inference kernels (fused
+            // attention), one graph through autodiff's: equal up to f32
+            // rounding, relative to the loss as the gradients are below.
+            let (a, b) = (loss(&whole), loss(&chunked));
+            assert!((a - b).abs() < 1e-6 * a.abs().max(1.0), "{a} vs {b}");
             let mut compare =
                 Compare { a: &whole.grads, b: &chunked.grads, largest_difference: 0.0, largest: 0.0, missing: 0 };
             model.visit(&mut compare);
