@@ -32,7 +32,7 @@ use anyhow::{Result, ensure};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::dot::dot;
+use crate::dot::{dot, dot4};
 use crate::exact::{Hit, rank_order};
 pub use calibrate::Calibration;
 
@@ -204,7 +204,7 @@ impl HnswIndex {
             best = greedy(best, &|r, out: &mut Vec<u32>| out.extend_from_slice(layer.links(r)), &score);
         }
         let base = |r, out: &mut Vec<u32>| out.extend_from_slice(self.layers[0].links(r));
-        beam(best, ef, visited, &base, &score, &|r| prefetch(row(r)))
+        beam(best, ef, visited, &base, query, &row)
     }
 }
 
@@ -292,22 +292,23 @@ impl Visited {
 }
 
 /// Best-first search of a layer from `start`, keeping the `ef` best hits
-/// found; returns them, unordered, and the number of rows scored. `links`
-/// appends a row's neighbours on the layer to a buffer. The unvisited
-/// neighbours of a node are gathered and `prefetch`ed before any is scored,
-/// so their vectors load while the first ones are compared.
-fn beam(
+/// found for `query`; returns them, unordered, and the number of rows
+/// scored. `links` appends a row's neighbours on the layer to a buffer;
+/// `row` is a row's vector. The unvisited neighbours of a node are gathered
+/// and prefetched before any is scored, so their vectors load while the
+/// first ones are compared, and scored four at a time ([`dot4`]).
+fn beam<'v>(
     start: Hit,
     ef: usize,
     visited: &mut Visited,
     links: &impl Fn(usize, &mut Vec<u32>),
-    score: &impl Fn(usize) -> f32,
-    prefetch: &impl Fn(usize),
+    query: &[f32],
+    row: &impl Fn(usize) -> &'v [f32],
 ) -> (Vec<Hit>, usize) {
     visited.clear();
     visited.insert(start.row);
     let mut scored = 1;
-    let (mut neighbours, mut fresh) = (Vec::new(), Vec::new());
+    let (mut neighbours, mut fresh, mut scores) = (Vec::new(), Vec::new(), Vec::new());
     let mut candidates = BinaryHeap::from([ByScore(start)]);
     let mut found = BinaryHeap::from([std::cmp::Reverse(ByScore(start))]);
     while let Some(ByScore(current)) = candidates.pop() {
@@ -321,13 +322,20 @@ fn beam(
         for &n in &neighbours {
             let n = n as usize;
             if visited.insert(n) {
-                prefetch(n);
+                prefetch(row(n));
                 fresh.push(n);
             }
         }
         scored += fresh.len();
-        for &n in &fresh {
-            let hit = Hit { row: n, score: score(n) };
+        scores.clear();
+        let fours = fresh.chunks_exact(4);
+        let rest = fours.remainder();
+        for f in fours {
+            scores.extend(dot4(query, [row(f[0]), row(f[1]), row(f[2]), row(f[3])]));
+        }
+        scores.extend(rest.iter().map(|&n| dot(query, row(n))));
+        for (&n, &score) in fresh.iter().zip(&scores) {
+            let hit = Hit { row: n, score };
             if found.len() < ef || hit.score > found.peek().expect("found is not empty").0.0.score {
                 candidates.push(ByScore(hit));
                 found.push(std::cmp::Reverse(ByScore(hit)));

@@ -23,7 +23,7 @@ use std::sync::{Mutex, PoisonError, RwLock};
 
 use rayon::prelude::*;
 
-use super::{HnswIndex, Layer, Visited, beam, greedy, prefetch};
+use super::{HnswIndex, Layer, Visited, beam, greedy};
 use crate::dot::dot;
 use crate::exact::Hit;
 
@@ -139,7 +139,7 @@ impl<'a> Builder<'a> {
         }
         for layer in (0..=level.min(top)).rev() {
             let links = |r, out: &mut Vec<u32>| self.copy_links(r, layer, out);
-            let mut found = beam(nearest, self.ef_construction, visited, &links, &score, &|r| prefetch(self.row(r))).0;
+            let mut found = beam(nearest, self.ef_construction, visited, &links, query, &|r| self.row(r)).0;
             found.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
             found.retain(|h| h.row != row);
             let Some(&best) = found.first() else { continue };
