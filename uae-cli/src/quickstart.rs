@@ -46,6 +46,10 @@ pub struct QuickstartArgs {
     /// or `not-held-out-gold` (no passage a dev or test query judges relevant).
     #[arg(long, default_value_t = Sources::Corpus)]
     synth_sources: Sources,
+    /// Only passages whose id starts with this may be synthetic questions'
+    /// sources (`uae synth --source-prefix`; repeat for several).
+    #[arg(long = "synth-source-prefix", value_name = "PREFIX")]
+    synth_source_prefixes: Vec<String>,
     /// Candidates mined and labelled per training query.
     #[arg(long, default_value_t = 6)]
     candidates: usize,
@@ -127,6 +131,7 @@ pub fn run(args: QuickstartArgs, device: &Device) -> Result<()> {
         synth_passages: args.synth_passages,
         synth_per_passage: args.synth_per_passage,
         synth_sources: args.synth_sources,
+        synth_source_prefixes: args.synth_source_prefixes,
         candidates: args.candidates,
         train_candidates: args.train_candidates,
         utility: args.utility,

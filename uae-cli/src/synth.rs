@@ -42,6 +42,11 @@ pub struct SynthArgs {
     /// passage a dev or test query judges relevant).
     #[arg(long, default_value_t = Sources::Corpus)]
     sources: Sources,
+    /// Only passages whose id starts with this may be sources (repeat for
+    /// several; any passage when absent): questions about the user's own
+    /// documents in a corpus that mixes in others.
+    #[arg(long = "source-prefix", value_name = "PREFIX")]
+    source_prefixes: Vec<String>,
     /// Questions per sampled passage.
     #[arg(long, default_value_t = 1)]
     per_passage: usize,
@@ -75,6 +80,7 @@ pub fn run(args: SynthArgs, device: &Device) -> Result<()> {
         round_trip: args.round_trip,
         options: SynthOptions {
             sources: args.sources,
+            source_prefixes: args.source_prefixes,
             per_passage: args.per_passage,
             max_passages: args.max_passages,
             seed: args.seed,

@@ -55,6 +55,9 @@ pub struct PipelineOptions {
     pub synth_per_passage: usize,
     /// Which passages synthetic questions may be about.
     pub synth_sources: Sources,
+    /// Only passages whose id starts with one of these may be synthetic
+    /// questions' sources (any when empty).
+    pub synth_source_prefixes: Vec<String>,
     /// Candidates mined and labelled per training query.
     pub candidates: usize,
     /// Candidates each training query keeps per step.
@@ -198,18 +201,23 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
             round_trip: SynthJob::DEFAULT_ROUND_TRIP,
             options: SynthOptions {
                 sources: o.synth_sources,
+                source_prefixes: o.synth_source_prefixes.clone(),
                 per_passage: o.synth_per_passage,
                 max_passages: Some(o.synth_passages),
                 ..SynthOptions::default()
             },
         };
+        let mut synth_argv = argv(&[
+            "synth", "--teacher", &o.teacher, "--data", &s(&o.data), "--out", &s(&synth), "--student", &o.student,
+            "--index", &s(&base_index), "--max-passages", &o.synth_passages.to_string(), "--per-passage",
+            &o.synth_per_passage.to_string(), "--sources", &o.synth_sources.to_string(),
+        ]);
+        for prefix in &o.synth_source_prefixes {
+            synth_argv.extend(["--source-prefix".to_string(), prefix.clone()]);
+        }
         runner.run(Stage {
             name: "synth",
-            argv: argv(&[
-                "synth", "--teacher", &o.teacher, "--data", &s(&o.data), "--out", &s(&synth), "--student", &o.student,
-                "--index", &s(&base_index), "--max-passages", &o.synth_passages.to_string(), "--per-passage",
-                &o.synth_per_passage.to_string(), "--sources", &o.synth_sources.to_string(),
-            ]),
+            argv: synth_argv,
             inputs: [local(&o.student), local(&o.teacher), vec![o.data.clone(), base_index.clone()]].concat(),
             outputs: vec![synth.clone()],
             resumable: true,
@@ -314,7 +322,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
     let serve = format!("uae serve --model {} --index {}", s(&out.join("models/uae")), s(&student_index));
     let pipeline = serde_json::json!({
         "data": s(&o.data), "student": o.student, "teacher": o.teacher, "synth_passages": o.synth_passages,
-        "synth_per_passage": o.synth_per_passage, "synth_sources": o.synth_sources, "candidates": o.candidates,
+        "synth_per_passage": o.synth_per_passage, "synth_sources": o.synth_sources, "synth_source_prefixes": o.synth_source_prefixes, "candidates": o.candidates,
         "train_candidates": o.train_candidates, "utility": o.utility.to_string(), "tau_u": o.tau_u, "utility_norm": o.utility_norm,
         "infonce_weight": o.infonce_weight, "query_only": o.query_only,
         "epochs": o.epochs, "batch_size": o.batch_size, "lr": o.lr, "max_length": o.max_length,

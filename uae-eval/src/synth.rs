@@ -78,7 +78,7 @@ pub fn run_synth(job: &SynthJob, device: &Device, progress: &dyn Progress) -> Re
         progress.message(&format!("removed a torn last line from {}", job.out.join(uae_teacher::synth::GENERATIONS).display()));
     }
     progress.message(&format!(
-        "generated for {} passages ({} already done) with {} few-shot examples; sources: {}{}",
+        "generated for {} passages ({} already done) with {} few-shot examples; sources: {}{}{}",
         report.generated,
         report.resumed,
         report.shots,
@@ -86,6 +86,11 @@ pub fn run_synth(job: &SynthJob, device: &Device, progress: &dyn Progress) -> Re
         match job.options.sources {
             Sources::Corpus => String::new(),
             Sources::NotHeldOutGold => format!(" ({} passages gold for held-out queries left out)", report.held_out_sources),
+        },
+        if job.options.source_prefixes.is_empty() {
+            String::new()
+        } else {
+            format!(", ids starting with {}", job.options.source_prefixes.join(" or "))
         }
     ));
     if report.fitted_prompts > 0 {

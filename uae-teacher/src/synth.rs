@@ -89,6 +89,12 @@ pub struct SynthOptions {
     /// option was written with `NotHeldOutGold`, the one behaviour then.
     #[serde(default = "not_held_out_gold")]
     pub sources: Sources,
+    /// Only passages whose id starts with one of these may be sources (any
+    /// passage when empty): a corpus that mixes the user's own documents
+    /// with others (the FAQ's answers among library-reference distractors)
+    /// gets questions about its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_prefixes: Vec<String>,
     /// Questions per sampled passage.
     pub per_passage: usize,
     /// Sample at most this many passages (all when `None`).
@@ -109,7 +115,7 @@ fn not_held_out_gold() -> Sources {
 
 impl Default for SynthOptions {
     fn default() -> Self {
-        Self { sources: Sources::default(), per_passage: 1, max_passages: None, seed: 42, shots: 2, max_passage_tokens: 192, max_new_tokens: 64 }
+        Self { sources: Sources::default(), source_prefixes: Vec::new(), per_passage: 1, max_passages: None, seed: 42, shots: 2, max_passage_tokens: 192, max_new_tokens: 64 }
     }
 }
 
@@ -189,9 +195,10 @@ pub enum Verdict {
 }
 
 /// The passages a run generates for, in order: a seeded sample of the
-/// corpus's passages with text, with `Sources::NotHeldOutGold` leaving out
-/// every passage a held-out query judges relevant; and how many were left
-/// out so.
+/// corpus's passages with text (and with an id of one of
+/// `options.source_prefixes`, when there are any), with
+/// `Sources::NotHeldOutGold` leaving out every passage a held-out query
+/// judges relevant; and how many were left out so.
 fn sample_passages<'a>(data: &'a DataSet, options: &SynthOptions) -> (Vec<&'a Passage>, usize) {
     let held_out: HashSet<&str> = if options.sources == Sources::Corpus {
         HashSet::new()
@@ -203,7 +210,8 @@ fn sample_passages<'a>(data: &'a DataSet, options: &SynthOptions) -> (Vec<&'a Pa
             .flat_map(|(_, qrels)| qrels.iter().flat_map(|(_, judged)| judged.iter().filter(|(_, g)| **g > 0).map(|(d, _)| d.as_str())))
             .collect()
     };
-    let with_text = data.corpus.as_slice().iter().filter(|p| !p.embedding_text().trim().is_empty());
+    let prefixed = |p: &&Passage| options.source_prefixes.is_empty() || options.source_prefixes.iter().any(|x| p.id.starts_with(x.as_str()));
+    let with_text = data.corpus.as_slice().iter().filter(|p| !p.embedding_text().trim().is_empty()).filter(prefixed);
     let (mut passages, left_out): (Vec<&Passage>, Vec<&Passage>) = with_text.partition(|p| !held_out.contains(p.id.as_str()));
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
     passages.shuffle(&mut rng);
@@ -371,6 +379,9 @@ pub fn generate(
         .collect::<Result<_>>()?;
     report.shots = shots.len();
     let (sample, held_out_sources) = sample_passages(data, options);
+    if sample.is_empty() && !options.source_prefixes.is_empty() {
+        bail!("no passage with text has an id starting with {}", options.source_prefixes.join(" or "));
+    }
     report.held_out_sources = held_out_sources;
     let todo: Vec<&Passage> = sample
         .into_iter()
@@ -659,6 +670,21 @@ mod tests {
         };
         assert_eq!(ids(Sources::Corpus), (vec!["p0", "p1", "p2", "p3"], 0));
         assert_eq!(ids(Sources::NotHeldOutGold), (vec!["p0", "p3"], 2), "p1 and p2 are gold for test queries");
+    }
+
+    #[test]
+    fn source_prefixes_keep_the_passages_whose_id_starts_with_one() {
+        let data = data();
+        let ids = |prefixes: &[&str], sources: Sources| {
+            let options = SynthOptions { sources, source_prefixes: prefixes.iter().map(|p| p.to_string()).collect(), ..SynthOptions::default() };
+            let mut ids: Vec<&str> = sample_passages(&data, &options).0.iter().map(|p| p.id.as_str()).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids(&["p1"], Sources::Corpus), ["p1"]);
+        assert_eq!(ids(&["p0", "p2"], Sources::Corpus), ["p0", "p2"]);
+        assert_eq!(ids(&["p0", "p2"], Sources::NotHeldOutGold), ["p0"], "p2 is gold for a test query");
+        assert!(ids(&["q"], Sources::Corpus).is_empty());
     }
 
     #[test]
