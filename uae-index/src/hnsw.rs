@@ -250,10 +250,13 @@ impl PartialEq for ByScore {
 }
 impl Eq for ByScore {}
 
-/// Asks the CPU to start loading `row` into its caches.
+/// Asks the CPU to start loading `row` into its caches: its first two
+/// cache lines, after which the hardware prefetcher follows the rest.
+/// Prefetching every line cost more instructions than it saved (FAQ,
+/// 2,293 x 384: 13% fewer queries/s; 20k random rows: no difference).
 fn prefetch(row: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    for line in row.chunks(16) {
+    for line in row.chunks(16).take(2) {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         // SAFETY: a prefetch is a hint; the address is valid anyway.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
@@ -289,6 +292,18 @@ impl Visited {
     fn clear(&mut self) {
         self.touched.drain(..).for_each(|w| self.bits[w] = 0);
     }
+}
+
+/// Replaces `scores` with the inner products of `query` and the vectors
+/// (`row`) of `rows`, four at a time ([`dot4`]).
+fn score_rows<'v>(query: &[f32], rows: &[usize], row: &impl Fn(usize) -> &'v [f32], scores: &mut Vec<f32>) {
+    scores.clear();
+    let fours = rows.chunks_exact(4);
+    let rest = fours.remainder();
+    for f in fours {
+        scores.extend(dot4(query, [row(f[0]), row(f[1]), row(f[2]), row(f[3])]));
+    }
+    scores.extend(rest.iter().map(|&n| dot(query, row(n))));
 }
 
 /// Best-first search of a layer from `start`, keeping the `ef` best hits
@@ -327,13 +342,7 @@ fn beam<'v>(
             }
         }
         scored += fresh.len();
-        scores.clear();
-        let fours = fresh.chunks_exact(4);
-        let rest = fours.remainder();
-        for f in fours {
-            scores.extend(dot4(query, [row(f[0]), row(f[1]), row(f[2]), row(f[3])]));
-        }
-        scores.extend(rest.iter().map(|&n| dot(query, row(n))));
+        score_rows(query, &fresh, row, &mut scores);
         for (&n, &score) in fresh.iter().zip(&scores) {
             let hit = Hit { row: n, score };
             if found.len() < ef || hit.score > found.peek().expect("found is not empty").0.0.score {

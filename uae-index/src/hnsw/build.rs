@@ -23,8 +23,8 @@ use std::sync::{Mutex, PoisonError, RwLock};
 
 use rayon::prelude::*;
 
-use super::{HnswIndex, Layer, Visited, beam, greedy};
-use crate::dot::dot;
+use super::{HnswIndex, Layer, Visited, beam, greedy, score_rows};
+use crate::dot::{dot, dot4};
 use crate::exact::Hit;
 
 /// No row is given a level above this (the file format allows 16 layers).
@@ -174,7 +174,10 @@ impl<'a> Builder<'a> {
                 break;
             }
             let v = self.row(c.row);
-            if kept.iter().all(|k| dot(v, self.row(k.row)) <= c.score) {
+            let fours = kept.chunks_exact(4);
+            let rest = fours.remainder();
+            let near = |k: &[Hit]| dot4(v, [self.row(k[0].row), self.row(k[1].row), self.row(k[2].row), self.row(k[3].row)]);
+            if fours.into_iter().all(|k| near(k).iter().all(|&s| s <= c.score)) && rest.iter().all(|k| dot(v, self.row(k.row)) <= c.score) {
                 kept.push(c);
             }
         }
@@ -193,8 +196,10 @@ impl<'a> Builder<'a> {
             links.push(new as u32);
             return;
         }
-        let base = self.row(to);
-        let mut candidates: Vec<Hit> = links.iter().map(|&n| Hit { row: n as usize, score: dot(base, self.row(n as usize)) }).collect();
+        let rows: Vec<usize> = links.iter().map(|&n| n as usize).collect();
+        let mut scores = Vec::with_capacity(rows.len());
+        score_rows(self.row(to), &rows, &|r| self.row(r), &mut scores);
+        let mut candidates: Vec<Hit> = rows.iter().zip(&scores).map(|(&row, &score)| Hit { row, score }).collect();
         candidates.push(Hit { row: new, score });
         candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
         *links = self.select(&candidates, max).iter().map(|h| h.row as u32).collect();
