@@ -374,18 +374,7 @@ impl ComparisonReport {
         portable_json(&mut json, &prefixes);
         uae_data::atomic::write_atomically(dir, "report.json", serde_json::to_string_pretty(&json)?.as_bytes())?;
         uae_data::atomic::write_atomically(dir, "report.md", portable_paths(&self.markdown(), &prefixes).as_bytes())?;
-        let mut groups: Vec<String> = TABLE_METRICS.iter().map(|(_, t)| t.to_string()).collect();
-        groups.push("token F1".into());
-        let series: Vec<BarSeries> = self
-            .systems
-            .iter()
-            .map(|s| {
-                let mut values: Vec<f64> =
-                    TABLE_METRICS.iter().map(|(k, _)| s.metrics.get(*k).copied().unwrap_or(f64::NAN)).collect();
-                values.push(s.token_f1.unwrap_or(f64::NAN));
-                BarSeries { name: s.name.clone(), values }
-            })
-            .collect();
+        let (groups, series) = self.metric_bars();
         let title = format!("{} ({} split, {} queries)", self.data_name(), self.split, self.queries);
         plot::bar_chart(&dir.join("metrics.png"), &title, &groups, &series, (1280, 560))?;
         if !self.curves.is_empty() {
@@ -433,6 +422,30 @@ impl ComparisonReport {
             plot::line_charts(&dir.join("training.png"), &panels, (width, 480))?;
         }
         Ok(())
+    }
+
+    /// The groups (metrics) and series (systems) of `metrics.png`: the
+    /// table's ranking metrics, then token F1 when some system generated
+    /// answers (an empty group would be a label over nothing).
+    fn metric_bars(&self) -> (Vec<String>, Vec<BarSeries>) {
+        let answered = self.systems.iter().any(|s| s.token_f1.is_some());
+        let mut groups: Vec<String> = TABLE_METRICS.iter().map(|(_, t)| t.to_string()).collect();
+        if answered {
+            groups.push("token F1".into());
+        }
+        let series = self
+            .systems
+            .iter()
+            .map(|s| {
+                let mut values: Vec<f64> =
+                    TABLE_METRICS.iter().map(|(k, _)| s.metrics.get(*k).copied().unwrap_or(f64::NAN)).collect();
+                if answered {
+                    values.push(s.token_f1.unwrap_or(f64::NAN));
+                }
+                BarSeries { name: s.name.clone(), values }
+            })
+            .collect();
+        (groups, series)
     }
 
     /// The data set's name for titles: its folder's name, or for a
@@ -551,6 +564,16 @@ mod tests {
             ..report.clone()
         };
         assert_eq!(quickstart.data_name(), "python-faq-heldout");
+        let (groups, series) = report.metric_bars();
+        assert_eq!(groups.last().map(String::as_str), Some("token F1"), "the base generated answers");
+        assert!(series.iter().all(|s| s.values.len() == groups.len()));
+        let unanswered = ComparisonReport {
+            systems: report.systems.iter().map(|s| SystemRow { token_f1: None, ..s.clone() }).collect(),
+            ..report.clone()
+        };
+        let (groups, series) = unanswered.metric_bars();
+        assert_eq!(groups.len(), TABLE_METRICS.len(), "no token F1 group without answers");
+        assert!(series.iter().all(|s| s.values.len() == groups.len()));
         let md = report.markdown();
         assert!(md.contains("| better | 0.000* |"), "{md}");
         assert!(md.contains("* differs from base with p < 0.05"), "{md}");
