@@ -47,7 +47,10 @@ pub struct QuickstartArgs {
     #[arg(long, default_value_t = Sources::Corpus)]
     synth_sources: Sources,
     /// Only passages whose id starts with this may be synthetic questions'
-    /// sources (`uae synth --source-prefix`; repeat for several).
+    /// sources (`uae synth --source-prefix`; repeat for several; `""` for
+    /// any) [default: `faq/` on the embedded Python FAQ data set, so the
+    /// questions are about its answers, not the 2,000 library-reference
+    /// distractors; any passage with --data].
     #[arg(long = "synth-source-prefix", value_name = "PREFIX")]
     synth_source_prefixes: Vec<String>,
     /// Candidates mined and labelled per training query.
@@ -59,16 +62,18 @@ pub struct QuickstartArgs {
     train_candidates: usize,
     /// The text whose likelihood the teacher's utilities measure: the gold
     /// `answer` or the `question`.
-    #[arg(long, default_value_t = Utility::Answer)]
+    #[arg(long, default_value_t = Utility::Question)]
     utility: Utility,
     /// Teacher temperature of UM-InfoNCE's target softmax(N(U) / tau_u).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 0.5)]
     tau_u: f64,
     /// Per-query normalisation N of the utilities: none, zscore or minmax.
     #[arg(long, default_value = "zscore")]
     utility_norm: UtilityNorm,
-    /// Weight of an InfoNCE-on-gold term added to UM-InfoNCE.
-    #[arg(long, default_value_t = 0.1)]
+    /// Weight of an InfoNCE-on-gold term added to UM-InfoNCE. The default
+    /// recipe (question utility, tau_u 0.5, weight 3) is the best UAE one
+    /// on dev in reports/python-faq-own-docs/.
+    #[arg(long, default_value_t = 3.0)]
     infonce_weight: f64,
     /// Training epochs of each fine-tuned encoder.
     #[arg(long, default_value_t = 4)]
@@ -131,7 +136,7 @@ pub fn run(args: QuickstartArgs, device: &Device) -> Result<()> {
         synth_passages: args.synth_passages,
         synth_per_passage: args.synth_per_passage,
         synth_sources: args.synth_sources,
-        synth_source_prefixes: args.synth_source_prefixes,
+        synth_source_prefixes: source_prefixes(args.synth_source_prefixes, args.data.is_none()),
         candidates: args.candidates,
         train_candidates: args.train_candidates,
         utility: args.utility,
@@ -157,4 +162,23 @@ pub fn run(args: QuickstartArgs, device: &Device) -> Result<()> {
     }
     eprintln!("quickstart finished in {:.0} s; report: {}", done.seconds, done.report_dir.join("report.md").display());
     Ok(())
+}
+
+/// The synthetic questions' source prefixes: those given, or on the embedded
+/// Python FAQ data set (no `--data`) its own answers, `faq/`.
+fn source_prefixes(given: Vec<String>, embedded_data: bool) -> Vec<String> {
+    if given.is_empty() && embedded_data { vec!["faq/".to_string()] } else { given }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_faq_writes_about_its_own_answers_unless_told_otherwise() {
+        assert_eq!(source_prefixes(Vec::new(), true), ["faq/"]);
+        assert!(source_prefixes(Vec::new(), false).is_empty(), "another data set samples its whole corpus");
+        assert_eq!(source_prefixes(vec![String::new()], true), [""], "an empty prefix samples every passage");
+        assert_eq!(source_prefixes(vec!["a/".into(), "b/".into()], false), ["a/", "b/"]);
+    }
 }
