@@ -174,10 +174,11 @@ impl<'a> Builder<'a> {
                 break;
             }
             let v = self.row(c.row);
-            let fours = kept.chunks_exact(4);
+            // The kept neighbours' products four at a time ([`dot4`]).
+            let mut fours = kept.chunks_exact(4);
             let rest = fours.remainder();
             let near = |k: &[Hit]| dot4(v, [self.row(k[0].row), self.row(k[1].row), self.row(k[2].row), self.row(k[3].row)]);
-            if fours.into_iter().all(|k| near(k).iter().all(|&s| s <= c.score)) && rest.iter().all(|k| dot(v, self.row(k.row)) <= c.score) {
+            if fours.all(|k| near(k).iter().all(|&s| s <= c.score)) && rest.iter().all(|k| dot(v, self.row(k.row)) <= c.score) {
                 kept.push(c);
             }
         }
