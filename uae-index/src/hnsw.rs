@@ -295,15 +295,16 @@ impl Visited {
 }
 
 /// Replaces `scores` with the inner products of `query` and the vectors
-/// (`row`) of `rows`, four at a time ([`dot4`]).
-fn score_rows<'v>(query: &[f32], rows: &[usize], row: &impl Fn(usize) -> &'v [f32], scores: &mut Vec<f32>) {
+/// (`row`) of `rows` (row numbers as the adjacency stores them), four at a
+/// time ([`dot4`]).
+fn score_rows<'v>(query: &[f32], rows: &[u32], row: &impl Fn(usize) -> &'v [f32], scores: &mut Vec<f32>) {
     scores.clear();
     let fours = rows.chunks_exact(4);
     let rest = fours.remainder();
     for f in fours {
-        scores.extend(dot4(query, [row(f[0]), row(f[1]), row(f[2]), row(f[3])]));
+        scores.extend(dot4(query, std::array::from_fn(|i| row(f[i] as usize))));
     }
-    scores.extend(rest.iter().map(|&n| dot(query, row(n))));
+    scores.extend(rest.iter().map(|&n| dot(query, row(n as usize))));
 }
 
 /// Best-first search of a layer from `start`, keeping the `ef` best hits
@@ -335,16 +336,15 @@ fn beam<'v>(
         links(current.row, &mut neighbours);
         fresh.clear();
         for &n in &neighbours {
-            let n = n as usize;
-            if visited.insert(n) {
-                prefetch(row(n));
+            if visited.insert(n as usize) {
+                prefetch(row(n as usize));
                 fresh.push(n);
             }
         }
         scored += fresh.len();
         score_rows(query, &fresh, row, &mut scores);
         for (&n, &score) in fresh.iter().zip(&scores) {
-            let hit = Hit { row: n, score };
+            let hit = Hit { row: n as usize, score };
             if found.len() < ef || hit.score > found.peek().expect("found is not empty").0.0.score {
                 candidates.push(ByScore(hit));
                 found.push(std::cmp::Reverse(ByScore(hit)));

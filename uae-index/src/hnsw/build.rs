@@ -197,10 +197,9 @@ impl<'a> Builder<'a> {
             links.push(new as u32);
             return;
         }
-        let rows: Vec<usize> = links.iter().map(|&n| n as usize).collect();
-        let mut scores = Vec::with_capacity(rows.len());
-        score_rows(self.row(to), &rows, &|r| self.row(r), &mut scores);
-        let mut candidates: Vec<Hit> = rows.iter().zip(&scores).map(|(&row, &score)| Hit { row, score }).collect();
+        let mut scores = Vec::with_capacity(links.len());
+        score_rows(self.row(to), links, &|r| self.row(r), &mut scores);
+        let mut candidates: Vec<Hit> = links.iter().zip(&scores).map(|(&n, &score)| Hit { row: n as usize, score }).collect();
         candidates.push(Hit { row: new, score });
         candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
         *links = self.select(&candidates, max).iter().map(|h| h.row as u32).collect();
