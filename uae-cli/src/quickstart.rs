@@ -37,7 +37,7 @@ pub struct QuickstartArgs {
     /// Corpus passages the teacher writes synthetic training questions for
     /// (`uae synth`, added to the data set's own train questions); 0 trains
     /// on the data set's train questions only.
-    #[arg(long, default_value_t = 96)]
+    #[arg(long, default_value_t = 192)]
     synth_passages: usize,
     /// Synthetic questions per sampled passage.
     #[arg(long, default_value_t = 1)]
@@ -54,11 +54,11 @@ pub struct QuickstartArgs {
     #[arg(long = "synth-source-prefix", value_name = "PREFIX")]
     synth_source_prefixes: Vec<String>,
     /// Candidates mined and labelled per training query.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 8)]
     candidates: usize,
     /// Candidates each training query keeps per step (the best half by
     /// utility, the rest drawn at random from its labelled pool).
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 8)]
     train_candidates: usize,
     /// The text whose likelihood the teacher's utilities measure: the gold
     /// `answer` or the `question`.
