@@ -294,7 +294,7 @@ fn training_moves_the_student_towards_the_teacher_and_exports() {
 /// Model selection never exports a model worse than its base: here the dev
 /// split judges each query's teacher-worst candidate relevant, so every step
 /// of training lowers dev MAP, and the run exports the base weights
-/// byte for byte.
+/// byte for byte; it keeps only its two newest epoch sets.
 #[test]
 fn selection_exports_the_base_when_training_only_hurts() {
     let (work, model, data, pools) = fixture(24);
@@ -319,6 +319,12 @@ fn selection_exports_the_base_when_training_only_hurts() {
     let map = |i: usize| history[i]["metrics"]["map"].as_f64().unwrap();
     assert!((1..4).all(|i| map(i) < map(0)), "training should only hurt here: {selection}");
     assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), std::fs::read(model.join("model.safetensors")).unwrap());
+    // The two newest epoch sets are kept, nothing older (the best weights
+    // by dev retrieval live apart, so no set is kept for its loss).
+    for kind in ["model", "optim", "scheduler"] {
+        let kept: Vec<bool> = (1..=3).map(|e| run.join("checkpoint").join(format!("{kind}-{e}.bpk")).is_file()).collect();
+        assert_eq!(kept, [false, true, true], "{kind}");
+    }
 }
 
 /// Merging the chosen weights with the base: alpha 0 is the base and alpha

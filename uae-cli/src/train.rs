@@ -52,7 +52,8 @@ pub struct TrainArgs {
     #[arg(long)]
     resume: bool,
     /// Continue after this epoch's checkpoint set instead of the newest
-    /// (implies --resume); later sets are removed.
+    /// (implies --resume; a run keeps the sets of its two newest epochs);
+    /// later sets are removed.
     #[arg(long, value_name = "EPOCH")]
     resume_from: Option<usize>,
     /// Override the number of epochs.
