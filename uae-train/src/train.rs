@@ -11,9 +11,9 @@
 //!   that `--resume` with other labels is refused;
 //! - `checkpoint/`: the model, optimiser and scheduler state of the two
 //!   newest epochs (`model-<epoch>.bpk`, ..., each with its `.bpk.sum`) and,
-//!   in `steps/`,
-//!   the newest state saved within an epoch (`checkpoint_every`), from which
-//!   `--resume` continues ([`crate::checkpoint`], [`crate::strategy`]);
+//!   in `steps/`, the newest state saved within an epoch
+//!   (`checkpoint_every`), from which `--resume` continues
+//!   ([`crate::checkpoint`], [`crate::strategy`]);
 //! - `model.safetensors`: the exported weights with Hugging Face tensor
 //!   names, written when training ends: with model selection, the best
 //!   evaluated weights, or the base model's unchanged when nothing beat it;
@@ -75,7 +75,8 @@ use crate::strategy::{CheckpointEvery, StepCheckpointing};
 
 /// Epoch checkpoint sets a run keeps: the newest, which `--resume`
 /// continues from, and the one before it, complete while the newest is being
-/// written (Burn saves a set before it deletes the older one). Burn's default
+/// written (Burn saves and deletes each kind of file on a thread of its own,
+/// so with one set kept a kill could leave no complete set). Burn's default
 /// also keeps the set of lowest validation loss for good; model selection
 /// does not use it (the best weights by dev retrieval are in
 /// `best.safetensors`), so it only cost disk: one more set of about 260 MB
