@@ -27,7 +27,11 @@ BUILD="x86-64-v3"
 CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
 WHEELS="$UAE_CACHE/wheels/$BUILD"
 MARKER="$VENV/llama-cpp-build"
-PACKAGES=("$LLAMA_CPP" "llama-cpp-python[server]" "fastembed==0.9.1" "huggingface_hub")
+# The server extras are pinned one by one (the `[server]` extra leaves them
+# open), so a new fastapi or uvicorn cannot change the server under the test.
+SERVER=("fastapi==0.165.0" "starlette==1.10.0" "uvicorn==0.55.0" "pydantic==2.14.4"
+        "pydantic-settings==2.16.3" "sse-starlette==3.7.1" "starlette-context==0.3.6" "PyYAML==6.0.4")
+PACKAGES=("$LLAMA_CPP" "llama-cpp-python[server]" "${SERVER[@]}" "fastembed==0.9.1" "huggingface_hub==1.33.0")
 
 check() {
     [[ "$(cat "$MARKER" 2>/dev/null)" == "$BUILD" ]] &&
