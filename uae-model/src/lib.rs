@@ -7,6 +7,8 @@ pub mod batch;
 pub mod bert;
 mod check;
 pub mod encoder;
+#[cfg(feature = "flex")]
+mod flex;
 pub mod gguf;
 pub mod llama;
 pub mod llm;

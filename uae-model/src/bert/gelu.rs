@@ -16,17 +16,19 @@
 use burn::prelude::*;
 use burn::tensor::activation;
 #[cfg(feature = "flex")]
+use crate::flex::{CHUNK, exp_small};
+#[cfg(feature = "flex")]
 use rayon::prelude::*;
 
 /// GELU with erf, `0.5 x (1 + erf(x / sqrt 2))`, as transformers' `gelu`.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     #[cfg(feature = "flex")]
-    let x = match super::flex::map_in_place(x, |xs| xs.par_chunks_mut(CHUNK).for_each(gelu_slice)) {
+    let x = match crate::flex::map_in_place(x, |xs| xs.par_chunks_mut(CHUNK).for_each(gelu_slice)) {
         Ok(done) => return done,
         Err(untouched) => untouched,
     };
     #[cfg(feature = "flex")]
-    let x = match super::flex::autodiff_elementwise(x, flex::GELU) {
+    let x = match crate::flex::autodiff_elementwise(x, flex::GELU) {
         Ok(done) => return done,
         Err(untouched) => untouched,
     };
@@ -41,8 +43,8 @@ mod flex {
     use burn_flex::FlexTensor;
     use rayon::prelude::*;
 
-    pub(super) const GELU: super::super::flex::Elementwise =
-        super::super::flex::Elementwise { forward, backward };
+    pub(super) const GELU: crate::flex::Elementwise =
+        crate::flex::Elementwise { forward, backward };
 
     /// A new tensor: the input is kept for the backward pass.
     fn forward(x: &FlexTensor) -> FlexTensor {
@@ -63,11 +65,6 @@ mod flex {
         g
     }
 }
-
-/// Elements per parallel task: large enough that scheduling costs nothing
-/// next to the arithmetic, small enough to split a `[8, 128, 1536]` block.
-#[cfg(feature = "flex")]
-const CHUNK: usize = 16 * 1024;
 
 /// GELU of every element of `xs`, in place: the dispatcher for the widest
 /// vector unit this CPU has (the body is the same; only the instructions the
@@ -146,29 +143,6 @@ fn gelu_grad_portable(xs: &[f32], gs: &mut [f32]) {
         let density = if t.abs() < 6.0 { v * INV_SQRT_2PI * exp_small(-t * t) } else { 0.0 };
         *g = (*g as f64 * (normal_cdf(t) + density)) as f32;
     }
-}
-
-/// e^a for a in [-36, 0] to about 1e-14 relative, branch-free so that it
-/// vectorises (libm's `exp` does not): a = n ln 2 + r with |r| <= ln 2 / 2,
-/// e^r by its Taylor series to degree 11, 2^n from the exponent bits.
-#[inline(always)]
-#[cfg(feature = "flex")]
-fn exp_small(a: f64) -> f64 {
-    const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-    // Adding and subtracting 1.5 * 2^52 rounds to the nearest integer.
-    const ROUND: f64 = 6_755_399_441_055_744.0;
-    let a = a.clamp(-40.0, 0.0);
-    let n = (a * std::f64::consts::LOG2_E + ROUND) - ROUND;
-    let r = (a - n * LN2_HI) - n * LN2_LO;
-    // 1 + r (1 + r/2 (1 + r/3 (... (1 + r/11)))), with 1/k precomputed.
-    const INV: [f64; 11] =
-        [1.0, 1.0 / 2.0, 1.0 / 3.0, 1.0 / 4.0, 1.0 / 5.0, 1.0 / 6.0, 1.0 / 7.0, 1.0 / 8.0, 1.0 / 9.0, 1.0 / 10.0, 1.0 / 11.0];
-    let mut p = 1.0;
-    for inv in INV.iter().rev() {
-        p = 1.0 + r * inv * p;
-    }
-    p * f64::from_bits(((n as i64 + 1023) as u64) << 52)
 }
 
 #[inline(always)]
@@ -281,13 +255,13 @@ mod tests {
         let values = |t: Tensor<2>| t.into_data().try_into_vec_as::<f32>().unwrap();
 
         let flex = Device::flex();
-        let fast = super::super::flex::map_in_place(on(&flex), gelu_slice);
+        let fast = crate::flex::map_in_place(on(&flex), gelu_slice);
         assert_eq!(values(fast.expect("an inference flex tensor is changed in place")), want);
         // A strided view is not contiguous: the fast path leaves it to Burn.
-        assert!(super::super::flex::map_in_place(on(&flex).swap_dims(0, 1), gelu_slice).is_err());
+        assert!(crate::flex::map_in_place(on(&flex).swap_dims(0, 1), gelu_slice).is_err());
 
         // An autodiff tensor is left to the autodiff path.
-        assert!(super::super::flex::map_in_place(on(&flex.clone().autodiff()), gelu_slice).is_err());
+        assert!(crate::flex::map_in_place(on(&flex.clone().autodiff()), gelu_slice).is_err());
         let burns = values(activation::gelu(on(&flex)));
         for (a, b) in values(gelu(on(&flex))).iter().zip(&burns) {
             assert!((a - b).abs() <= 1e-6, "fast {a} against Burn's {b}");
@@ -310,15 +284,6 @@ mod tests {
         let mut scaled = vec![-2.5f32; 3];
         gelu_grad_slice(&[0.0, 1.0, -1.0], &mut scaled);
         assert_eq!(scaled[0], -1.25);
-    }
-
-    #[test]
-    fn the_vectorisable_exp_matches_libm() {
-        for i in 0..=360_000 {
-            let a = -(i as f64) * 1e-4;
-            let (got, want) = (exp_small(a), a.exp());
-            assert!((got - want).abs() <= want * 1e-13, "exp({a}) = {got}, libm {want}");
-        }
     }
 
     #[cfg(feature = "flex")]

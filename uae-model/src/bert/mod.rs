@@ -9,8 +9,6 @@
 #![allow(non_snake_case)]
 
 pub mod config;
-#[cfg(feature = "flex")]
-mod flex;
 mod gelu;
 pub mod load;
 
@@ -273,8 +271,8 @@ impl BertModel {
             // reads a contiguous one in place (an expanded view is copied on
             // every layer); the autodiff and GPU paths need every head.
             #[cfg(feature = "flex")]
-            if flex::is_inference(&batch.attention_mask) {
-                return flex::contiguous(keys.expand([b, 1, s, s]));
+            if crate::flex::is_inference(&batch.attention_mask) {
+                return crate::flex::contiguous(keys.expand([b, 1, s, s]));
             }
             keys.expand([b, heads, s, s])
         });

@@ -15,10 +15,10 @@
 pub mod config;
 pub mod load;
 pub mod rope;
+mod swiglu;
 
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::prelude::*;
-use burn::tensor::activation;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
@@ -97,8 +97,8 @@ pub struct LlamaMlp {
 
 impl LlamaMlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = activation::silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = self.gate_proj.forward(x.clone());
+        self.down_proj.forward(swiglu::swiglu(gate, self.up_proj.forward(x)))
     }
 }
 

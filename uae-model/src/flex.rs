@@ -1,6 +1,8 @@
 //! Fast paths for Burn's flex CPU backend: they reach the flex tensor behind
 //! a `Tensor` (Burn's backend-extension API), in inference or under
 //! autodiff, and leave every other tensor (GPU) to the caller's generic code.
+//! Also the branch-free math those paths share (written so that the compiler
+//! vectorises it; libm's scalar `exp` does not vectorise).
 
 use burn::prelude::*;
 use burn_dispatch::backends::autodiff::checkpoint::base::Checkpointer;
@@ -14,7 +16,7 @@ use burn_dispatch::{
 use burn_flex::FlexTensor;
 
 /// Whether `x` lives on the flex backend outside autodiff.
-pub(super) fn is_inference<const D: usize>(x: &Tensor<D>) -> bool {
+pub(crate) fn is_inference<const D: usize>(x: &Tensor<D>) -> bool {
     let DispatchTensor { kind, autodiff } = x.clone().into_dispatch();
     matches!((kind, autodiff), (DispatchTensorKind::Flex(BackendTensor::Float(_)), DispatchAutodiffContext::Disabled))
 }
@@ -22,7 +24,7 @@ pub(super) fn is_inference<const D: usize>(x: &Tensor<D>) -> bool {
 /// Applies `f` to the elements of `x` in place when `x` is an inference flex
 /// f32 tensor that owns its contiguous buffer; gives `x` back unchanged
 /// otherwise.
-pub(super) fn map_in_place<const D: usize>(x: Tensor<D>, f: impl FnOnce(&mut [f32])) -> Result<Tensor<D>, Tensor<D>> {
+pub(crate) fn map_in_place<const D: usize>(x: Tensor<D>, f: impl FnOnce(&mut [f32])) -> Result<Tensor<D>, Tensor<D>> {
     if x.dtype() != burn::tensor::DType::F32 {
         return Err(x);
     }
@@ -44,10 +46,33 @@ pub(super) fn map_in_place<const D: usize>(x: Tensor<D>, f: impl FnOnce(&mut [f3
     if done { Ok(tensor) } else { Err(tensor) }
 }
 
+/// Applies `f` to the elements of `x` (in place) and `y` together when both
+/// are inference flex f32 tensors of the same shape and `x` owns its
+/// contiguous buffer (`y` is made contiguous if it is a view); gives `x`
+/// back unchanged otherwise.
+pub(crate) fn zip_in_place<const D: usize>(
+    x: Tensor<D>,
+    y: Tensor<D>,
+    f: impl FnOnce(&mut [f32], &[f32]),
+) -> Result<Tensor<D>, Tensor<D>> {
+    if x.dims() != y.dims() || y.dtype() != burn::tensor::DType::F32 {
+        return Err(x);
+    }
+    let DispatchTensor { kind, autodiff } = y.into_dispatch();
+    let y = match (kind, autodiff) {
+        (DispatchTensorKind::Flex(BackendTensor::Float(t)), DispatchAutodiffContext::Disabled) => t.to_contiguous(),
+        _ => return Err(x),
+    };
+    match y.as_slice::<f32>() {
+        Some(ys) => map_in_place(x, |xs| f(xs, ys)),
+        None => Err(x),
+    }
+}
+
 /// An element-wise function of an f32 flex tensor and its derivative, as
 /// plain functions (the autodiff graph keeps them in its backward step).
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Elementwise {
+pub(crate) struct Elementwise {
     /// `y = f(x)`, into a new tensor.
     pub forward: fn(&FlexTensor) -> FlexTensor,
     /// The input gradient `f'(x) * grad`, from `x` and the output gradient.
@@ -66,7 +91,7 @@ impl Backward<Flex, 1> for Elementwise {
 
 /// `op` applied to `x` when `x` is an autodiff flex f32 tensor, recorded in
 /// the graph with `op`'s own derivative; gives `x` back unchanged otherwise.
-pub(super) fn autodiff_elementwise<const D: usize>(x: Tensor<D>, op: Elementwise) -> Result<Tensor<D>, Tensor<D>> {
+pub(crate) fn autodiff_elementwise<const D: usize>(x: Tensor<D>, op: Elementwise) -> Result<Tensor<D>, Tensor<D>> {
     if x.dtype() != burn::tensor::DType::F32 {
         return Err(x);
     }
@@ -108,11 +133,53 @@ pub(super) fn autodiff_elementwise<const D: usize>(x: Tensor<D>, op: Elementwise
 
 /// `mask` (a flex bool tensor) laid out in one contiguous buffer, so that
 /// flex's attention reads it in place instead of copying it on every layer.
-pub(super) fn contiguous<const D: usize>(mask: Tensor<D, Bool>) -> Tensor<D, Bool> {
+pub(crate) fn contiguous<const D: usize>(mask: Tensor<D, Bool>) -> Tensor<D, Bool> {
     let DispatchTensor { kind, autodiff } = mask.into_dispatch();
     let kind = match kind {
         DispatchTensorKind::Flex(BackendTensor::Bool(t)) => DispatchTensorKind::Flex(BackendTensor::Bool(t.to_contiguous())),
         kind => kind,
     };
     Tensor::from_dispatch(DispatchTensor { kind, autodiff })
+}
+
+/// Elements per parallel task of the element-wise fast paths: large enough
+/// that scheduling costs nothing next to the arithmetic, small enough to
+/// split a `[8, 128, 1536]` block.
+pub(crate) const CHUNK: usize = 16 * 1024;
+
+/// e^a for a in [-36, 0] to about 1e-14 relative, branch-free so that it
+/// vectorises (libm's `exp` does not): a = n ln 2 + r with |r| <= ln 2 / 2,
+/// e^r by its Taylor series to degree 11, 2^n from the exponent bits.
+/// Below -40 it returns e^-40.
+#[inline(always)]
+pub(crate) fn exp_small(a: f64) -> f64 {
+    const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    // Adding and subtracting 1.5 * 2^52 rounds to the nearest integer.
+    const ROUND: f64 = 6_755_399_441_055_744.0;
+    let a = a.clamp(-40.0, 0.0);
+    let n = (a * std::f64::consts::LOG2_E + ROUND) - ROUND;
+    let r = (a - n * LN2_HI) - n * LN2_LO;
+    // 1 + r (1 + r/2 (1 + r/3 (... (1 + r/11)))), with 1/k precomputed.
+    const INV: [f64; 11] =
+        [1.0, 1.0 / 2.0, 1.0 / 3.0, 1.0 / 4.0, 1.0 / 5.0, 1.0 / 6.0, 1.0 / 7.0, 1.0 / 8.0, 1.0 / 9.0, 1.0 / 10.0, 1.0 / 11.0];
+    let mut p = 1.0;
+    for inv in INV.iter().rev() {
+        p = 1.0 + r * inv * p;
+    }
+    p * f64::from_bits(((n as i64 + 1023) as u64) << 52)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vectorisable_exp_matches_libm() {
+        for i in 0..=360_000 {
+            let a = -(i as f64) * 1e-4;
+            let (got, want) = (exp_small(a), a.exp());
+            assert!((got - want).abs() <= want * 1e-13, "exp({a}) = {got}, libm {want}");
+        }
+    }
 }
