@@ -142,6 +142,39 @@ pub(crate) fn contiguous<const D: usize>(mask: Tensor<D, Bool>) -> Tensor<D, Boo
     Tensor::from_dispatch(DispatchTensor { kind, autodiff })
 }
 
+/// Defines `$name`, which runs the `#[inline(always)]` function `$portable`
+/// compiled for the widest vector unit this CPU has: AVX-512F, else AVX2
+/// with FMA, else the baseline (the body is the same; only the instructions
+/// the compiler may use differ, chosen at run time).
+macro_rules! widest_simd {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $portable:ident) => {
+        $(#[$attr])*
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) {
+                    $portable($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) {
+                    $portable($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports AVX-512F, checked just above.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $portable($($arg),*)
+        }
+    };
+}
+pub(crate) use widest_simd;
+
 /// Elements per parallel task of the element-wise fast paths: large enough
 /// that scheduling costs nothing next to the arithmetic, small enough to
 /// split a `[8, 128, 1536]` block.

@@ -66,69 +66,16 @@ mod flex {
     }
 }
 
-/// GELU of every element of `xs`, in place: the dispatcher for the widest
-/// vector unit this CPU has (the body is the same; only the instructions the
-/// compiler may use differ).
 #[cfg(feature = "flex")]
-pub(crate) fn gelu_slice(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F, checked just above.
-            return unsafe { gelu_avx512(xs) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-            return unsafe { gelu_avx2(xs) };
-        }
-    }
-    gelu_portable(xs)
+crate::flex::widest_simd! {
+    /// GELU of every element of `xs`, in place.
+    pub(crate) fn gelu_slice(xs: &mut [f32]) => gelu_portable
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
 #[cfg(feature = "flex")]
-fn gelu_avx512(xs: &mut [f32]) {
-    gelu_portable(xs)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[cfg(feature = "flex")]
-fn gelu_avx2(xs: &mut [f32]) {
-    gelu_portable(xs)
-}
-
-/// `g *= gelu'(x)` for every pair of `xs` and `gs`: the backward pass,
-/// dispatched as [`gelu_slice`].
-#[cfg(feature = "flex")]
-pub(crate) fn gelu_grad_slice(xs: &[f32], gs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F, checked just above.
-            return unsafe { gelu_grad_avx512(xs, gs) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-            return unsafe { gelu_grad_avx2(xs, gs) };
-        }
-    }
-    gelu_grad_portable(xs, gs)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[cfg(feature = "flex")]
-fn gelu_grad_avx512(xs: &[f32], gs: &mut [f32]) {
-    gelu_grad_portable(xs, gs)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[cfg(feature = "flex")]
-fn gelu_grad_avx2(xs: &[f32], gs: &mut [f32]) {
-    gelu_grad_portable(xs, gs)
+crate::flex::widest_simd! {
+    /// `g *= gelu'(x)` for every pair of `xs` and `gs`: the backward pass.
+    pub(crate) fn gelu_grad_slice(xs: &[f32], gs: &mut [f32]) => gelu_grad_portable
 }
 
 /// gelu'(x) = Phi(x) + x phi(x), with the CDF of [`normal_cdf`] and the
