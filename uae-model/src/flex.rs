@@ -21,6 +21,23 @@ pub(crate) fn is_inference<const D: usize>(x: &Tensor<D>) -> bool {
     matches!((kind, autodiff), (DispatchTensorKind::Flex(BackendTensor::Float(_)), DispatchAutodiffContext::Disabled))
 }
 
+/// The flex tensor behind `x` (sharing its buffer) when `x` is an inference
+/// flex f32 tensor laid out contiguously, so that its elements can be read
+/// as one row-major slice; `None` otherwise.
+pub(crate) fn contiguous_f32<const D: usize>(x: &Tensor<D>) -> Option<FlexTensor> {
+    if x.dtype() != burn::tensor::DType::F32 {
+        return None;
+    }
+    match x.clone().into_dispatch() {
+        DispatchTensor { kind: DispatchTensorKind::Flex(BackendTensor::Float(t)), autodiff: DispatchAutodiffContext::Disabled }
+            if t.is_contiguous() =>
+        {
+            Some(t)
+        }
+        _ => None,
+    }
+}
+
 /// Applies `f` to the elements of `x` in place when `x` is an inference flex
 /// f32 tensor that owns its contiguous buffer; gives `x` back unchanged
 /// otherwise.
@@ -145,20 +162,26 @@ pub(crate) fn contiguous<const D: usize>(mask: Tensor<D, Bool>) -> Tensor<D, Boo
 /// Defines `$name`, which runs the `#[inline(always)]` function `$portable`
 /// compiled for the widest vector unit this CPU has: AVX-512F, else AVX2
 /// with FMA, else the baseline (the body is the same; only the instructions
-/// the compiler may use differ, chosen at run time).
+/// the compiler may use differ, chosen at run time). The second form names
+/// one body for the two vector units (which both have FMA) and another for
+/// the baseline, for code that calls `mul_add` only where it is one
+/// instruction.
 macro_rules! widest_simd {
     ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $portable:ident) => {
+        $crate::flex::widest_simd! { $(#[$attr])* $vis fn $name($($arg: $ty),*) => $portable, $portable }
+    };
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $simd:path, $portable:path) => {
         $(#[$attr])*
         $vis fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
                 fn avx512($($arg: $ty),*) {
-                    $portable($($arg),*)
+                    $simd($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
                 fn avx2($($arg: $ty),*) {
-                    $portable($($arg),*)
+                    $simd($($arg),*)
                 }
                 if std::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU supports AVX-512F, checked just above.

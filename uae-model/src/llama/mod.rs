@@ -15,6 +15,7 @@
 pub mod config;
 pub mod load;
 pub mod rope;
+mod skinny;
 mod swiglu;
 
 use burn::nn::{Embedding, Linear, RmsNorm};
@@ -55,9 +56,10 @@ impl LlamaAttention {
         let [batch, seq, _] = x.dims();
         let (h, hkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let heads = |t: Tensor<3>, n: usize| t.reshape([batch, seq, n, d]).swap_dims(1, 2);
-        let q = rope::apply(heads(self.q_proj.forward(x.clone()), h), cos, sin);
-        let mut k = rope::apply(heads(self.k_proj.forward(x.clone()), hkv), cos, sin);
-        let mut v = heads(self.v_proj.forward(x), hkv);
+        let [q, k, v] = skinny::linears([&self.q_proj, &self.k_proj, &self.v_proj], x);
+        let q = rope::apply(heads(q, h), cos, sin);
+        let mut k = rope::apply(heads(k, hkv), cos, sin);
+        let mut v = heads(v, hkv);
         if let Some(cache) = cache {
             if let Some((past_k, past_v)) = cache.take() {
                 k = Tensor::cat(vec![past_k, k], 2);
@@ -65,12 +67,24 @@ impl LlamaAttention {
             }
             *cache = Some((k.clone(), v.clone()));
         }
-        let (k, v) = (repeat_kv(k, h / hkv), repeat_kv(v, h / hkv));
-        // Causal masking is bottom-right aligned, so it also holds with a
-        // cache (queries are the last `seq` of the keys).
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
-        let out = attention(q, k, v, mask.cloned(), None, options);
-        self.o_proj.forward(out.swap_dims(1, 2).reshape([batch, seq, h * d]))
+        let out = if seq == 1 && h > hkv {
+            // A decode step: one query per head, which sees every key. The
+            // query heads that share a key/value head become that head's
+            // rows, so the cache is read where it lies instead of being
+            // copied `h / hkv` times on every layer.
+            let times = h / hkv;
+            let keys = k.dims()[2];
+            let mask = mask.map(|m| m.clone().expand([batch, hkv, times, keys]));
+            let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
+            attention(q.reshape([batch, hkv, times, d]), k, v, mask, None, options).reshape([batch, h, 1, d])
+        } else {
+            let (k, v) = (repeat_kv(k, h / hkv), repeat_kv(v, h / hkv));
+            // Causal masking is bottom-right aligned, so it also holds with
+            // a cache (queries are the last `seq` of the keys).
+            let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
+            attention(q, k, v, mask.cloned(), None, options)
+        };
+        skinny::linear(&self.o_proj, out.swap_dims(1, 2).reshape([batch, seq, h * d]))
     }
 }
 
@@ -97,8 +111,8 @@ pub struct LlamaMlp {
 
 impl LlamaMlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = self.gate_proj.forward(x.clone());
-        self.down_proj.forward(swiglu::swiglu(gate, self.up_proj.forward(x)))
+        let [gate, up] = skinny::linears([&self.gate_proj, &self.up_proj], x);
+        skinny::linear(&self.down_proj, swiglu::swiglu(gate, up))
     }
 }
 
@@ -248,8 +262,8 @@ impl LlamaForCausalLM {
     /// that are needed go through the (vocabulary-wide, expensive) head.
     pub fn logits(&self, hidden: Tensor<2>) -> Tensor<2> {
         match &self.lm_head {
-            Some(head) => head.forward(hidden),
-            None => hidden.matmul(self.model.embed_tokens.weight.val().transpose()),
+            Some(head) => skinny::linear(head, hidden),
+            None => skinny::times_transposed(hidden, self.model.embed_tokens.weight.val()),
         }
     }
 
