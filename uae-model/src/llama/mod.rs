@@ -78,7 +78,7 @@ impl LlamaAttention {
             let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
             attention(q.reshape([batch, hkv, times, d]), k, v, mask, None, options).reshape([batch, h, 1, d])
         } else {
-            let (k, v) = (repeat_kv(k, h / hkv), repeat_kv(v, h / hkv));
+            let (k, v) = if shares_kv_heads(&q) { (k, v) } else { (repeat_kv(k, h / hkv), repeat_kv(v, h / hkv)) };
             // Causal masking is bottom-right aligned, so it also holds with
             // a cache (queries are the last `seq` of the keys).
             let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
@@ -86,6 +86,18 @@ impl LlamaAttention {
         };
         skinny::linear(&self.o_proj, out.swap_dims(1, 2).reshape([batch, seq, h * d]))
     }
+}
+
+/// Whether the backend's attention shares each key/value head among its
+/// group of query heads itself (flex does, in inference), so that the keys
+/// and values need not be repeated.
+fn shares_kv_heads(q: &Tensor<4>) -> bool {
+    #[cfg(feature = "flex")]
+    if crate::flex::is_inference(q) {
+        return true;
+    }
+    let _ = q;
+    false
 }
 
 /// Repeats each key/value head `times` so that every query head has its own
