@@ -55,11 +55,10 @@ impl LlamaAttention {
     ) -> Tensor<3> {
         let [batch, seq, _] = x.dims();
         let (h, hkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let heads = |t: Tensor<3>, n: usize| t.reshape([batch, seq, n, d]).swap_dims(1, 2);
         let [q, k, v] = skinny::linears([&self.q_proj, &self.k_proj, &self.v_proj], x);
-        let q = rope::apply(heads(q, h), cos, sin);
-        let mut k = rope::apply(heads(k, hkv), cos, sin);
-        let mut v = heads(v, hkv);
+        let q = rope::split_heads(q, h, Some((cos, sin)));
+        let mut k = rope::split_heads(k, hkv, Some((cos, sin)));
+        let mut v = rope::split_heads(v, hkv, None);
         if let Some(cache) = cache {
             if let Some((past_k, past_v)) = cache.take() {
                 k = Tensor::cat(vec![past_k, k], 2);

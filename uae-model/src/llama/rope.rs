@@ -72,6 +72,79 @@ pub fn tables(inv_freq: &[f32], positions: &[usize], rows: usize, device: &Devic
     )
 }
 
+/// Splits a projection `x` `[batch, seq, heads * head_dim]` into heads
+/// `[batch, heads, seq, head_dim]`, rotated by `tables` (`(cos, sin)`, as
+/// [`apply`]) when given. On flex in inference this is one pass into a
+/// contiguous tensor, with [`apply`]'s arithmetic (the same bits): Burn's
+/// ops take six passes over strided views, and attention copies its
+/// inputs into contiguous buffers anyway.
+pub fn split_heads(x: Tensor<3>, heads: usize, tables: Option<(&Tensor<3>, &Tensor<3>)>) -> Tensor<4> {
+    let [batch, seq, width] = x.dims();
+    #[cfg(feature = "flex")]
+    if let Some(y) = fast::split_heads(&x, heads, tables) {
+        return y;
+    }
+    let x = x.reshape([batch, seq, heads, width / heads]).swap_dims(1, 2);
+    match tables {
+        Some((cos, sin)) => apply(x, cos, sin),
+        None => x,
+    }
+}
+
+#[cfg(feature = "flex")]
+mod fast {
+    use burn::prelude::*;
+    use rayon::prelude::*;
+
+    use crate::flex::contiguous_f32;
+
+    pub(super) fn split_heads(x: &Tensor<3>, heads: usize, tables: Option<(&Tensor<3>, &Tensor<3>)>) -> Option<Tensor<4>> {
+        let [batch, seq, width] = x.dims();
+        let dim = width / heads;
+        if dim % 2 != 0 || dim * heads != width {
+            return None;
+        }
+        let xs = contiguous_f32(x)?;
+        let tables = match tables {
+            Some((cos, sin)) => {
+                let rows = cos.dims()[0];
+                if cos.dims() != [rows, seq, dim] || sin.dims() != cos.dims() || (rows != 1 && rows != batch) {
+                    return None;
+                }
+                Some((contiguous_f32(cos)?, contiguous_f32(sin)?, rows))
+            }
+            None => None,
+        };
+        let xs = xs.as_slice::<f32>()?;
+        let tables = match &tables {
+            Some((c, s, rows)) => Some((c.as_slice::<f32>()?, s.as_slice::<f32>()?, *rows)),
+            None => None,
+        };
+        let half = dim / 2;
+        let mut out = vec![0.0f32; batch * heads * seq * dim];
+        out.par_chunks_mut(seq * dim).enumerate().for_each(|(bh, block)| {
+            let (b, h) = (bh / heads, bh % heads);
+            for (p, o) in block.chunks_exact_mut(dim).enumerate() {
+                let at = (b * seq + p) * width + h * dim;
+                let xr = &xs[at..at + dim];
+                match tables {
+                    Some((cos, sin, rows)) => {
+                        let t = ((if rows == 1 { 0 } else { b }) * seq + p) * dim;
+                        let (c, s) = (&cos[t..t + dim], &sin[t..t + dim]);
+                        // x * cos + rotate_half(x) * sin, rotate_half(x) = [-x2, x1].
+                        for j in 0..half {
+                            o[j] = xr[j] * c[j] + -xr[j + half] * s[j];
+                            o[j + half] = xr[j + half] * c[j + half] + xr[j] * s[j + half];
+                        }
+                    }
+                    None => o.copy_from_slice(xr),
+                }
+            }
+        });
+        Some(Tensor::from_data(TensorData::new(out, [batch, heads, seq, dim]), &x.device()))
+    }
+}
+
 /// Rotates `x` `[batch, heads, seq, head_dim]`: `x * cos + rotate_half(x) * sin`,
 /// with tables `[batch or 1, seq, head_dim]`.
 pub fn apply(x: Tensor<4>, cos: &Tensor<3>, sin: &Tensor<3>) -> Tensor<4> {
@@ -103,5 +176,25 @@ mod tests {
         assert_eq!(scaled[0], 1.0);
         assert!((scaled[2] - 1e-5 / 8.0).abs() < 1e-12);
         assert!(scaled[1] <= 1e-2 && scaled[1] >= 1e-2 / 8.0);
+    }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn split_heads_fast_path_gives_burns_bits() {
+        let device = Device::flex();
+        let (batch, seq, heads, dim) = (3, 5, 4, 8);
+        let values: Vec<f32> = (0..batch * seq * heads * dim).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+        let x = Tensor::<3>::from_data(TensorData::new(values, [batch, seq, heads * dim]), &device);
+        let inv = [1.0f32, 0.1, 0.01, 0.001];
+        let positions: Vec<usize> = (0..batch).flat_map(|b| (0..seq).map(move |p| p + 3 * b)).collect();
+        for (positions, rows) in [(&positions[..seq], 1), (&positions[..], batch)] {
+            let (cos, sin) = tables(&inv, positions, rows, &device);
+            let expected = apply(x.clone().reshape([batch, seq, heads, dim]).swap_dims(1, 2), &cos, &sin);
+            assert!(fast::split_heads(&x, heads, Some((&cos, &sin))).is_some());
+            let got = split_heads(x.clone(), heads, Some((&cos, &sin)));
+            assert_eq!(got.into_data(), expected.into_data(), "rows {rows}");
+        }
+        let plain = x.clone().reshape([batch, seq, heads, dim]).swap_dims(1, 2);
+        assert_eq!(split_heads(x, heads, None).into_data(), plain.into_data());
     }
 }
