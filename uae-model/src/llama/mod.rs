@@ -12,6 +12,7 @@
 //! real tokens and positions count from each sequence's first real token
 //! ([`LlamaForCausalLM::hidden_states_left_padded`]).
 
+mod causal;
 pub mod config;
 pub mod load;
 pub mod rope;
@@ -78,10 +79,15 @@ impl LlamaAttention {
             attention(q.reshape([batch, hkv, times, d]), k, v, mask, None, options).reshape([batch, h, 1, d])
         } else {
             let (k, v) = if shares_kv_heads(&q) { (k, v) } else { (repeat_kv(k, h / hkv), repeat_kv(v, h / hkv)) };
-            // Causal masking is bottom-right aligned, so it also holds with
-            // a cache (queries are the last `seq` of the keys).
-            let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
-            attention(q, k, v, mask.cloned(), None, options)
+            match mask {
+                None => causal::causal_attention(q, k, v),
+                Some(mask) => {
+                    // Causal masking is bottom-right aligned, so it also
+                    // holds with a cache (queries are the last `seq` keys).
+                    let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
+                    attention(q, k, v, Some(mask.clone()), None, options)
+                }
+            }
         };
         skinny::linear(&self.o_proj, out.swap_dims(1, 2).reshape([batch, seq, h * d]))
     }

@@ -1,0 +1,220 @@
+//! Causal self-attention of a prompt pass (no padding mask), with a fast
+//! path for Burn's flex CPU backend.
+//!
+//! flex 0.22.1's attention (its naive kernel: the teacher's passes stay
+//! under its 256K-score budget) scores every query against every key, then
+//! masks the upper half in a scalar loop with a libm `expf` per score: with
+//! the softmax's `expf`, 9% of a SmolLM2 scoring profile. The fast path
+//! takes the queries in tiles of [`TILE`], scores each tile only against
+//! the keys its last query may see (gemm), takes the softmax of each row's
+//! visible prefix with a vectorised exp, and multiplies by the values
+//! (gemm): about half the arithmetic. Query heads share their key/value
+//! head (grouped-query attention) without copies. Every other case (a mask,
+//! GPU, autodiff) takes Burn's `attention`.
+
+use burn::prelude::*;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+/// `softmax(q kᵀ / sqrt(d) + causal mask) v` for `q` `[batch, heads, seq_q,
+/// d]` and `k`, `v` `[batch, kv_heads, seq_kv, d]` (`heads` a multiple of
+/// `kv_heads`; the queries are the last `seq_q` positions of the keys).
+/// Other backends get `k` and `v` with `heads` heads already.
+pub(super) fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if let Some(out) = fast::causal_attention(&q, &k, &v) {
+        return out;
+    }
+    // Causal masking is bottom-right aligned, so it also holds with a cache.
+    let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
+    attention(q, k, v, None, None, options)
+}
+
+/// Queries per tile: the tile's scores are `TILE x seq_kv` floats.
+#[cfg(feature = "flex")]
+const TILE: usize = 64;
+
+#[cfg(feature = "flex")]
+mod fast {
+    use burn::prelude::*;
+    use rayon::prelude::*;
+
+    use super::TILE;
+    use crate::flex::{contiguous_f32, exp_nonpositive};
+
+    pub(super) fn causal_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> Option<Tensor<4>> {
+        let [batch, heads, seq_q, dim] = q.dims();
+        let [kb, kv_heads, seq_kv, kd] = k.dims();
+        if kb != batch || kd != dim || v.dims() != k.dims() || kv_heads == 0 || heads % kv_heads != 0 || seq_kv < seq_q {
+            return None;
+        }
+        let (qt, kt, vt) = (contiguous_f32(q)?, contiguous_f32(k)?, contiguous_f32(v)?);
+        let (qs, ks, vs) = (qt.as_slice::<f32>()?, kt.as_slice::<f32>()?, vt.as_slice::<f32>()?);
+        let group = heads / kv_heads;
+        let scale = 1.0 / (dim as f32).sqrt();
+        let mut out = vec![0.0f32; batch * heads * seq_q * dim];
+        if out.is_empty() {
+            return Some(Tensor::from_data(TensorData::new(out, [batch, heads, seq_q, dim]), &q.device()));
+        }
+        out.par_chunks_mut(seq_q * dim).enumerate().for_each_init(
+            || vec![0.0f32; TILE * seq_kv],
+            |scores, (bh, o)| {
+                let (b, h) = (bh / heads, bh % heads);
+                let kv = (b * kv_heads + h / group) * seq_kv * dim;
+                let head = Head {
+                    q: &qs[bh * seq_q * dim..(bh + 1) * seq_q * dim],
+                    k: &ks[kv..kv + seq_kv * dim],
+                    v: &vs[kv..kv + seq_kv * dim],
+                    dim,
+                    scale,
+                };
+                head.attend(o, scores);
+            },
+        );
+        Some(Tensor::from_data(TensorData::new(out, [batch, heads, seq_q, dim]), &q.device()))
+    }
+
+    /// One head's queries `[seq_q, dim]`, keys and values `[seq_kv, dim]`.
+    struct Head<'a> {
+        q: &'a [f32],
+        k: &'a [f32],
+        v: &'a [f32],
+        dim: usize,
+        scale: f32,
+    }
+
+    impl Head<'_> {
+        /// Writes the head's output `[seq_q, dim]` into `out`.
+        fn attend(&self, out: &mut [f32], scores: &mut [f32]) {
+            let dim = self.dim;
+            let (seq_q, seq_kv) = (self.q.len() / dim, self.k.len() / dim);
+            let offset = seq_kv - seq_q;
+            for start in (0..seq_q).step_by(TILE) {
+                let rows = TILE.min(seq_q - start);
+                // Query i sees keys 0..=i + offset; the tile's last sees the most.
+                let cols = start + rows + offset;
+                let tile = &mut scores[..rows * cols];
+                // SAFETY: every pointer and stride describes a slice above
+                // with at least the elements gemm reads or writes: `tile`
+                // [rows, cols] row-major, the tile's queries [rows, dim], the
+                // first `cols` keys [cols, dim] read as their transpose.
+                unsafe {
+                    gemm::gemm(
+                        rows, cols, dim,
+                        tile.as_mut_ptr(), 1, cols as isize, false,
+                        self.q[start * dim..].as_ptr(), 1, dim as isize,
+                        self.k.as_ptr(), dim as isize, 1,
+                        0.0, self.scale, false, false, false,
+                        gemm::Parallelism::None,
+                    );
+                }
+                for (i, row) in tile.chunks_exact_mut(cols).enumerate() {
+                    let visible = start + i + offset + 1;
+                    softmax_prefix(row, visible);
+                }
+                // SAFETY: as above: `tile` [rows, cols], the first `cols`
+                // values [cols, dim], the tile's outputs [rows, dim].
+                unsafe {
+                    gemm::gemm(
+                        rows, dim, cols,
+                        out[start * dim..].as_mut_ptr(), 1, dim as isize, false,
+                        tile.as_ptr(), 1, cols as isize,
+                        self.v.as_ptr(), 1, dim as isize,
+                        0.0, 1.0, false, false, false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+        }
+    }
+
+    crate::flex::widest_simd! {
+        /// `row[..visible] = softmax(row[..visible])`, `row[visible..] = 0`.
+        fn softmax_prefix(row: &mut [f32], visible: usize) => softmax_prefix_body
+    }
+
+    /// Lanes of the max and sum accumulators (four 16-wide vectors).
+    const LANES: usize = 64;
+
+    #[inline(always)]
+    fn softmax_prefix_body(row: &mut [f32], visible: usize) {
+        let (seen, hidden) = row.split_at_mut(visible);
+        hidden.fill(0.0);
+        let mut lanes = [f32::NEG_INFINITY; LANES];
+        let chunks = seen.chunks_exact(LANES);
+        for &x in chunks.remainder() {
+            lanes[0] = lanes[0].max(x);
+        }
+        for chunk in chunks {
+            for (m, &x) in lanes.iter_mut().zip(chunk) {
+                *m = if x > *m { x } else { *m };
+            }
+        }
+        let max = lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sums = [0.0f32; LANES];
+        let mut chunks = seen.chunks_exact_mut(LANES);
+        for chunk in &mut chunks {
+            for (s, x) in sums.iter_mut().zip(chunk) {
+                *x = exp_nonpositive(*x - max);
+                *s += *x;
+            }
+        }
+        for x in chunks.into_remainder() {
+            *x = exp_nonpositive(*x - max);
+            sums[0] += *x;
+        }
+        let inverse = 1.0 / sums.iter().sum::<f32>();
+        for x in seen.iter_mut() {
+            *x *= inverse;
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use burn::tensor::module::attention;
+        use burn::tensor::ops::AttentionModuleOptions;
+
+        fn tensor(dims: [usize; 4], seed: usize) -> Tensor<4> {
+            let n = dims.iter().product::<usize>();
+            let values: Vec<f32> = (0..n).map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 - 1001.0) / 400.0).collect();
+            Tensor::from_data(TensorData::new(values, dims), &Device::flex())
+        }
+
+        #[test]
+        fn matches_burns_causal_attention() {
+            // A tile and a ragged one; grouped heads; queries that continue
+            // a cache (seq_kv > seq_q); a lone query.
+            for &(batch, heads, kv_heads, seq_q, seq_kv) in &[(2, 4, 2, 70, 70), (1, 3, 3, 5, 9), (2, 6, 2, 1, 40), (1, 2, 1, 130, 130)] {
+                let dim = 16;
+                let q = tensor([batch, heads, seq_q, dim], 1);
+                let (k, v) = (tensor([batch, kv_heads, seq_kv, dim], 2), tensor([batch, kv_heads, seq_kv, dim], 3));
+                let got = causal_attention(&q, &k, &v).expect("contiguous flex tensors take the fast path");
+                let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
+                let repeat = |t: Tensor<4>| {
+                    let times = heads / kv_heads;
+                    t.unsqueeze_dim::<5>(2).expand([batch, kv_heads, times, seq_kv, dim]).reshape([batch, heads, seq_kv, dim])
+                };
+                let want = attention(q, repeat(k), repeat(v), None, None, options);
+                got.into_data().assert_approx_eq::<f32>(&want.into_data(), burn::tensor::Tolerance::absolute(2e-6));
+            }
+        }
+
+        #[test]
+        fn every_dispatch_path_gives_the_same_softmax() {
+            let row: Vec<f32> = (0..300).map(|i| ((i * 37 % 101) as f32 - 50.0) / 9.0).collect();
+            for visible in [1, 63, 64, 65, 200, 300] {
+                let (mut a, mut b) = (row.clone(), row.clone());
+                softmax_prefix(&mut a, visible);
+                softmax_prefix_body(&mut b, visible);
+                assert_eq!(a, b);
+                let max = row[..visible].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let total: f64 = row[..visible].iter().map(|&x| ((x - max) as f64).exp()).sum();
+                for (j, &p) in a.iter().enumerate() {
+                    let want = if j < visible { ((row[j] - max) as f64).exp() / total } else { 0.0 };
+                    assert!((p as f64 - want).abs() <= 1e-6 * want.max(1e-3), "visible {visible} j {j}: {p} vs {want}");
+                }
+            }
+        }
+    }
+}
