@@ -30,7 +30,16 @@ pub(super) fn linears<const D: usize, const N: usize>(layers: [&Linear; N], x: T
     if let Some(ys) = fast::linears(layers, &x) {
         return ys;
     }
-    layers.map(|layer| layer.forward(x.clone()))
+    // As one [rows, in] matrix: flex runs a 3-D input as one gemm per
+    // sequence, each packing the whole weight again.
+    let dims = x.dims();
+    let rows = dims[..D - 1].iter().product();
+    let flat: Tensor<2> = x.reshape([rows, dims[D - 1]]);
+    layers.map(|layer| {
+        let mut shape = dims;
+        shape[D - 1] = layer.weight.dims()[1];
+        layer.forward(flat.clone()).reshape(shape)
+    })
 }
 
 /// `x · eᵀ` for `x` `[rows, k]` and `e` `[n, k]` (the output head tied to the
