@@ -1,5 +1,5 @@
-//! Causal self-attention of a prompt pass (no padding mask), with a fast
-//! path for Burn's flex CPU backend.
+//! Causal self-attention of a prompt pass (optionally left-padded), with a
+//! fast path for Burn's flex CPU backend.
 //!
 //! flex 0.22.1's attention (its naive kernel: the teacher's passes stay
 //! under its 256K-score budget) scores every query against every key, then
@@ -9,25 +9,29 @@
 //! the keys its last query may see (gemm), takes the softmax of each row's
 //! visible prefix with a vectorised exp, and multiplies by the values
 //! (gemm): about half the arithmetic. Query heads share their key/value
-//! head (grouped-query attention) without copies. Every other case (a mask,
-//! GPU, autodiff) takes Burn's `attention`.
+//! head (grouped-query attention) without copies, and a left-padded row's
+//! real queries skip its padding keys. Every other case (GPU, autodiff)
+//! takes Burn's `attention` with the padding's mask.
 
 use burn::prelude::*;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
+use super::LeftPadding;
+
 /// `softmax(q kᵀ / sqrt(d) + causal mask) v` for `q` `[batch, heads, seq_q,
 /// d]` and `k`, `v` `[batch, kv_heads, seq_kv, d]` (`heads` a multiple of
-/// `kv_heads`; the queries are the last `seq_q` positions of the keys).
-/// Other backends get `k` and `v` with `heads` heads already.
-pub(super) fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+/// `kv_heads`; the queries are the last `seq_q` positions of the keys),
+/// with `padding` hidden from the real queries. Other backends get `k` and
+/// `v` with `heads` heads already.
+pub(super) fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, padding: Option<&LeftPadding>) -> Tensor<4> {
     #[cfg(feature = "flex")]
-    if let Some(out) = fast::causal_attention(&q, &k, &v) {
+    if let Some(out) = fast::causal_attention(&q, &k, &v, padding.map(|p| &p.pads[..])) {
         return out;
     }
     // Causal masking is bottom-right aligned, so it also holds with a cache.
     let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
-    attention(q, k, v, None, None, options)
+    attention(q, k, v, padding.map(|p| p.mask.clone()), None, options)
 }
 
 /// Queries per tile: the tile's scores are `TILE x seq_kv` floats.
@@ -42,10 +46,14 @@ mod fast {
     use super::TILE;
     use crate::flex::{contiguous_f32, exp_nonpositive};
 
-    pub(super) fn causal_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> Option<Tensor<4>> {
+    /// `pads[b]`: padding keys at the start of row `b` (none when `None`).
+    pub(super) fn causal_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, pads: Option<&[usize]>) -> Option<Tensor<4>> {
         let [batch, heads, seq_q, dim] = q.dims();
         let [kb, kv_heads, seq_kv, kd] = k.dims();
         if kb != batch || kd != dim || v.dims() != k.dims() || kv_heads == 0 || heads % kv_heads != 0 || seq_kv < seq_q {
+            return None;
+        }
+        if pads.is_some_and(|p| p.len() != batch) {
             return None;
         }
         let (qt, kt, vt) = (contiguous_f32(q)?, contiguous_f32(k)?, contiguous_f32(v)?);
@@ -67,6 +75,7 @@ mod fast {
                     v: &vs[kv..kv + seq_kv * dim],
                     dim,
                     scale,
+                    pad: pads.map_or(0, |p| p[b]),
                 };
                 head.attend(o, scores);
             },
@@ -81,6 +90,9 @@ mod fast {
         v: &'a [f32],
         dim: usize,
         scale: f32,
+        /// Padding keys at the start: a query at key position `j >= pad`
+        /// skips them; one inside the padding sees everything before it.
+        pad: usize,
     }
 
     impl Head<'_> {
@@ -109,8 +121,9 @@ mod fast {
                     );
                 }
                 for (i, row) in tile.chunks_exact_mut(cols).enumerate() {
-                    let visible = start + i + offset + 1;
-                    softmax_prefix(row, visible);
+                    let position = start + i + offset;
+                    let first = if position >= self.pad { self.pad } else { 0 };
+                    softmax_range(row, first, position + 1);
                 }
                 // SAFETY: as above: `tile` [rows, cols], the first `cols`
                 // values [cols, dim], the tile's outputs [rows, dim].
@@ -129,17 +142,19 @@ mod fast {
     }
 
     crate::flex::widest_simd! {
-        /// `row[..visible] = softmax(row[..visible])`, `row[visible..] = 0`.
-        fn softmax_prefix(row: &mut [f32], visible: usize) => softmax_prefix_body
+        /// `row[first..end] = softmax(row[first..end])`, zero elsewhere.
+        fn softmax_range(row: &mut [f32], first: usize, end: usize) => softmax_range_body
     }
 
     /// Lanes of the max and sum accumulators (one AVX-512 vector).
     const LANES: usize = 16;
 
     #[inline(always)]
-    fn softmax_prefix_body(row: &mut [f32], visible: usize) {
-        let (seen, hidden) = row.split_at_mut(visible);
+    fn softmax_range_body(row: &mut [f32], first: usize, end: usize) {
+        let (row, hidden) = row.split_at_mut(end);
         hidden.fill(0.0);
+        let (before, seen) = row.split_at_mut(first);
+        before.fill(0.0);
         let mut lanes = [f32::NEG_INFINITY; LANES];
         let chunks = seen.chunks_exact(LANES);
         for &x in chunks.remainder() {
@@ -192,18 +207,36 @@ mod fast {
         #[test]
         fn matches_burns_causal_attention() {
             // A tile and a ragged one; grouped heads; queries that continue
-            // a cache (seq_kv > seq_q); a lone query.
-            for &(batch, heads, kv_heads, seq_q, seq_kv) in &[(2, 4, 2, 70, 70), (1, 3, 3, 5, 9), (2, 6, 2, 1, 40), (1, 2, 1, 130, 130)] {
+            // a cache (seq_kv > seq_q); a lone query; left padding, with
+            // queries inside it.
+            let cases: &[(usize, usize, usize, usize, usize, Option<&[usize]>)] = &[
+                (2, 4, 2, 70, 70, None),
+                (1, 3, 3, 5, 9, None),
+                (2, 6, 2, 1, 40, None),
+                (1, 2, 1, 130, 130, None),
+                (3, 4, 2, 70, 70, Some(&[0, 5, 69])),
+                (2, 2, 1, 3, 8, Some(&[2, 6])),
+            ];
+            for &(batch, heads, kv_heads, seq_q, seq_kv, pads) in cases {
                 let dim = 16;
                 let q = tensor([batch, heads, seq_q, dim], 1);
                 let (k, v) = (tensor([batch, kv_heads, seq_kv, dim], 2), tensor([batch, kv_heads, seq_kv, dim], 3));
-                let got = causal_attention(&q, &k, &v).expect("contiguous flex tensors take the fast path");
+                let got = causal_attention(&q, &k, &v, pads).expect("contiguous flex tensors take the fast path");
                 let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
                 let repeat = |t: Tensor<4>| {
                     let times = heads / kv_heads;
                     t.unsqueeze_dim::<5>(2).expand([batch, kv_heads, times, seq_kv, dim]).reshape([batch, heads, seq_kv, dim])
                 };
-                let want = attention(q, repeat(k), repeat(v), None, None, options);
+                // The mask `hidden_states_left_padded` builds.
+                let mask = pads.map(|pads| {
+                    let offset = seq_kv - seq_q;
+                    let values: Vec<bool> = pads
+                        .iter()
+                        .flat_map(|&pad| (0..seq_q).flat_map(move |i| (0..seq_kv).map(move |kk| i + offset >= pad && kk < pad)))
+                        .collect();
+                    Tensor::<4, Bool>::from_data(TensorData::new(values, [batch, 1, seq_q, seq_kv]), &Device::flex())
+                });
+                let want = attention(q, repeat(k), repeat(v), mask, None, options);
                 got.into_data().assert_approx_eq::<f32>(&want.into_data(), burn::tensor::Tolerance::absolute(2e-6));
             }
         }
@@ -211,16 +244,16 @@ mod fast {
         #[test]
         fn every_dispatch_path_gives_the_same_softmax() {
             let row: Vec<f32> = (0..300).map(|i| ((i * 37 % 101) as f32 - 50.0) / 9.0).collect();
-            for visible in [1, 15, 16, 17, 63, 64, 65, 200, 300] {
+            for (first, end) in [(0, 1), (0, 15), (0, 16), (0, 17), (0, 63), (3, 64), (0, 65), (40, 200), (0, 300), (299, 300)] {
                 let (mut a, mut b) = (row.clone(), row.clone());
-                softmax_prefix(&mut a, visible);
-                softmax_prefix_body(&mut b, visible);
+                softmax_range(&mut a, first, end);
+                softmax_range_body(&mut b, first, end);
                 assert_eq!(a, b);
-                let max = row[..visible].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let total: f64 = row[..visible].iter().map(|&x| ((x - max) as f64).exp()).sum();
+                let max = row[first..end].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let total: f64 = row[first..end].iter().map(|&x| ((x - max) as f64).exp()).sum();
                 for (j, &p) in a.iter().enumerate() {
-                    let want = if j < visible { ((row[j] - max) as f64).exp() / total } else { 0.0 };
-                    assert!((p as f64 - want).abs() <= 1e-6 * want.max(1e-3), "visible {visible} j {j}: {p} vs {want}");
+                    let want = if (first..end).contains(&j) { ((row[j] - max) as f64).exp() / total } else { 0.0 };
+                    assert!((p as f64 - want).abs() <= 1e-6 * want.max(1e-3), "{first}..{end} j {j}: {p} vs {want}");
                 }
             }
         }

@@ -51,7 +51,7 @@ impl LlamaAttention {
         x: Tensor<3>,
         cos: &Tensor<3>,
         sin: &Tensor<3>,
-        mask: Option<&Tensor<4, Bool>>,
+        padding: Option<&LeftPadding>,
         cache: Option<&mut LayerCache>,
     ) -> Tensor<3> {
         let [batch, seq, _] = x.dims();
@@ -74,20 +74,12 @@ impl LlamaAttention {
             // copied `h / hkv` times on every layer.
             let times = h / hkv;
             let keys = k.dims()[2];
-            let mask = mask.map(|m| m.clone().expand([batch, hkv, times, keys]));
+            let mask = padding.map(|p| p.mask.clone().expand([batch, hkv, times, keys]));
             let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
             attention(q.reshape([batch, hkv, times, d]), k, v, mask, None, options).reshape([batch, h, 1, d])
         } else {
             let (k, v) = if shares_kv_heads(&q) { (k, v) } else { (repeat_kv(k, h / hkv), repeat_kv(v, h / hkv)) };
-            match mask {
-                None => causal::causal_attention(q, k, v),
-                Some(mask) => {
-                    // Causal masking is bottom-right aligned, so it also
-                    // holds with a cache (queries are the last `seq` keys).
-                    let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
-                    attention(q, k, v, Some(mask.clone()), None, options)
-                }
-            }
+            causal::causal_attention(q, k, v, padding)
         };
         skinny::linear(&self.o_proj, out.swap_dims(1, 2).reshape([batch, seq, h * d]))
     }
@@ -103,6 +95,16 @@ fn shares_kv_heads(q: &Tensor<4>) -> bool {
     }
     let _ = q;
     false
+}
+
+/// The left padding of a generation batch: `pads[b]` padding keys open row
+/// `b`, and `mask` `[batch, 1, seq, keys]` (true = hidden) hides them from
+/// the real queries (a padding query sees everything before it, so that its
+/// softmax is never empty).
+#[derive(Debug, Clone)]
+struct LeftPadding {
+    mask: Tensor<4, Bool>,
+    pads: Vec<usize>,
 }
 
 /// Repeats each key/value head `times` so that every query head has its own
@@ -152,10 +154,10 @@ impl LlamaDecoderLayer {
         x: Tensor<3>,
         cos: &Tensor<3>,
         sin: &Tensor<3>,
-        mask: Option<&Tensor<4, Bool>>,
+        padding: Option<&LeftPadding>,
         cache: Option<&mut LayerCache>,
     ) -> Tensor<3> {
-        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), cos, sin, mask, cache);
+        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), cos, sin, padding, cache);
         x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
     }
 }
@@ -245,7 +247,8 @@ impl LlamaForCausalLM {
         }
         let (cos, sin) = rope::tables(&self.model.inv_freq, &positions, batch, &device);
         let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [batch, 1, seq, keys]), &device);
-        self.run(input_ids, &cos, &sin, Some(&mask), Some(cache))
+        let padding = LeftPadding { mask, pads: pads.to_vec() };
+        self.run(input_ids, &cos, &sin, Some(&padding), Some(cache))
     }
 
     fn run(
@@ -253,7 +256,7 @@ impl LlamaForCausalLM {
         input_ids: Tensor<2, Int>,
         cos: &Tensor<3>,
         sin: &Tensor<3>,
-        mask: Option<&Tensor<4, Bool>>,
+        padding: Option<&LeftPadding>,
         cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
         let [_, seq] = input_ids.dims();
@@ -262,13 +265,13 @@ impl LlamaForCausalLM {
             Some(cache) => {
                 cache.layers.resize(self.model.layers.len(), None);
                 for (layer, slot) in self.model.layers.iter().zip(cache.layers.iter_mut()) {
-                    x = layer.forward(x, cos, sin, mask, Some(slot));
+                    x = layer.forward(x, cos, sin, padding, Some(slot));
                 }
                 cache.len += seq;
             }
             None => {
                 for layer in &self.model.layers {
-                    x = layer.forward(x, cos, sin, mask, None);
+                    x = layer.forward(x, cos, sin, padding, None);
                 }
             }
         }
