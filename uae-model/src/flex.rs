@@ -38,6 +38,41 @@ pub(crate) fn contiguous_f32<const D: usize>(x: &Tensor<D>) -> Option<FlexTensor
     }
 }
 
+/// Where the heads of `x` `[batch, heads, rows, dim]` lie in a shared flex
+/// buffer: head `n` (counting `b * heads + h`) is the row-major `[rows, dim]`
+/// block at `start + n * stride` of `tensor`'s storage.
+pub(crate) struct Heads {
+    /// The flex tensor whose storage holds the heads (sharing `x`'s buffer).
+    pub tensor: FlexTensor,
+    /// Offset of the first head's first element.
+    pub start: usize,
+    /// Elements from one head's start to the next's.
+    pub stride: usize,
+}
+
+/// The heads of `x` when it is an inference flex f32 tensor whose heads are
+/// contiguous blocks evenly spaced in its buffer: a contiguous tensor, or
+/// the first rows of each head of one (the filled part of a key/value cache
+/// with room to grow); `None` otherwise.
+pub(crate) fn f32_heads(x: &Tensor<4>) -> Option<Heads> {
+    if x.dtype() != burn::tensor::DType::F32 {
+        return None;
+    }
+    let [batch, heads, rows, dim] = x.dims();
+    let tensor = match x.clone().into_dispatch() {
+        DispatchTensor { kind: DispatchTensorKind::Flex(BackendTensor::Float(t)), autodiff: DispatchAutodiffContext::Disabled } => t,
+        _ => return None,
+    };
+    let layout = tensor.layout();
+    let [s0, s1, s2, s3] = <[isize; 4]>::try_from(layout.strides()).ok()?;
+    let blocks = (s3 == 1 || dim <= 1) && (s2 == dim as isize || rows <= 1);
+    let stride = usize::try_from(s1).ok()?;
+    if !blocks || stride < rows * dim || (batch > 1 && s0 != (heads * stride) as isize) {
+        return None;
+    }
+    Some(Heads { start: layout.start_offset(), stride, tensor })
+}
+
 /// Applies `f` to the elements of `x` in place when `x` is an inference flex
 /// f32 tensor that owns its contiguous buffer; gives `x` back unchanged
 /// otherwise.

@@ -10,7 +10,8 @@
 //! visible prefix with a vectorised exp, and multiplies by the values
 //! (gemm): about half the arithmetic. Query heads share their key/value
 //! head (grouped-query attention) without copies, and a left-padded row's
-//! real queries skip its padding keys. Every other case (GPU, autodiff)
+//! real queries skip its padding keys; a decode step (one query) reads the
+//! cached keys and values where they lie. Every other case (GPU, autodiff)
 //! takes Burn's `attention` with the padding's mask.
 
 use burn::prelude::*;
@@ -22,8 +23,9 @@ use super::LeftPadding;
 /// `softmax(q kᵀ / sqrt(d) + causal mask) v` for `q` `[batch, heads, seq_q,
 /// d]` and `k`, `v` `[batch, kv_heads, seq_kv, d]` (`heads` a multiple of
 /// `kv_heads`; the queries are the last `seq_q` positions of the keys),
-/// with `padding` hidden from the real queries. Other backends get `k` and
-/// `v` with `heads` heads already.
+/// with `padding` hidden from the real queries. On flex, `k` and `v` may be
+/// the filled rows of a key/value cache (read in place); other backends get
+/// them with `heads` heads already.
 pub(super) fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, padding: Option<&LeftPadding>) -> Tensor<4> {
     #[cfg(feature = "flex")]
     if let Some(out) = fast::causal_attention(&q, &k, &v, padding.map(|p| &p.pads[..])) {
@@ -44,7 +46,7 @@ mod fast {
     use rayon::prelude::*;
 
     use super::TILE;
-    use crate::flex::{contiguous_f32, exp_nonpositive};
+    use crate::flex::{contiguous_f32, exp_nonpositive, f32_heads};
 
     /// `pads[b]`: padding keys at the start of row `b` (none when `None`).
     pub(super) fn causal_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, pads: Option<&[usize]>) -> Option<Tensor<4>> {
@@ -56,8 +58,9 @@ mod fast {
         if pads.is_some_and(|p| p.len() != batch) {
             return None;
         }
-        let (qt, kt, vt) = (contiguous_f32(q)?, contiguous_f32(k)?, contiguous_f32(v)?);
-        let (qs, ks, vs) = (qt.as_slice::<f32>()?, kt.as_slice::<f32>()?, vt.as_slice::<f32>()?);
+        let qt = contiguous_f32(q)?;
+        let (kh, vh) = (f32_heads(k)?, f32_heads(v)?);
+        let (qs, ks, vs) = (qt.as_slice::<f32>()?, kh.tensor.storage::<f32>(), vh.tensor.storage::<f32>());
         let group = heads / kv_heads;
         let scale = 1.0 / (dim as f32).sqrt();
         let mut out = vec![0.0f32; batch * heads * seq_q * dim];
@@ -68,11 +71,12 @@ mod fast {
             || vec![0.0f32; TILE * seq_kv],
             |scores, (bh, o)| {
                 let (b, h) = (bh / heads, bh % heads);
-                let kv = (b * kv_heads + h / group) * seq_kv * dim;
+                let kv = b * kv_heads + h / group;
+                let (k, v) = (kh.start + kv * kh.stride, vh.start + kv * vh.stride);
                 let head = Head {
                     q: &qs[bh * seq_q * dim..(bh + 1) * seq_q * dim],
-                    k: &ks[kv..kv + seq_kv * dim],
-                    v: &vs[kv..kv + seq_kv * dim],
+                    k: &ks[k..k + seq_kv * dim],
+                    v: &vs[v..v + seq_kv * dim],
                     dim,
                     scale,
                     pad: pads.map_or(0, |p| p[b]),
@@ -239,6 +243,25 @@ mod fast {
                 let want = attention(q, repeat(k), repeat(v), mask, None, options);
                 got.into_data().assert_approx_eq::<f32>(&want.into_data(), burn::tensor::Tolerance::absolute(2e-6));
             }
+        }
+
+        #[test]
+        fn reads_a_cache_with_room_in_place() {
+            // Keys and values as a growing cache holds them: the first 9 of
+            // 16 rows of each head; a decode step's lone queries.
+            let (batch, heads, kv_heads, dim) = (2, 6, 2, 16);
+            let q = tensor([batch, heads, 1, dim], 1);
+            let filled = |seed| tensor([batch, kv_heads, 16, dim], seed).slice([0..batch, 0..kv_heads, 0..9, 0..dim]);
+            let (k, v) = (filled(2), filled(3));
+            assert!(crate::flex::f32_heads(&k).is_some(), "a cache's filled rows are read where they lie");
+            let copy = |t: &Tensor<4>| Tensor::<4>::from_data(t.to_data(), &Device::flex());
+            let pads = [0usize, 4];
+            let got = causal_attention(&q, &k, &v, Some(&pads)).expect("the fast path");
+            let want = causal_attention(&q, &copy(&k), &copy(&v), Some(&pads)).expect("the fast path");
+            assert_eq!(got.into_data(), want.into_data());
+            // Heads that are not contiguous blocks are not read as if they were.
+            let interleaved = tensor([batch, 9, kv_heads, dim], 2).swap_dims(1, 2);
+            assert!(crate::flex::f32_heads(&interleaved).is_none());
         }
 
         #[test]

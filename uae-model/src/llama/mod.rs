@@ -52,22 +52,21 @@ impl LlamaAttention {
         cos: &Tensor<3>,
         sin: &Tensor<3>,
         padding: Option<&LeftPadding>,
-        cache: Option<&mut LayerCache>,
+        cache: Option<&mut Option<LayerCache>>,
     ) -> Tensor<3> {
         let [batch, seq, _] = x.dims();
         let (h, hkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let [q, k, v] = skinny::linears([&self.q_proj, &self.k_proj, &self.v_proj], x);
         let q = rope::split_heads(q, h, Some((cos, sin)));
-        let mut k = rope::split_heads(k, hkv, Some((cos, sin)));
-        let mut v = rope::split_heads(v, hkv, None);
-        if let Some(cache) = cache {
-            if let Some((past_k, past_v)) = cache.take() {
-                k = Tensor::cat(vec![past_k, k], 2);
-                v = Tensor::cat(vec![past_v, v], 2);
-            }
-            *cache = Some((k.clone(), v.clone()));
-        }
-        let out = if seq == 1 && h > hkv {
+        let k = rope::split_heads(k, hkv, Some((cos, sin)));
+        let v = rope::split_heads(v, hkv, None);
+        let (k, v) = match cache {
+            Some(cache) => LayerCache::append(cache, k, v),
+            None => (k, v),
+        };
+        let out = if shares_kv_heads(&q) {
+            causal::causal_attention(q, k, v, padding)
+        } else if seq == 1 && h > hkv {
             // A decode step: one query per head, which sees every key. The
             // query heads that share a key/value head become that head's
             // rows, so the cache is read where it lies instead of being
@@ -78,8 +77,7 @@ impl LlamaAttention {
             let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
             attention(q.reshape([batch, hkv, times, d]), k, v, mask, None, options).reshape([batch, h, 1, d])
         } else {
-            let (k, v) = if shares_kv_heads(&q) { (k, v) } else { (repeat_kv(k, h / hkv), repeat_kv(v, h / hkv)) };
-            causal::causal_attention(q, k, v, padding)
+            causal::causal_attention(q, repeat_kv(k, h / hkv), repeat_kv(v, h / hkv), padding)
         };
         skinny::linear(&self.o_proj, out.swap_dims(1, 2).reshape([batch, seq, h * d]))
     }
@@ -155,7 +153,7 @@ impl LlamaDecoderLayer {
         cos: &Tensor<3>,
         sin: &Tensor<3>,
         padding: Option<&LeftPadding>,
-        cache: Option<&mut LayerCache>,
+        cache: Option<&mut Option<LayerCache>>,
     ) -> Tensor<3> {
         let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), cos, sin, padding, cache);
         x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
@@ -175,13 +173,61 @@ pub struct LlamaModel {
     pub inv_freq: Vec<f32>,
 }
 
-/// The cached keys and values of one layer, `[batch, kv_heads, past, head_dim]`.
-type LayerCache = Option<(Tensor<4>, Tensor<4>)>;
+/// Positions a full layer cache grows by: a decode step writes its keys and
+/// values in place, and one in this many copies the cache into a larger
+/// buffer (doubling instead cost more in fresh pages than it saved, for the
+/// short answers generated here).
+const CACHE_GROWTH: usize = 64;
+
+/// The cached keys and values of one layer, `[batch, kv_heads, capacity,
+/// head_dim]` with the first `len` positions filled. New positions are
+/// written in place (a decode step used to copy the whole cache with
+/// `Tensor::cat`), and the capacity grows by [`CACHE_GROWTH`] when it runs
+/// out.
+#[derive(Debug, Clone)]
+struct LayerCache {
+    k: Tensor<4>,
+    v: Tensor<4>,
+    len: usize,
+}
+
+impl LayerCache {
+    /// Appends `k` and `v` `[batch, kv_heads, seq, head_dim]` to `slot` and
+    /// returns views of every cached position (to be dropped before the next
+    /// append, which would otherwise copy the buffer they share).
+    fn append(slot: &mut Option<Self>, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let [batch, heads, seq, dim] = k.dims();
+        let cache = match slot.take() {
+            // The first positions: the cache is the projections themselves.
+            None => Self { k, v, len: seq },
+            Some(mut cache) => {
+                let end = cache.len + seq;
+                let capacity = cache.k.dims()[2];
+                if end > capacity {
+                    let room = (end - capacity).max(CACHE_GROWTH);
+                    let device = k.device();
+                    let grow = |t: Tensor<4>| Tensor::cat(vec![t, Tensor::zeros([batch, heads, room, dim], &device)], 2);
+                    cache.k = grow(cache.k);
+                    cache.v = grow(cache.v);
+                }
+                let rows = [0..batch, 0..heads, cache.len..end, 0..dim];
+                cache.k = cache.k.slice_assign(rows.clone(), k);
+                cache.v = cache.v.slice_assign(rows, v);
+                cache.len = end;
+                cache
+            }
+        };
+        let filled = [0..batch, 0..heads, 0..cache.len, 0..dim];
+        let views = (cache.k.clone().slice(filled.clone()), cache.v.clone().slice(filled));
+        *slot = Some(cache);
+        views
+    }
+}
 
 /// Keys and values of the tokens seen so far, for incremental decoding.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
-    layers: Vec<LayerCache>,
+    layers: Vec<Option<LayerCache>>,
     len: usize,
 }
 
