@@ -369,8 +369,20 @@ fn completions_score_prompts_like_uae_logprob() {
     }
     let generated = logprobs["tokens"].as_array().unwrap().len();
     assert!(generated <= 4 && body["usage"]["completion_tokens"].as_u64().unwrap() as usize >= generated);
+    // Sampling: the same seed gives the same text, and the draws leave the
+    // greedy path of this random model.
+    let sampled = |seed: u64| {
+        let body = json!({"prompt": text, "max_tokens": 8, "temperature": 1.0, "top_p": 0.95, "seed": seed});
+        let reply = server.post("/v1/completions", &body);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()["choices"][0]["text"].as_str().unwrap().to_string()
+    };
+    let greedy = server.post("/v1/completions", &json!({"prompt": text, "max_tokens": 8})).json()["choices"][0]["text"].clone();
+    assert_eq!(sampled(5), sampled(5));
+    assert!((0..4).any(|seed| json!(sampled(seed)) != greedy), "sampling at temperature 1 leaves the greedy path");
     for (body, field) in [
-        (json!({"prompt": "a", "temperature": 0.7}), "temperature"),
+        (json!({"prompt": "a", "temperature": -0.5}), "temperature"),
+        (json!({"prompt": "a", "temperature": 0.7, "top_p": 0}), "top_p"),
         (json!({"prompt": "a", "logprobs": 5}), "logprobs"),
         (json!({"prompt": "a", "stop": ["\n"]}), "stop"),
         (json!({"prompt": "a", "max_tokens": 1000}), "max_tokens"),

@@ -10,7 +10,7 @@ use clap::Args;
 use uae_data::cache::{fetched_model, uae_cache};
 use uae_eval::pipeline::{PipelineOptions, run_pipeline};
 use uae_teacher::prompt::Utility;
-use uae_teacher::synth::Sources;
+use uae_teacher::synth::{Sources, SynthOptions};
 use uae_train::loss::UtilityNorm;
 
 use crate::progress::Bars;
@@ -42,6 +42,10 @@ pub struct QuickstartArgs {
     /// Synthetic questions per sampled passage.
     #[arg(long, default_value_t = 1)]
     synth_per_passage: usize,
+    /// Sampling temperature of a passage's synthetic questions after its
+    /// first (`uae synth --temperature`).
+    #[arg(long, default_value_t = SynthOptions::DEFAULT_TEMPERATURE)]
+    synth_temperature: f32,
     /// Which passages synthetic questions may be about: the whole `corpus`,
     /// or `not-held-out-gold` (no passage a dev or test query judges relevant).
     #[arg(long, default_value_t = Sources::Corpus)]
@@ -135,6 +139,7 @@ pub fn run(args: QuickstartArgs, device: &Device) -> Result<()> {
         out: args.out.clone().unwrap_or_else(|| uae_cache().join("quickstart")),
         synth_passages: args.synth_passages,
         synth_per_passage: args.synth_per_passage,
+        synth_temperature: args.synth_temperature,
         synth_sources: args.synth_sources,
         synth_source_prefixes: source_prefixes(args.synth_source_prefixes, args.data.is_none()),
         candidates: args.candidates,

@@ -65,6 +65,11 @@ pub struct SynthArgs {
     /// Most tokens generated per question.
     #[arg(long, default_value_t = 64)]
     max_new_tokens: usize,
+    /// Sampling temperature of a passage's questions after its first (the
+    /// first is greedy; top-k 50, top-p 0.95, seeded per passage); 0 makes
+    /// every question greedy.
+    #[arg(long, default_value_t = SynthOptions::DEFAULT_TEMPERATURE)]
+    temperature: f32,
 }
 
 /// Runs `uae synth`.
@@ -86,6 +91,7 @@ pub fn run(args: SynthArgs, device: &Device) -> Result<()> {
             seed: args.seed,
             shots: args.shots,
             max_new_tokens: args.max_new_tokens,
+            temperature: args.temperature,
             ..SynthOptions::default()
         },
     };

@@ -53,6 +53,8 @@ pub struct PipelineOptions {
     pub synth_passages: usize,
     /// Synthetic questions per sampled passage.
     pub synth_per_passage: usize,
+    /// Sampling temperature of a passage's synthetic questions after its first.
+    pub synth_temperature: f32,
     /// Which passages synthetic questions may be about.
     pub synth_sources: Sources,
     /// Only passages whose id starts with one of these may be synthetic
@@ -204,6 +206,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
                 source_prefixes: o.synth_source_prefixes.clone(),
                 per_passage: o.synth_per_passage,
                 max_passages: Some(o.synth_passages),
+                temperature: o.synth_temperature,
                 ..SynthOptions::default()
             },
         };
@@ -212,6 +215,10 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
             "--index", &s(&base_index), "--max-passages", &o.synth_passages.to_string(), "--per-passage",
             &o.synth_per_passage.to_string(), "--sources", &o.synth_sources.to_string(),
         ]);
+        // The temperature only reaches questions after a passage's first.
+        if o.synth_per_passage > 1 {
+            synth_argv.extend(["--temperature".to_string(), o.synth_temperature.to_string()]);
+        }
         for prefix in &o.synth_source_prefixes {
             synth_argv.extend(["--source-prefix".to_string(), prefix.clone()]);
         }
@@ -322,7 +329,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
     let serve = format!("uae serve --model {} --index {}", s(&out.join("models/uae")), s(&student_index));
     let pipeline = serde_json::json!({
         "data": s(&o.data), "student": o.student, "teacher": o.teacher, "synth_passages": o.synth_passages,
-        "synth_per_passage": o.synth_per_passage, "synth_sources": o.synth_sources, "synth_source_prefixes": o.synth_source_prefixes, "candidates": o.candidates,
+        "synth_per_passage": o.synth_per_passage, "synth_temperature": o.synth_temperature, "synth_sources": o.synth_sources, "synth_source_prefixes": o.synth_source_prefixes, "candidates": o.candidates,
         "train_candidates": o.train_candidates, "utility": o.utility.to_string(), "tau_u": o.tau_u, "utility_norm": o.utility_norm,
         "infonce_weight": o.infonce_weight, "query_only": o.query_only,
         "epochs": o.epochs, "batch_size": o.batch_size, "lr": o.lr, "max_length": o.max_length,

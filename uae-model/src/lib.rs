@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod bert;
 mod check;
+pub mod decoding;
 pub mod encoder;
 #[cfg(feature = "flex")]
 mod flex;

@@ -1,8 +1,8 @@
 //! A causal language model ready to use: the Burn [`LlamaForCausalLM`], its
 //! tokenizer, special tokens and chat template, loaded from a Hugging Face
 //! directory, a hub id or a single GGUF file. Offers the two primitives the
-//! teacher needs: continuation log-likelihoods of a padded batch, and greedy
-//! generation with a KV cache.
+//! teacher needs: continuation log-likelihoods of a padded batch, and
+//! generation with a KV cache (greedy, or sampled: [`Decoding`]).
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +11,7 @@ use burn::prelude::*;
 use burn::tensor::activation;
 use tokenizers::Tokenizer;
 
+use crate::decoding::{Chooser, Decoding};
 use crate::gguf::GgufFile;
 use crate::weights::WeightReader;
 use crate::llama::{KvCache, LlamaConfig, LlamaForCausalLM};
@@ -385,6 +386,18 @@ impl CausalLm {
     /// An empty prompt, or one longer than the context window, is an error
     /// naming it.
     pub fn generate_batch(&self, prompts: &[&[u32]], max_new_tokens: usize) -> Result<Vec<Vec<u32>>> {
+        self.generate_batch_with(prompts, max_new_tokens, &vec![Decoding::Greedy; prompts.len()])
+    }
+
+    /// [`Self::generate_batch`] with each prompt's own [`Decoding`]
+    /// (`decodings[b]` for `prompts[b]`). A sampled sequence draws from its
+    /// own seeded stream, so its tokens do not depend on the other rows.
+    pub fn generate_batch_with(&self, prompts: &[&[u32]], max_new_tokens: usize, decodings: &[Decoding]) -> Result<Vec<Vec<u32>>> {
+        if decodings.len() != prompts.len() {
+            bail!("{} decodings for {} prompts", decodings.len(), prompts.len());
+        }
+        let sampled = decodings.iter().any(|d| matches!(d, Decoding::Sample { .. }));
+        let mut choosers: Vec<Chooser> = decodings.iter().map(|&d| Chooser::new(d)).collect();
         for (b, prompt) in prompts.iter().enumerate() {
             self.check_prompt(prompt).with_context(|| format!("prompt {b} (counting from 0) of the batch"))?;
         }
@@ -413,8 +426,15 @@ impl CausalLm {
             let hidden = self.model.hidden_states_left_padded(input, &pads, &mut cache);
             let [_, seq, hidden_width] = hidden.dims();
             let last = hidden.narrow(1, seq - 1, 1).reshape([rows, hidden_width]);
-            let next = self.model.logits(last).argmax(1).reshape([rows]);
-            let next = next.try_into_vec_as::<i64>().map_err(|e| anyhow!("reading the next tokens: {e:?}"))?;
+            let logits = self.model.logits(last);
+            let next: Vec<i64> = if sampled {
+                let values = logits.into_data().try_to_vec::<f32>().map_err(|e| anyhow!("reading the logits: {e:?}"))?;
+                let vocab = values.len() / rows;
+                choosers.iter_mut().zip(values.chunks_exact(vocab)).map(|(c, row)| i64::from(c.choose(row))).collect()
+            } else {
+                let next = logits.argmax(1).reshape([rows]);
+                next.try_into_vec_as::<i64>().map_err(|e| anyhow!("reading the next tokens: {e:?}"))?
+            };
             for (b, out) in outs.iter_mut().enumerate() {
                 if open(b, out) {
                     out.push(next[b] as u32);

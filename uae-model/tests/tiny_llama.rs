@@ -4,6 +4,7 @@
 //! bad hyper-parameters, NaN weights) get named errors.
 
 use burn::prelude::*;
+use uae_model::decoding::Decoding;
 use uae_model::llm::{CausalLm, NonFiniteLogprob};
 use uae_test_support::damage::{fill_f32_tensor, set_gguf_value};
 use uae_test_support::tiny_llama::{TinyLlamaSpec, write_tiny_llama, write_tiny_llama_gguf};
@@ -101,6 +102,27 @@ fn batched_generation_equals_one_prompt_at_a_time() {
         assert!(lm.generate_batch(&[], 10).unwrap().is_empty());
         assert!(lm.generate_batch(&[&[]], 10).is_err());
     }
+}
+
+/// A sampled sequence draws from its own seeded stream: in a batch beside
+/// greedy and other sampled rows it gets the tokens it gets alone, the same
+/// seed gives the same tokens, and sampling leaves greedy's path.
+#[test]
+fn sampled_generation_depends_on_its_seed_not_its_batch() {
+    let (_dir, lm) = load(&TinyLlamaSpec::default());
+    let ids: Vec<Vec<u32>> = TEXTS.iter().map(|t| lm.encode(t).unwrap()).collect();
+    let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    let sample = |seed| Decoding::Sample { temperature: 1.0, top_k: 50, top_p: 0.95, seed };
+    let decodings: Vec<Decoding> =
+        (0..refs.len()).map(|b| if b % 3 == 0 { Decoding::Greedy } else { sample(b as u64) }).collect();
+    let batched = lm.generate_batch_with(&refs, 10, &decodings).unwrap();
+    for ((prompt, got), decoding) in refs.iter().zip(&batched).zip(&decodings) {
+        assert_eq!(got, &lm.generate_batch_with(&[prompt], 10, &[*decoding]).unwrap()[0], "{decoding:?}");
+    }
+    let greedy = lm.generate_batch(&refs, 10).unwrap();
+    let differ = batched.iter().zip(&greedy).zip(&decodings).filter(|((s, g), d)| **d != Decoding::Greedy && s != g).count();
+    assert!(differ > 0, "a random model sampled at temperature 1 leaves the greedy path");
+    assert!(lm.generate_batch_with(&refs, 10, &decodings[1..]).is_err(), "one decoding per prompt");
 }
 
 #[test]

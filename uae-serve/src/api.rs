@@ -130,7 +130,7 @@ pub struct SearchResponse {
     pub results: Vec<Vec<SearchHit>>,
 }
 
-/// `POST /v1/completions` (OpenAI; greedy decoding only).
+/// `POST /v1/completions` (OpenAI; greedy or sampled decoding).
 #[derive(Debug, Deserialize)]
 pub struct CompletionRequest {
     /// The prompt or prompts.
@@ -144,8 +144,17 @@ pub struct CompletionRequest {
     pub echo: bool,
     /// Return log-probabilities, with the top `logprobs` tokens (0 or 1).
     pub logprobs: Option<usize>,
-    /// Only 0 (greedy) is served.
+    /// 0 (the default) decodes greedily; above 0, tokens are drawn from
+    /// softmax(logits / temperature).
     pub temperature: Option<f64>,
+    /// Sampling: the fewest most likely tokens whose probabilities sum to
+    /// at least this, in (0, 1] (default 1).
+    pub top_p: Option<f64>,
+    /// Sampling: at most this many most likely tokens; 0 or below (vLLM's
+    /// -1) or absent means all.
+    pub top_k: Option<i64>,
+    /// Sampling: the seed of the draws (a fresh one each request when absent).
+    pub seed: Option<u64>,
     /// Only 1.
     pub n: Option<usize>,
     /// Only false.

@@ -16,6 +16,7 @@ use axum::Json;
 use base64::Engine;
 use serde::de::DeserializeOwned;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use uae_model::decoding::Decoding;
 use uae_model::encoder::TextRole;
 
 use crate::api::*;
@@ -242,9 +243,18 @@ async fn completions(State(state): State<Shared>, body: Result<Bytes, BytesRejec
     let Some((tokenizer, context)) = &state.loaded.teacher else {
         return Err(ApiError::not_served("/v1/completions needs a teacher: start the server with --teacher"));
     };
-    if request.temperature.is_some_and(|t| t != 0.0) {
-        return Err(ApiError::validation("temperature: only greedy decoding (0) is served"));
-    }
+    let decoding = match request.temperature.unwrap_or(0.0) {
+        t if t == 0.0 => Decoding::Greedy,
+        t if t > 0.0 && t.is_finite() => {
+            let top_p = request.top_p.unwrap_or(1.0);
+            if !(top_p > 0.0 && top_p <= 1.0) {
+                return Err(ApiError::validation(format!("top_p: {top_p} is not in (0, 1]")));
+            }
+            let top_k = request.top_k.filter(|&k| k > 0).map_or(usize::MAX, |k| k as usize);
+            Decoding::Sample { temperature: t as f32, top_k, top_p: top_p as f32, seed: request.seed.unwrap_or_else(rand::random) }
+        }
+        t => return Err(ApiError::validation(format!("temperature: {t} is not 0 (greedy) or above"))),
+    };
     if request.n.is_some_and(|n| n != 1) {
         return Err(ApiError::validation("n: only 1 is served"));
     }
@@ -285,7 +295,7 @@ async fn completions(State(state): State<Shared>, body: Result<Bytes, BytesRejec
     state.metrics.add_tokens(prompt_tokens);
     let (reply, answer) = oneshot::channel();
     let ids: Vec<Vec<u32>> = encoded.iter().map(|e| e.get_ids().to_vec()).collect();
-    let scored = ask(&state, Job::Complete { prompts: ids, max_tokens, reply }, answer).await?;
+    let scored = ask(&state, Job::Complete { prompts: ids, max_tokens, decoding, reply }, answer).await?;
     let decode = |ids: &[u32], skip: bool| tokenizer.decode(ids, skip).unwrap_or_default();
     let mut choices = Vec::with_capacity(scored.len());
     let mut completion_tokens = 0;

@@ -16,6 +16,7 @@ use uae_data::Ranking;
 use uae_index::corpus_index::{self, Searcher};
 use uae_index::qdrant::{Client, Collection};
 use uae_index::store::VectorStore;
+use uae_model::decoding::Decoding;
 use uae_model::encoder::{BiEncoder, EncoderOptions, TextRole};
 use uae_model::llm::CausalLm;
 use uae_model::tokenize::TextTokenizer;
@@ -86,8 +87,10 @@ pub enum Job {
     Complete {
         /// Prompt token ids, one sequence per prompt.
         prompts: Vec<Vec<u32>>,
-        /// Tokens to generate greedily after each.
+        /// Tokens to generate after each.
         max_tokens: usize,
+        /// How each token is chosen.
+        decoding: Decoding,
         /// Where the results go, in input order.
         reply: oneshot::Sender<Result<Vec<Scored>, String>>,
     },
@@ -236,9 +239,9 @@ impl State {
             match job {
                 Job::Embed { texts, role, reply, .. } => embeds.push((texts, role, reply)),
                 Job::Search { queries, k, exact, reply, .. } => searches.push((queries, k, exact, reply)),
-                Job::Complete { prompts, max_tokens, reply } => {
+                Job::Complete { prompts, max_tokens, decoding, reply } => {
                     if !reply.is_closed() {
-                        let _ = reply.send(self.complete(&prompts, max_tokens).map_err(|e| format!("{e:#}")));
+                        let _ = reply.send(self.complete(&prompts, max_tokens, decoding).map_err(|e| format!("{e:#}")));
                     }
                 }
             }
@@ -293,12 +296,15 @@ impl State {
         }
     }
 
-    fn complete(&self, prompts: &[Vec<u32>], max_tokens: usize) -> Result<Vec<Scored>> {
+    fn complete(&self, prompts: &[Vec<u32>], max_tokens: usize, decoding: Decoding) -> Result<Vec<Scored>> {
         let Some(lm) = &self.teacher else { anyhow::bail!("the server was started without --teacher") };
         prompts
             .iter()
             .map(|prompt| {
-                let generated = if max_tokens > 0 { lm.generate(prompt, max_tokens)? } else { Vec::new() };
+                let generated = match max_tokens {
+                    0 => Vec::new(),
+                    _ => lm.generate_batch_with(&[prompt], max_tokens, &[decoding])?.remove(0),
+                };
                 let ids = [prompt.as_slice(), &generated].concat();
                 let positions: Vec<usize> = (0..ids.len() - 1).collect();
                 let mut logprobs = Vec::with_capacity(positions.len());

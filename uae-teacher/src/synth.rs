@@ -34,6 +34,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use uae_data::jsonl::{read_appended, repair_tail};
 use uae_data::{DataSet, Passage, Query};
+use uae_model::decoding::Decoding;
 use uae_model::llm::{ChatMessage, LmTokenizer};
 
 use crate::prompt::fit_passage;
@@ -107,6 +108,37 @@ pub struct SynthOptions {
     pub max_passage_tokens: usize,
     /// Most tokens generated per question.
     pub max_new_tokens: usize,
+    /// Sampling temperature of a passage's questions after its first (which
+    /// is greedy); 0 makes them greedy too (the one behaviour before this
+    /// option, and what an older `synth.json` means).
+    #[serde(default)]
+    pub temperature: f32,
+}
+
+/// Nucleus mass of the sampled questions (GPL's doc2query setting).
+const TOP_P: f32 = 0.95;
+/// Candidate tokens of a sampled question (transformers' default `top_k`).
+const TOP_K: usize = 50;
+
+impl SynthOptions {
+    /// The default [`Self::temperature`] (InPars and Promptagator sample
+    /// their questions; 0.7 keeps them close to the passage).
+    pub const DEFAULT_TEMPERATURE: f32 = 0.7;
+
+    /// How question `n` of `passage_id` is decoded (see [`Self::temperature`]).
+    fn decoding(&self, passage_id: &str, n: usize) -> Decoding {
+        if n == 0 || self.temperature <= 0.0 {
+            return Decoding::Greedy;
+        }
+        // FNV-1a over the seed, the passage id and n: a seed that is the
+        // same on every platform and Rust release (std's hashers promise
+        // neither), so a resumed run draws what the first would have.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in self.seed.to_le_bytes().iter().chain(passage_id.as_bytes()).chain(&(n as u64).to_le_bytes()) {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Decoding::Sample { temperature: self.temperature, top_k: TOP_K, top_p: TOP_P, seed: hash }
+    }
 }
 
 fn not_held_out_gold() -> Sources {
@@ -115,7 +147,17 @@ fn not_held_out_gold() -> Sources {
 
 impl Default for SynthOptions {
     fn default() -> Self {
-        Self { sources: Sources::default(), source_prefixes: Vec::new(), per_passage: 1, max_passages: None, seed: 42, shots: 2, max_passage_tokens: 192, max_new_tokens: 64 }
+        Self {
+            sources: Sources::default(),
+            source_prefixes: Vec::new(),
+            per_passage: 1,
+            max_passages: None,
+            seed: 42,
+            shots: 2,
+            max_passage_tokens: 192,
+            max_new_tokens: 64,
+            temperature: Self::DEFAULT_TEMPERATURE,
+        }
     }
 }
 
@@ -403,10 +445,12 @@ pub fn generate(
             .map(|p| Ok(fit_passage(lm, &p.embedding_text(), options.max_passage_tokens)?.0))
             .collect::<Result<Vec<String>>>()?;
         let mut outputs: Vec<Vec<String>> = vec![Vec::with_capacity(options.per_passage); chunk.len()];
-        for _ in 0..options.per_passage {
-            // Greedy decoding is deterministic: a later question of the same
-            // passage is asked for after the earlier replies, so that it can
-            // differ (a model that repeats itself meets the duplicate filter).
+        for n in 0..options.per_passage {
+            // A passage's first question is greedy; a later one is asked for
+            // after the earlier replies and drawn at `temperature` (greedy
+            // decoding repeated the first question for 257 of 293 FAQ
+            // passages), from a stream seeded by the run's seed, the passage
+            // and `n`, so that a resumed run draws the same.
             let prompts = texts
                 .iter()
                 .zip(chunk)
@@ -419,7 +463,8 @@ pub fn generate(
                 })
                 .collect::<Result<Vec<_>>>()?;
             let refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
-            for (ids, before) in lm.generate_batch(&refs, options.max_new_tokens)?.iter().zip(&mut outputs) {
+            let decodings: Vec<Decoding> = chunk.iter().map(|p| options.decoding(&p.id, n)).collect();
+            for (ids, before) in lm.generate_batch_with(&refs, options.max_new_tokens, &decodings)?.iter().zip(&mut outputs) {
                 before.push(lm.decode(ids)?);
             }
         }
@@ -590,7 +635,10 @@ pub fn synthesize(
 ) -> Result<(GenerateReport, SynthSummary)> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let record_path = out.join(SUMMARY);
-    let mut record = SynthRecord { teacher: lm.name(), options: options.clone(), summary: None };
+    // One question per passage is greedy whatever the temperature, so a
+    // folder written before the option existed (temperature 0) resumes.
+    let recorded = SynthOptions { temperature: if options.per_passage > 1 { options.temperature } else { 0.0 }, ..options.clone() };
+    let mut record = SynthRecord { teacher: lm.name(), options: recorded, summary: None };
     let generations = out.join(GENERATIONS);
     if generations.exists() && record_path.exists() {
         let old: SynthRecord = uae_data::json::read_json(&record_path)?;
@@ -621,6 +669,21 @@ pub fn synthesize(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn later_questions_are_sampled_with_a_seed_per_passage() {
+        let options = SynthOptions::default();
+        assert_eq!(options.decoding("faq/1", 0), Decoding::Greedy, "a passage's first question is greedy");
+        let Decoding::Sample { temperature, seed, .. } = options.decoding("faq/1", 1) else { panic!("sampled") };
+        assert_eq!(temperature, SynthOptions::DEFAULT_TEMPERATURE);
+        // FNV-1a of (42, "faq/1", 1): pinned, so that a resumed run on
+        // another build draws the same questions.
+        assert_eq!(seed, 12_983_138_838_213_383_140);
+        assert_ne!(options.decoding("faq/1", 2), options.decoding("faq/1", 1));
+        assert_ne!(options.decoding("faq/2", 1), options.decoding("faq/1", 1));
+        let greedy = SynthOptions { temperature: 0.0, ..options };
+        assert_eq!(greedy.decoding("faq/1", 1), Decoding::Greedy);
+    }
 
     #[test]
     fn questions_and_answers_parse_from_the_reply() {

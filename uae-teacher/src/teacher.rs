@@ -32,6 +32,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use burn::tensor::Device;
 use serde::Deserialize;
+use uae_model::decoding::Decoding;
 use uae_model::llm::{CausalLm, LmTokenizer};
 
 /// A teacher LLM, local or remote; its text side through `Deref`.
@@ -66,9 +67,23 @@ impl Teacher {
     /// `temperature: 0` and its text is tokenised here; an end-of-sequence
     /// token is not part of it.
     pub fn generate_batch(&self, prompts: &[&[u32]], max_new_tokens: usize) -> Result<Vec<Vec<u32>>> {
+        self.generate_batch_with(prompts, max_new_tokens, &vec![Decoding::Greedy; prompts.len()])
+    }
+
+    /// [`Self::generate_batch`] with each prompt's own [`Decoding`] (see
+    /// [`CausalLm::generate_batch_with`]); a served teacher gets the
+    /// sampling settings and seed in its request (`temperature`, `top_k`,
+    /// `top_p`, `seed`: llama.cpp's server and vLLM read them).
+    pub fn generate_batch_with(&self, prompts: &[&[u32]], max_new_tokens: usize, decodings: &[Decoding]) -> Result<Vec<Vec<u32>>> {
         match self {
-            Self::Local(lm) => lm.generate_batch(prompts, max_new_tokens),
-            Self::Remote(r) => r.each(prompts, |prompt| r.generate(prompt, max_new_tokens)),
+            Self::Local(lm) => lm.generate_batch_with(prompts, max_new_tokens, decodings),
+            Self::Remote(r) => {
+                if decodings.len() != prompts.len() {
+                    bail!("{} decodings for {} prompts", decodings.len(), prompts.len());
+                }
+                let pairs: Vec<(&[u32], Decoding)> = prompts.iter().copied().zip(decodings.iter().copied()).collect();
+                r.each(&pairs, |&(prompt, decoding)| r.generate(prompt, max_new_tokens, decoding))
+            }
         }
     }
 
@@ -206,14 +221,20 @@ impl RemoteTeacher {
         self.each(pairs, |&(prompt, continuation)| self.score_one(prompt, continuation))
     }
 
-    /// Greedy completion of `prompt` by the server, tokenised here.
-    fn generate(&self, prompt: &[u32], max_new_tokens: usize) -> Result<Vec<u32>> {
-        let request = serde_json::json!({
+    /// The server's completion of `prompt` (greedy or sampled), tokenised here.
+    fn generate(&self, prompt: &[u32], max_new_tokens: usize, decoding: Decoding) -> Result<Vec<u32>> {
+        let mut request = serde_json::json!({
             "model": self.model,
             "prompt": self.text.text_of(prompt)?,
             "max_tokens": max_new_tokens,
             "temperature": 0,
         });
+        if let Decoding::Sample { temperature, top_k, top_p, seed } = decoding {
+            request["temperature"] = serde_json::json!(temperature);
+            request["top_k"] = serde_json::json!(top_k);
+            request["top_p"] = serde_json::json!(top_p);
+            request["seed"] = serde_json::json!(seed);
+        }
         let body: CompletionBody = self.post("completions", &request)?;
         let choice = body.choices.into_iter().next().ok_or_else(|| anyhow!("the answer has no choices"))?;
         self.text.encode(&choice.text)
