@@ -33,11 +33,12 @@ pub fn hash_parts(parts: &[String]) -> u64 {
     fnv1a(FNV_OFFSET, parts.join("\u{1e}").as_bytes())
 }
 
-/// The 64-bit FNV-1a offset basis.
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+/// The 64-bit FNV-1a offset basis: the hash of no bytes.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
-/// Folds `bytes` into the 64-bit FNV-1a `hash`.
-fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
+/// Folds `bytes` into the 64-bit FNV-1a `hash` (the same on every platform
+/// and Rust release, which std's hashers do not promise).
+pub fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
     bytes.iter().fold(hash, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 

@@ -32,6 +32,7 @@ use anyhow::{Context, Result, bail};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
+use uae_data::fingerprint::{FNV_OFFSET, fnv1a};
 use uae_data::jsonl::{read_appended, repair_tail};
 use uae_data::{DataSet, Passage, Query};
 use uae_model::decoding::Decoding;
@@ -130,14 +131,12 @@ impl SynthOptions {
         if n == 0 || self.temperature <= 0.0 {
             return Decoding::Greedy;
         }
-        // FNV-1a over the seed, the passage id and n: a seed that is the
-        // same on every platform and Rust release (std's hashers promise
-        // neither), so a resumed run draws what the first would have.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in self.seed.to_le_bytes().iter().chain(passage_id.as_bytes()).chain(&(n as u64).to_le_bytes()) {
-            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        Decoding::Sample { temperature: self.temperature, top_k: TOP_K, top_p: TOP_P, seed: hash }
+        // FNV-1a over the seed, the passage id and n: the same on every
+        // platform and release, so a resumed run draws what the first would have.
+        let seed = [&self.seed.to_le_bytes()[..], passage_id.as_bytes(), &(n as u64).to_le_bytes()]
+            .iter()
+            .fold(FNV_OFFSET, |hash, bytes| fnv1a(hash, bytes));
+        Decoding::Sample { temperature: self.temperature, top_k: TOP_K, top_p: TOP_P, seed }
     }
 }
 
