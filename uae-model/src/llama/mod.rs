@@ -228,7 +228,6 @@ impl LayerCache {
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
     layers: Vec<Option<LayerCache>>,
-    len: usize,
 }
 
 impl KvCache {
@@ -239,12 +238,13 @@ impl KvCache {
 
     /// Number of positions cached.
     pub fn len(&self) -> usize {
-        self.len
+        // Every layer holds the same positions.
+        self.layers.first().and_then(Option::as_ref).map_or(0, |layer| layer.len)
     }
 
     /// Whether nothing is cached yet.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 }
 
@@ -264,7 +264,7 @@ impl LlamaForCausalLM {
     /// the cache is extended.
     pub fn hidden_states(&self, input_ids: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<3> {
         let [_, seq] = input_ids.dims();
-        let start = cache.as_ref().map_or(0, |c| c.len);
+        let start = cache.as_ref().map_or(0, |c| c.len());
         let positions: Vec<usize> = (start..start + seq).collect();
         let (cos, sin) = rope::tables(&self.model.inv_freq, &positions, 1, &input_ids.device());
         self.run(input_ids, &cos, &sin, None, cache)
@@ -279,7 +279,7 @@ impl LlamaForCausalLM {
     pub fn hidden_states_left_padded(&self, input_ids: Tensor<2, Int>, pads: &[usize], cache: &mut KvCache) -> Tensor<3> {
         let [batch, seq] = input_ids.dims();
         let device = input_ids.device();
-        let start = cache.len;
+        let start = cache.len();
         let keys = start + seq;
         let mut positions = Vec::with_capacity(batch * seq);
         let mut mask = Vec::with_capacity(batch * seq * keys);
@@ -305,7 +305,6 @@ impl LlamaForCausalLM {
         padding: Option<&LeftPadding>,
         cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
-        let [_, seq] = input_ids.dims();
         let mut x = self.model.embed_tokens.forward(input_ids);
         match cache {
             Some(cache) => {
@@ -313,7 +312,6 @@ impl LlamaForCausalLM {
                 for (layer, slot) in self.model.layers.iter().zip(cache.layers.iter_mut()) {
                     x = layer.forward(x, cos, sin, padding, Some(slot));
                 }
-                cache.len += seq;
             }
             None => {
                 for layer in &self.model.layers {
