@@ -266,10 +266,26 @@ fn killed_synth_resumes_to_the_uninterrupted_result() {
     };
     let out = long_reply("fitted", "700");
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("prompts left out few-shot examples or earlier replies, or shortened their passage"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("prompts left out few-shot examples, or shortened their passage"), "{}", stderr(&out));
     let out = long_reply("no-room", "1024");
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--max-new-tokens 1024 leaves no room for a prompt in the teacher's context window of 1024"), "{}", stderr(&out));
+
+    // Greedy later questions would repeat the first: refused, naming both flags.
+    let mut greedy = args(s.root.join("greedy").to_str().unwrap());
+    greedy.extend(["--temperature", "0"].map(String::from));
+    let out = uae(&greedy.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--per-passage 2 needs a --temperature above 0"), "{}", stderr(&out));
+    // A folder whose later questions were asked after the earlier replies
+    // (its synth.json has no `later_questions`) is not resumed.
+    let record = full.join("synth.json");
+    let mut old: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    assert!(old.as_object_mut().unwrap().remove("later_questions").is_some(), "{old}");
+    std::fs::write(&record, old.to_string()).unwrap();
+    let out = uae(&args(full.to_str().unwrap()).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("was generated with another teacher or other options"), "{}", stderr(&out));
 }
 
 #[test]

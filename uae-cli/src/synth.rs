@@ -65,9 +65,9 @@ pub struct SynthArgs {
     /// Most tokens generated per question.
     #[arg(long, default_value_t = 64)]
     max_new_tokens: usize,
-    /// Sampling temperature of a passage's questions after its first (the
-    /// first is greedy; top-k 50, top-p 0.95, seeded per passage); 0 makes
-    /// every question greedy.
+    /// Sampling temperature of a passage's questions after its first, each
+    /// drawn from the first's prompt (the first is greedy; top-k 50, top-p
+    /// 0.95, seeded per passage); above 0 when --per-passage is above 1.
     #[arg(long, default_value_t = SynthOptions::DEFAULT_TEMPERATURE)]
     temperature: f32,
 }

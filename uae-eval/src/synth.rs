@@ -95,7 +95,7 @@ pub fn run_synth(job: &SynthJob, device: &Device, progress: &dyn Progress) -> Re
     ));
     if report.fitted_prompts > 0 {
         progress.message(&format!(
-            "{} prompts left out few-shot examples or earlier replies, or shortened their passage, to fit the teacher's context window",
+            "{} prompts left out few-shot examples, or shortened their passage, to fit the teacher's context window",
             report.fitted_prompts
         ));
     }

@@ -110,8 +110,10 @@ pub struct SynthOptions {
     /// Most tokens generated per question.
     pub max_new_tokens: usize,
     /// Sampling temperature of a passage's questions after its first (which
-    /// is greedy); 0 makes them greedy too (the one behaviour before this
-    /// option, and what an older `synth.json` means).
+    /// is greedy); each is drawn from the first question's own prompt. Must
+    /// be above 0 when `per_passage` is above 1 (greedy decoding would write
+    /// the first question again); an older `synth.json` without it is read
+    /// as 0.
     #[serde(default)]
     pub temperature: f32,
 }
@@ -286,13 +288,9 @@ fn examples<'a>(data: &'a DataSet, options: &SynthOptions) -> Vec<(&'a Query, &'
     pool
 }
 
-/// The request for one more question about the same passage.
-pub const ANOTHER: &str = "Write another question about the passage, different from the ones before, in the same form.";
-
 /// The chat (or plain-text) prompt asking for a question about `passage`,
-/// after the few-shot `shots` (passage, question, answer) and the replies
-/// `before` already generated for this passage.
-fn prompt(lm: &LmTokenizer, shots: &[(String, String, String)], passage: &str, before: &[String]) -> Result<String> {
+/// after the few-shot `shots` (passage, question, answer).
+fn prompt(lm: &LmTokenizer, shots: &[(String, String, String)], passage: &str) -> Result<String> {
     let turn = |passage: &str| format!("{INSTRUCTION}\n\nPassage: {passage}");
     let reply = |q: &str, a: &str| format!("Question: {q}\nAnswer: {a}");
     if lm.has_chat_template() {
@@ -302,10 +300,6 @@ fn prompt(lm: &LmTokenizer, shots: &[(String, String, String)], passage: &str, b
             messages.push(ChatMessage::new("assistant", &reply(q, a)));
         }
         messages.push(ChatMessage::new("user", &turn(passage)));
-        for output in before {
-            messages.push(ChatMessage::new("assistant", output.trim()));
-            messages.push(ChatMessage::new("user", ANOTHER));
-        }
         lm.chat_prompt(&messages, true)
     } else {
         let mut text = String::new();
@@ -313,48 +307,31 @@ fn prompt(lm: &LmTokenizer, shots: &[(String, String, String)], passage: &str, b
             text.push_str(&format!("{}\n{}\n\n", turn(p), reply(q, a)));
         }
         text.push_str(&turn(passage));
-        for output in before {
-            text.push_str(&format!("\n{}\n\n{ANOTHER}", output.trim()));
-        }
         Ok(format!("{text}\n"))
     }
 }
 
 /// The token ids of the prompt for `passage`, fitted so that
 /// `max_new_tokens` of the teacher's context window remain for the reply:
-/// few-shot examples are left out from the last one first, then the
-/// passage's earlier replies from the oldest, and when even the bare prompt
-/// is too long its passage is shortened. Also says whether anything was left
-/// out.
-fn fit_prompt(
-    lm: &LmTokenizer,
-    shots: &[(String, String, String)],
-    passage: &str,
-    before: &[String],
-    max_new_tokens: usize,
-) -> Result<(Vec<u32>, bool)> {
+/// few-shot examples are left out from the last one first, and when even
+/// the bare prompt is too long its passage is shortened. Also says whether
+/// anything was left out.
+fn fit_prompt(lm: &LmTokenizer, shots: &[(String, String, String)], passage: &str, max_new_tokens: usize) -> Result<(Vec<u32>, bool)> {
     let context = lm.context_length();
     let Some(budget) = context.checked_sub(max_new_tokens).filter(|&b| b > 0) else {
         bail!("--max-new-tokens {max_new_tokens} leaves no room for a prompt in the teacher's context window of {context} tokens");
     };
     for n in (0..=shots.len()).rev() {
-        let ids = lm.encode(&prompt(lm, &shots[..n], passage, before)?)?;
+        let ids = lm.encode(&prompt(lm, &shots[..n], passage)?)?;
         if ids.len() <= budget {
             return Ok((ids, n < shots.len()));
-        }
-    }
-    // Then this passage's earlier replies, oldest first.
-    for first in 1..=before.len() {
-        let ids = lm.encode(&prompt(lm, &[], passage, &before[first..])?)?;
-        if ids.len() <= budget {
-            return Ok((ids, true));
         }
     }
     // Still too long: shorten the passage by the excess (token boundaries
     // may move on re-encoding, so retry).
     let mut passage_ids = lm.encode(passage)?;
     loop {
-        let ids = lm.encode(&prompt(lm, &[], &lm.decode(&passage_ids)?, &[])?)?;
+        let ids = lm.encode(&prompt(lm, &[], &lm.decode(&passage_ids)?)?)?;
         if ids.len() <= budget {
             return Ok((ids, true));
         }
@@ -380,8 +357,8 @@ pub struct GenerateReport {
     pub repaired_torn_line: bool,
     /// Few-shot examples in every prompt that fits the teacher's context.
     pub shots: usize,
-    /// Prompts that left out few-shot examples or earlier replies, or shortened
-    /// their passage, to leave `max_new_tokens` of the context for the reply.
+    /// Prompts that left out few-shot examples, or shortened their passage,
+    /// to leave `max_new_tokens` of the context for the reply.
     pub fitted_prompts: usize,
     /// Passages never sampled because a held-out query judges them relevant
     /// (`Sources::NotHeldOutGold`).
@@ -401,6 +378,9 @@ pub fn generate(
 ) -> Result<(GenerateReport, Vec<Generated>)> {
     if options.per_passage == 0 {
         bail!("--per-passage must be at least 1");
+    }
+    if options.per_passage > 1 && options.temperature <= 0.0 {
+        bail!("--per-passage {} needs a --temperature above 0: greedy decoding writes a passage's first question again", options.per_passage);
     }
     let mut report = GenerateReport::default();
     let mut all: Vec<Generated> = if path.exists() {
@@ -439,32 +419,29 @@ pub fn generate(
         .with_context(|| format!("cannot open {} for appending", path.display()))?;
     let mut done = 0;
     for chunk in todo.chunks(SYNTH_BATCH) {
-        let texts = chunk
+        let prompts = chunk
             .iter()
-            .map(|p| Ok(fit_passage(lm, &p.embedding_text(), options.max_passage_tokens)?.0))
-            .collect::<Result<Vec<String>>>()?;
+            .map(|passage| {
+                let text = fit_passage(lm, &passage.embedding_text(), options.max_passage_tokens)?.0;
+                let (ids, fitted) =
+                    fit_prompt(lm, &shots, &text, options.max_new_tokens).with_context(|| format!("passage {:?}", passage.id))?;
+                report.fitted_prompts += usize::from(fitted);
+                Ok(ids)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
         let mut outputs: Vec<Vec<String>> = vec![Vec::with_capacity(options.per_passage); chunk.len()];
         for n in 0..options.per_passage {
-            // A passage's first question is greedy; a later one is asked for
-            // after the earlier replies and drawn at `temperature` (greedy
-            // decoding repeated the first question for 257 of 293 FAQ
-            // passages), from a stream seeded by the run's seed, the passage
-            // and `n`, so that a resumed run draws the same.
-            let prompts = texts
-                .iter()
-                .zip(chunk)
-                .zip(&outputs)
-                .map(|((text, passage), before)| {
-                    let (ids, fitted) = fit_prompt(lm, &shots, text, before, options.max_new_tokens)
-                        .with_context(|| format!("passage {:?}", passage.id))?;
-                    report.fitted_prompts += usize::from(fitted);
-                    Ok(ids)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+            // A passage's first question is greedy; a later one is drawn
+            // from the same prompt at `temperature`, from a stream seeded by
+            // the run's seed, the passage and `n`, so that a resumed run
+            // draws the same. (Asking for "another question" after the
+            // earlier replies instead kept 18 second questions of 64 FAQ
+            // passages against 39 this way: SmolLM2 broke the reply format
+            // or left the passage.)
             let decodings: Vec<Decoding> = chunk.iter().map(|p| options.decoding(&p.id, n)).collect();
-            for (ids, before) in lm.generate_batch_with(&refs, options.max_new_tokens, &decodings)?.iter().zip(&mut outputs) {
-                before.push(lm.decode(ids)?);
+            for (ids, replies) in lm.generate_batch_with(&refs, options.max_new_tokens, &decodings)?.iter().zip(&mut outputs) {
+                replies.push(lm.decode(ids)?);
             }
         }
         let mut lines = String::new();
@@ -616,8 +593,17 @@ pub const SUMMARY: &str = "synth.json";
 struct SynthRecord {
     teacher: String,
     options: SynthOptions,
+    /// How a passage's later questions are asked ([`LATER_QUESTIONS`]);
+    /// absent with one question per passage, and in folders written when
+    /// they were asked for after the earlier replies, which therefore do not
+    /// resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    later_questions: Option<String>,
     summary: Option<SynthSummary>,
 }
+
+/// [`SynthRecord::later_questions`] of this release.
+const LATER_QUESTIONS: &str = "sampled from the first question's prompt";
 
 /// The whole of `uae synth`: generates (or resumes generating) into
 /// `out/synth.jsonl`, filters with the round-trip retriever `top` (see
@@ -637,11 +623,12 @@ pub fn synthesize(
     // One question per passage is greedy whatever the temperature, so a
     // folder written before the option existed (temperature 0) resumes.
     let recorded = SynthOptions { temperature: if options.per_passage > 1 { options.temperature } else { 0.0 }, ..options.clone() };
-    let mut record = SynthRecord { teacher: lm.name(), options: recorded, summary: None };
+    let later_questions = (options.per_passage > 1).then(|| LATER_QUESTIONS.to_string());
+    let mut record = SynthRecord { teacher: lm.name(), options: recorded, later_questions, summary: None };
     let generations = out.join(GENERATIONS);
     if generations.exists() && record_path.exists() {
         let old: SynthRecord = uae_data::json::read_json(&record_path)?;
-        if (&old.teacher, &old.options) != (&record.teacher, &record.options) {
+        if (&old.teacher, &old.options, &old.later_questions) != (&record.teacher, &record.options, &record.later_questions) {
             bail!(
                 "{} was generated with another teacher or other options ({}); pass another --out or delete it to start over",
                 generations.display(),
