@@ -231,6 +231,24 @@ fn errors_answer_their_status_with_a_json_reason() {
     assert!(no_index.json()["error"].as_str().unwrap().contains("--index"));
     let no_teacher = server.post_with("/v1/completions", &json!({"prompt": "a"}).to_string(), &auth);
     assert_eq!(no_teacher.status, 404, "{}", no_teacher.body);
+
+    // A refusal sent before the body is read to its end closes the
+    // connection and says so (`Connection: close`), so that a keep-alive
+    // client does not send its next request into the closing socket: the
+    // 401 to a request whose body has not been sent, the 413 to one larger
+    // than the limit.
+    for (status, authorization, body) in [(401, "", String::new()), (413, "Authorization: Bearer sesame\r\n", "x".repeat(5000))] {
+        let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+        write!(stream, "POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{authorization}Content-Length: 5000\r\n\r\n{body}").unwrap();
+        let mut reader = std::io::BufReader::new(stream);
+        let head: Vec<String> = std::io::BufRead::lines(&mut reader)
+            .map(|line| line.unwrap().to_ascii_lowercase())
+            .take_while(|line| !line.is_empty())
+            .collect();
+        assert!(head[0].starts_with(&format!("http/1.1 {status}")), "{head:?}");
+        assert!(head.iter().any(|line| line == "connection: close"), "{head:?}");
+    }
 }
 
 /// With one request admitted at a time, a burst gets 429 for the requests

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
@@ -266,6 +266,14 @@ impl IntoResponse for ApiError {
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             _ => "backend",
         };
-        (self.status, Json(serde_json::json!({ "error": self.message, "error_type": kind }))).into_response()
+        let mut response = (self.status, Json(serde_json::json!({ "error": self.message, "error_type": kind }))).into_response();
+        if matches!(self.status, StatusCode::UNAUTHORIZED | StatusCode::PAYLOAD_TOO_LARGE) {
+            // Answered before the request body was read to its end: hyper
+            // then closes the connection, so the response must say so, or a
+            // keep-alive client sends its next request into the closing
+            // socket and reads an unexpected EOF.
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
