@@ -55,16 +55,51 @@ fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 /// A chart over `f64` x and y axes drawn into a bitmap.
 type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
-/// Draws the series labels in the upper right corner of `chart`.
-fn draw_legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<()> {
+/// Draws the series labels in the `corner` of `chart`.
+fn draw_legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, corner: SeriesLabelPosition) -> Result<()> {
     chart
         .configure_series_labels()
         .label_font((FONT, 14))
         .background_style(WHITE.mix(0.9))
         .border_style(RGBColor(180, 180, 180))
-        .position(SeriesLabelPosition::UpperRight)
+        .position(corner)
         .draw()
         .map_err(plot_error)
+}
+
+/// The place whose legend box (`size`: its width and height as shares of
+/// the plotting area) hides the least of the lines through `series`, each
+/// in plotting-area shares (0 left/bottom, 1 right/top): a corner, or the
+/// middle of the right or left side. Every segment is sampled at 16
+/// points; ties go to the upper right, then upper left, lower right, lower
+/// left, middle right, middle left.
+fn legend_position(series: &[Vec<(f64, f64)>], size: (f64, f64)) -> SeriesLabelPosition {
+    let (w, h) = size;
+    let samples: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|line| {
+            let single = (line.len() == 1).then(|| line[0]);
+            line.windows(2)
+                .flat_map(|pair| (0..16).map(move |i| {
+                    let t = i as f64 / 16.0;
+                    (pair[0].0 + t * (pair[1].0 - pair[0].0), pair[0].1 + t * (pair[1].1 - pair[0].1))
+                }))
+                .chain(line.last().copied())
+                .chain(single)
+        })
+        .collect();
+    let corners = [
+        (SeriesLabelPosition::UpperRight, (1.0 - w, 1.0), (1.0 - h, 1.0)),
+        (SeriesLabelPosition::UpperLeft, (0.0, w), (1.0 - h, 1.0)),
+        (SeriesLabelPosition::LowerRight, (1.0 - w, 1.0), (0.0, h)),
+        (SeriesLabelPosition::LowerLeft, (0.0, w), (0.0, h)),
+        (SeriesLabelPosition::MiddleRight, (1.0 - w, 1.0), (0.5 - h / 2.0, 0.5 + h / 2.0)),
+        (SeriesLabelPosition::MiddleLeft, (0.0, w), (0.5 - h / 2.0, 0.5 + h / 2.0)),
+    ];
+    let hidden = |(x0, x1): (f64, f64), (y0, y1): (f64, f64)| {
+        samples.iter().filter(|(x, y)| (x0..=x1).contains(x) && (y0..=y1).contains(y)).count()
+    };
+    corners.into_iter().min_by_key(|(_, x, y)| hidden(*x, *y)).map(|(corner, _, _)| corner).unwrap_or(SeriesLabelPosition::UpperRight)
 }
 
 /// One named row of bar heights, one per group.
@@ -133,7 +168,7 @@ pub fn bar_chart(path: &Path, title: &str, groups: &[String], series: &[BarSerie
             ))
             .map_err(plot_error)?;
         }
-        draw_legend(&mut chart)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present().map_err(plot_error)?;
     }
     write_png(path, &buf, w, h)
@@ -209,7 +244,28 @@ pub fn line_charts(path: &Path, panels: &[Panel], (w, h): (u32, u32)) -> Result<
                 chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled()))).map_err(plot_error)?;
             }
             if !panel.series.is_empty() {
-                draw_legend(&mut chart)?;
+                // The legend's size in pixels as plotters draws it (14 px
+                // text, about 0.6 em a character, a 16 px sample line and
+                // margins), as shares of the plotting area.
+                let (area_w, area_h) = chart.plotting_area().dim_in_pixel();
+                let longest = panel.series.iter().map(|s| s.name.chars().count()).max().unwrap_or(0);
+                let size = (
+                    ((longest as f64 * 8.4 + 50.0) / area_w.max(1) as f64).min(1.0),
+                    ((panel.series.len() as f64 * 20.0 + 20.0) / area_h.max(1) as f64).min(1.0),
+                );
+                let (x_span, y_span) = (x_max - x_min, y_max - y_min + 2.0 * pad);
+                let shares: Vec<Vec<(f64, f64)>> = panel
+                    .series
+                    .iter()
+                    .map(|s| {
+                        s.points
+                            .iter()
+                            .filter(|(x, y)| x.is_finite() && y.is_finite())
+                            .map(|(x, y)| ((x - x_min) / x_span, (y - (y_min - pad)) / y_span))
+                            .collect()
+                    })
+                    .collect();
+                draw_legend(&mut chart, legend_position(&shares, size))?;
             }
         }
         root.present().map_err(plot_error)?;
@@ -322,5 +378,25 @@ mod tests {
         line_charts(&path, &[panel.clone(), Panel { series: vec![], ..panel }], (600, 300)).unwrap();
         let (_, _, pixels) = decode(&path);
         assert!(has_color(&pixels, color(0)) && has_color(&pixels, color(1)));
+    }
+
+    /// The legend goes where it hides no line: a rising curve leaves the
+    /// lower right free, a falling one the upper right.
+    #[test]
+    fn legend_avoids_the_lines() {
+        let rising = vec![vec![(0.0, 0.1), (0.3, 0.8), (1.0, 0.95)]];
+        assert_eq!(legend_position(&rising, (0.4, 0.2)), SeriesLabelPosition::LowerRight);
+        let falling = vec![vec![(0.0, 0.9), (0.2, 0.3), (1.0, 0.1)]];
+        assert_eq!(legend_position(&falling, (0.4, 0.2)), SeriesLabelPosition::UpperRight);
+        // Every series counts: one line along the top, one along the
+        // bottom of the left half.
+        let both = vec![vec![(0.0, 0.95), (1.0, 0.95)], vec![(0.0, 0.05), (0.5, 0.05)]];
+        assert_eq!(legend_position(&both, (0.3, 0.2)), SeriesLabelPosition::LowerRight);
+        // A lone point counts.
+        let single = vec![vec![(0.9, 0.9)]];
+        assert_eq!(legend_position(&single, (0.3, 0.3)), SeriesLabelPosition::UpperLeft);
+        // Lines along the top and the bottom leave the middle of a side.
+        let apart = vec![vec![(0.0, 0.95), (1.0, 0.95)], vec![(0.0, 0.05), (1.0, 0.05)]];
+        assert_eq!(legend_position(&apart, (0.3, 0.2)), SeriesLabelPosition::MiddleRight);
     }
 }
