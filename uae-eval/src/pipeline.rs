@@ -216,7 +216,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
             &o.synth_per_passage.to_string(), "--sources", &o.synth_sources.to_string(),
         ]);
         // The temperature only reaches questions after a passage's first.
-        if o.synth_per_passage > 1 {
+        if job.options.samples_later_questions() {
             synth_argv.extend(["--temperature".to_string(), o.synth_temperature.to_string()]);
         }
         for prefix in &o.synth_source_prefixes {

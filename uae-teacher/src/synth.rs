@@ -128,6 +128,12 @@ impl SynthOptions {
     /// their questions; 0.7 keeps them close to the passage).
     pub const DEFAULT_TEMPERATURE: f32 = 0.7;
 
+    /// Whether a passage has questions after its first, which are sampled
+    /// at [`Self::temperature`] (the one place that rule is kept).
+    pub fn samples_later_questions(&self) -> bool {
+        self.per_passage > 1
+    }
+
     /// How question `n` of `passage_id` is decoded (see [`Self::temperature`]).
     fn decoding(&self, passage_id: &str, n: usize) -> Decoding {
         if n == 0 || self.temperature <= 0.0 {
@@ -379,7 +385,7 @@ pub fn generate(
     if options.per_passage == 0 {
         bail!("--per-passage must be at least 1");
     }
-    if options.per_passage > 1 && options.temperature <= 0.0 {
+    if options.samples_later_questions() && options.temperature <= 0.0 {
         bail!("--per-passage {} needs a --temperature above 0: greedy decoding writes a passage's first question again", options.per_passage);
     }
     let mut report = GenerateReport::default();
@@ -622,8 +628,8 @@ pub fn synthesize(
     let record_path = out.join(SUMMARY);
     // One question per passage is greedy whatever the temperature, so a
     // folder written before the option existed (temperature 0) resumes.
-    let recorded = SynthOptions { temperature: if options.per_passage > 1 { options.temperature } else { 0.0 }, ..options.clone() };
-    let later_questions = (options.per_passage > 1).then(|| LATER_QUESTIONS.to_string());
+    let recorded = SynthOptions { temperature: if options.samples_later_questions() { options.temperature } else { 0.0 }, ..options.clone() };
+    let later_questions = options.samples_later_questions().then(|| LATER_QUESTIONS.to_string());
     let mut record = SynthRecord { teacher: lm.name(), options: recorded, later_questions, summary: None };
     let generations = out.join(GENERATIONS);
     if generations.exists() && record_path.exists() {
