@@ -55,14 +55,14 @@ fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 /// A chart over `f64` x and y axes drawn into a bitmap.
 type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
-/// Draws the series labels in the `corner` of `chart`.
-fn draw_legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, corner: SeriesLabelPosition) -> Result<()> {
+/// Draws the series labels at `position` in `chart`.
+fn draw_legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) -> Result<()> {
     chart
         .configure_series_labels()
         .label_font((FONT, 14))
         .background_style(WHITE.mix(0.9))
         .border_style(RGBColor(180, 180, 180))
-        .position(corner)
+        .position(position)
         .draw()
         .map_err(plot_error)
 }
@@ -78,17 +78,15 @@ fn legend_position(series: &[Vec<(f64, f64)>], size: (f64, f64)) -> SeriesLabelP
     let samples: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|line| {
-            let single = (line.len() == 1).then(|| line[0]);
             line.windows(2)
                 .flat_map(|pair| (0..16).map(move |i| {
                     let t = i as f64 / 16.0;
                     (pair[0].0 + t * (pair[1].0 - pair[0].0), pair[0].1 + t * (pair[1].1 - pair[0].1))
                 }))
                 .chain(line.last().copied())
-                .chain(single)
         })
         .collect();
-    let corners = [
+    let places = [
         (SeriesLabelPosition::UpperRight, (1.0 - w, 1.0), (1.0 - h, 1.0)),
         (SeriesLabelPosition::UpperLeft, (0.0, w), (1.0 - h, 1.0)),
         (SeriesLabelPosition::LowerRight, (1.0 - w, 1.0), (0.0, h)),
@@ -99,7 +97,7 @@ fn legend_position(series: &[Vec<(f64, f64)>], size: (f64, f64)) -> SeriesLabelP
     let hidden = |(x0, x1): (f64, f64), (y0, y1): (f64, f64)| {
         samples.iter().filter(|(x, y)| (x0..=x1).contains(x) && (y0..=y1).contains(y)).count()
     };
-    corners.into_iter().min_by_key(|(_, x, y)| hidden(*x, *y)).map(|(corner, _, _)| corner).unwrap_or(SeriesLabelPosition::UpperRight)
+    places.into_iter().min_by_key(|(_, x, y)| hidden(*x, *y)).map(|(place, _, _)| place).unwrap_or(SeriesLabelPosition::UpperRight)
 }
 
 /// One named row of bar heights, one per group.
@@ -233,9 +231,13 @@ pub fn line_charts(path: &Path, panels: &[Panel], (w, h): (u32, u32)) -> Result<
                 .light_line_style(RGBColor(235, 235, 235))
                 .draw()
                 .map_err(plot_error)?;
+            // Each line's points as shares of the plotting area, for the legend.
+            let (x_span, y_span) = (x_max - x_min, y_max - y_min + 2.0 * pad);
+            let mut shares: Vec<Vec<(f64, f64)>> = Vec::with_capacity(panel.series.len());
             for (i, s) in panel.series.iter().enumerate() {
                 let c = color(i);
                 let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+                shares.push(pts.iter().map(|(x, y)| ((x - x_min) / x_span, (y - (y_min - pad)) / y_span)).collect());
                 chart
                     .draw_series(plotters::series::LineSeries::new(pts.clone(), c.stroke_width(2)))
                     .map_err(plot_error)?
@@ -253,18 +255,6 @@ pub fn line_charts(path: &Path, panels: &[Panel], (w, h): (u32, u32)) -> Result<
                     ((longest as f64 * 8.4 + 50.0) / area_w.max(1) as f64).min(1.0),
                     ((panel.series.len() as f64 * 20.0 + 20.0) / area_h.max(1) as f64).min(1.0),
                 );
-                let (x_span, y_span) = (x_max - x_min, y_max - y_min + 2.0 * pad);
-                let shares: Vec<Vec<(f64, f64)>> = panel
-                    .series
-                    .iter()
-                    .map(|s| {
-                        s.points
-                            .iter()
-                            .filter(|(x, y)| x.is_finite() && y.is_finite())
-                            .map(|(x, y)| ((x - x_min) / x_span, (y - (y_min - pad)) / y_span))
-                            .collect()
-                    })
-                    .collect();
                 draw_legend(&mut chart, legend_position(&shares, size))?;
             }
         }
