@@ -173,16 +173,16 @@ impl HnswIndex {
     pub fn search(&self, vectors: &[f32], ids: &[String], queries: &[f32], k: usize) -> Vec<Vec<Hit>> {
         assert_eq!(vectors.len(), self.count * self.dim, "vectors do not match the HNSW graph");
         assert_eq!(ids.len(), self.count, "ids do not match the HNSW graph");
-        let search = |visited: &mut Visited, q: &[f32]| {
+        let search = |walk: &mut Walk, q: &[f32]| {
             if k == 0 {
                 return Vec::new();
             }
-            let mut hits = self.candidates(vectors, q, self.ef_for(k), visited).0;
+            let mut hits = self.candidates(vectors, q, self.ef_for(k), walk).0;
             hits.sort_by(|a, b| rank_order(*a, *b, ids));
             hits.truncate(k);
             hits
         };
-        queries.par_chunks(self.dim).map_init(|| Visited::new(self.count), search).collect()
+        queries.par_chunks(self.dim).map_init(|| Walk::new(self.count), search).collect()
     }
 
     /// The candidate list length for `k` hits: efSearch up to k = 10, then
@@ -192,8 +192,8 @@ impl HnswIndex {
     }
 
     /// The `ef` best rows the graph walk finds for `query`, unordered, and
-    /// how many rows it scored; `visited` is a table of `self.count` rows.
-    fn candidates(&self, vectors: &[f32], query: &[f32], ef: usize, visited: &mut Visited) -> (Vec<Hit>, usize) {
+    /// how many rows it scored; `walk` is scratch for `self.count` rows.
+    fn candidates(&self, vectors: &[f32], query: &[f32], ef: usize, walk: &mut Walk) -> (Vec<Hit>, usize) {
         if self.count == 0 {
             return (Vec::new(), 0);
         }
@@ -201,23 +201,27 @@ impl HnswIndex {
         let score = |r: usize| dot(query, row(r));
         let mut best = Hit { row: self.entry, score: score(self.entry) };
         for layer in self.layers[1..].iter().rev() {
-            best = greedy(best, &|r, out: &mut Vec<u32>| out.extend_from_slice(layer.links(r)), &score);
+            best = greedy(best, &|r, out: &mut Vec<u32>| out.extend_from_slice(layer.links(r)), &score, &mut walk.neighbours);
         }
         let base = |r, out: &mut Vec<u32>| out.extend_from_slice(self.layers[0].links(r));
-        beam(best, ef, visited, &base, query, &row)
+        beam(best, ef, walk, &base, query, &row)
     }
 }
 
 /// Walks a layer from `start` to a local maximum of the score; `links`
-/// appends a row's neighbours on the layer to a buffer.
-fn greedy(start: Hit, links: &impl Fn(usize, &mut Vec<u32>), score: &impl Fn(usize) -> f32) -> Hit {
+/// appends a row's neighbours on the layer to a buffer, `neighbours`.
+fn greedy(
+    start: Hit,
+    links: &impl Fn(usize, &mut Vec<u32>),
+    score: &impl Fn(usize) -> f32,
+    neighbours: &mut Vec<u32>,
+) -> Hit {
     let mut best = start;
-    let mut neighbours = Vec::new();
     loop {
         let current = best.row;
         neighbours.clear();
-        links(current, &mut neighbours);
-        for &n in &neighbours {
+        links(current, neighbours);
+        for &n in neighbours.iter() {
             let s = score(n as usize);
             if s > best.score {
                 best = Hit { row: n as usize, score: s };
@@ -263,35 +267,47 @@ fn prefetch(row: &[f32]) {
     }
 }
 
-/// The rows one walk has seen: a bitmap whose touched words are cleared
-/// afterwards, so one table serves every walk of a thread.
-struct Visited {
+/// What one thread's graph walks reuse, so that a walk allocates only the
+/// hits it returns: the rows it has seen (a bitmap whose touched words are
+/// cleared afterwards), the neighbour and score buffers, and both heaps.
+/// At efSearch 16 on the FAQ a walk takes about 12 us, and fresh buffers
+/// and heaps per walk were several allocations of it.
+struct Walk {
     bits: Vec<u64>,
     touched: Vec<usize>,
+    neighbours: Vec<u32>,
+    fresh: Vec<u32>,
+    scores: Vec<f32>,
+    candidates: BinaryHeap<ByScore>,
+    found: BinaryHeap<std::cmp::Reverse<ByScore>>,
 }
 
-impl Visited {
+impl Walk {
     fn new(count: usize) -> Self {
-        Self { bits: vec![0; count.div_ceil(64)], touched: Vec::new() }
-    }
-
-    /// Marks `row`; whether it was new.
-    fn insert(&mut self, row: usize) -> bool {
-        let (word, bit) = (row / 64, 1u64 << (row % 64));
-        let w = &mut self.bits[word];
-        if *w & bit != 0 {
-            return false;
+        Self {
+            bits: vec![0; count.div_ceil(64)],
+            touched: Vec::new(),
+            neighbours: Vec::new(),
+            fresh: Vec::new(),
+            scores: Vec::new(),
+            candidates: BinaryHeap::new(),
+            found: BinaryHeap::new(),
         }
-        if *w == 0 {
-            self.touched.push(word);
-        }
-        *w |= bit;
-        true
     }
+}
 
-    fn clear(&mut self) {
-        self.touched.drain(..).for_each(|w| self.bits[w] = 0);
+/// Marks `row` in a walk's bitmap; whether it was new.
+fn visit(bits: &mut [u64], touched: &mut Vec<usize>, row: usize) -> bool {
+    let (word, bit) = (row / 64, 1u64 << (row % 64));
+    let w = &mut bits[word];
+    if *w & bit != 0 {
+        return false;
     }
+    if *w == 0 {
+        touched.push(word);
+    }
+    *w |= bit;
+    true
 }
 
 /// Replaces `scores` with the inner products of `query` and the vectors
@@ -316,34 +332,36 @@ fn score_rows<'v>(query: &[f32], rows: &[u32], row: &impl Fn(usize) -> &'v [f32]
 fn beam<'v>(
     start: Hit,
     ef: usize,
-    visited: &mut Visited,
+    walk: &mut Walk,
     links: &impl Fn(usize, &mut Vec<u32>),
     query: &[f32],
     row: &impl Fn(usize) -> &'v [f32],
 ) -> (Vec<Hit>, usize) {
-    visited.clear();
-    visited.insert(start.row);
+    let Walk { bits, touched, neighbours, fresh, scores, candidates, found } = walk;
+    touched.drain(..).for_each(|w| bits[w] = 0);
+    visit(bits, touched, start.row);
     let mut scored = 1;
-    let (mut neighbours, mut fresh, mut scores) = (Vec::new(), Vec::new(), Vec::new());
-    let mut candidates = BinaryHeap::from([ByScore(start)]);
-    let mut found = BinaryHeap::from([std::cmp::Reverse(ByScore(start))]);
+    candidates.clear();
+    candidates.push(ByScore(start));
+    found.clear();
+    found.push(std::cmp::Reverse(ByScore(start)));
     while let Some(ByScore(current)) = candidates.pop() {
         let worst = found.peek().expect("found holds the start").0.0.score;
         if found.len() >= ef && current.score < worst {
             break;
         }
         neighbours.clear();
-        links(current.row, &mut neighbours);
+        links(current.row, neighbours);
         fresh.clear();
-        for &n in &neighbours {
-            if visited.insert(n as usize) {
+        for &n in neighbours.iter() {
+            if visit(bits, touched, n as usize) {
                 prefetch(row(n as usize));
                 fresh.push(n);
             }
         }
         scored += fresh.len();
-        score_rows(query, &fresh, row, &mut scores);
-        for (&n, &score) in fresh.iter().zip(&scores) {
+        score_rows(query, fresh, row, scores);
+        for (&n, &score) in fresh.iter().zip(scores.iter()) {
             let hit = Hit { row: n as usize, score };
             if found.len() < ef || hit.score > found.peek().expect("found is not empty").0.0.score {
                 candidates.push(ByScore(hit));
@@ -354,5 +372,5 @@ fn beam<'v>(
             }
         }
     }
-    (found.into_iter().map(|h| h.0.0).collect(), scored)
+    (found.drain().map(|h| h.0.0).collect(), scored)
 }

@@ -16,14 +16,14 @@
 //! efConstruction 200), and neither it nor the other crates can take new rows
 //! into a graph loaded from the adjacency table this index saves, so
 //! `uae index add` had to rebuild. This builder walks the graph with the same
-//! search code as queries do ([`super::beam`], reused visited tables,
+//! search code as queries do ([`super::beam`], reused walk buffers,
 //! prefetched vectors) and starts from a saved graph as easily as from none.
 
 use std::sync::{Mutex, PoisonError, RwLock};
 
 use rayon::prelude::*;
 
-use super::{HnswIndex, Layer, Visited, beam, greedy, score_rows};
+use super::{HnswIndex, Layer, Walk, beam, greedy, score_rows};
 use crate::dot::{dot, dot4};
 use crate::exact::Hit;
 
@@ -81,8 +81,8 @@ impl<'a> Builder<'a> {
         }
         for group in rest.chunk_by(|a, b| a.0 == b.0) {
             group.par_iter().for_each_init(
-                || Visited::new(self.links.len()),
-                |visited, &(level, row)| self.insert_one(row, level, visited),
+                || Walk::new(self.links.len()),
+                |walk, &(level, row)| self.insert_one(row, level, walk),
             );
         }
     }
@@ -128,18 +128,18 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn insert_one(&self, row: usize, level: usize, visited: &mut Visited) {
+    fn insert_one(&self, row: usize, level: usize, walk: &mut Walk) {
         self.lock(row).resize(level + 1, Vec::new());
         let (entry, top) = self.read_entry().expect("the first row is inserted alone");
         let query = self.row(row);
         let score = |r: usize| dot(query, self.row(r));
         let mut nearest = Hit { row: entry, score: score(entry) };
         for layer in (level + 1..=top).rev() {
-            nearest = greedy(nearest, &|r, out: &mut Vec<u32>| self.copy_links(r, layer, out), &score);
+            nearest = greedy(nearest, &|r, out: &mut Vec<u32>| self.copy_links(r, layer, out), &score, &mut walk.neighbours);
         }
         for layer in (0..=level.min(top)).rev() {
             let links = |r, out: &mut Vec<u32>| self.copy_links(r, layer, out);
-            let mut found = beam(nearest, self.ef_construction, visited, &links, query, &|r| self.row(r)).0;
+            let mut found = beam(nearest, self.ef_construction, walk, &links, query, &|r| self.row(r)).0;
             found.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
             found.retain(|h| h.row != row);
             let Some(&best) = found.first() else { continue };

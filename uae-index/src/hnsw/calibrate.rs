@@ -69,14 +69,14 @@ pub fn calibrate(index: &HnswIndex, vectors: &[f32], held_out: &[usize], target:
         .map(|hits| hits.into_iter().map(|h| h.row).filter(|r| held_out.binary_search(r).is_err()).take(K).collect())
         .collect();
     let measure = |ef: usize| -> Calibration {
-        let recall_of = |visited: &mut super::Visited, (query, want): (&[f32], &Vec<usize>)| {
-            let (mut hits, scored) = index.candidates(vectors, query, ef, visited);
+        let recall_of = |walk: &mut super::Walk, (query, want): (&[f32], &Vec<usize>)| {
+            let (mut hits, scored) = index.candidates(vectors, query, ef, walk);
             hits.sort_by(|a, b| b.score.total_cmp(&a.score));
             let found = want.iter().filter(|r| hits.iter().take(K).any(|h| h.row == **r)).count();
             (found as f64 / want.len().max(1) as f64, scored)
         };
         let per_query: Vec<(f64, usize)> =
-            queries.par_chunks(dim).zip(&truth).map_init(|| super::Visited::new(count), recall_of).collect();
+            queries.par_chunks(dim).zip(&truth).map_init(|| super::Walk::new(count), recall_of).collect();
         let n = per_query.len() as f64;
         let recall = per_query.iter().map(|p| p.0).sum::<f64>() / n;
         let variance = per_query.iter().map(|p| (p.0 - recall).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
