@@ -4,6 +4,7 @@
 //! teacher needs: continuation log-likelihoods of a padded batch, and
 //! generation with a KV cache (greedy, or sampled: [`Decoding`]).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -392,6 +393,9 @@ impl CausalLm {
     /// [`Self::generate_batch`] with each prompt's own [`Decoding`]
     /// (`decodings[b]` for `prompts[b]`). A sampled sequence draws from its
     /// own seeded stream, so its tokens do not depend on the other rows.
+    /// Equal prompts are read once: the prompt pass runs on the distinct
+    /// prompts and their keys and values are copied to every row that
+    /// repeats them (several samples of one prompt cost one prompt pass).
     pub fn generate_batch_with(&self, prompts: &[&[u32]], max_new_tokens: usize, decodings: &[Decoding]) -> Result<Vec<Vec<u32>>> {
         if decodings.len() != prompts.len() {
             bail!("{} decodings for {} prompts", decodings.len(), prompts.len());
@@ -404,6 +408,18 @@ impl CausalLm {
         let rows = prompts.len();
         let width = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
         let pads: Vec<usize> = prompts.iter().map(|p| width - p.len()).collect();
+        // Row b repeats distinct prompt source[b].
+        let mut distinct: Vec<&[u32]> = Vec::new();
+        let mut first_row: HashMap<&[u32], usize> = HashMap::new();
+        let source: Vec<usize> = prompts
+            .iter()
+            .map(|&p| {
+                *first_row.entry(p).or_insert_with(|| {
+                    distinct.push(p);
+                    distinct.len() - 1
+                })
+            })
+            .collect();
         let mut outs: Vec<Vec<u32>> = vec![Vec::new(); rows];
         // A row may take another token while its own sequence fits the window.
         let open = |b: usize, out: &Vec<u32>| {
@@ -414,18 +430,25 @@ impl CausalLm {
         if rows == 0 || (0..rows).all(|b| !open(b, &outs[b])) {
             return Ok(outs);
         }
-        let mut ids = vec![0i32; rows * width];
-        for (b, prompt) in prompts.iter().enumerate() {
-            for (j, &id) in prompt.iter().enumerate() {
-                ids[b * width + pads[b] + j] = id as i32;
-            }
+        let distinct_pads: Vec<usize> = distinct.iter().map(|p| width - p.len()).collect();
+        let mut ids = vec![0i32; distinct.len() * width];
+        for ((row, prompt), &pad) in ids.chunks_exact_mut(width).zip(&distinct).zip(&distinct_pads) {
+            row[pad..].iter_mut().zip(*prompt).for_each(|(to, &id)| *to = id as i32);
         }
         let mut cache = KvCache::new();
-        let mut input = Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, width]), &self.device);
+        let hidden = self.model.hidden_states_left_padded(
+            Tensor::<2, Int>::from_data(TensorData::new(ids, [distinct.len(), width]), &self.device),
+            &distinct_pads,
+            &mut cache,
+        );
+        let [_, seq, hidden_width] = hidden.dims();
+        let mut last = hidden.narrow(1, seq - 1, 1).reshape([distinct.len(), hidden_width]);
+        if distinct.len() < rows {
+            let source = Tensor::<1, Int>::from_data(TensorData::new(source.iter().map(|&d| d as i32).collect(), [rows]), &self.device);
+            cache.select_rows(&source);
+            last = last.select(0, source);
+        }
         loop {
-            let hidden = self.model.hidden_states_left_padded(input, &pads, &mut cache);
-            let [_, seq, hidden_width] = hidden.dims();
-            let last = hidden.narrow(1, seq - 1, 1).reshape([rows, hidden_width]);
             let logits = self.model.logits(last);
             let next: Vec<i64> = if sampled {
                 let values = logits.into_data().try_to_vec::<f32>().map_err(|e| anyhow!("reading the logits: {e:?}"))?;
@@ -444,7 +467,8 @@ impl CausalLm {
                 return Ok(outs);
             }
             let fed: Vec<i32> = next.iter().map(|&id| id as i32).collect();
-            input = Tensor::<2, Int>::from_data(TensorData::new(fed, [rows, 1]), &self.device);
+            let input = Tensor::<2, Int>::from_data(TensorData::new(fed, [rows, 1]), &self.device);
+            last = self.model.hidden_states_left_padded(input, &pads, &mut cache).reshape([rows, hidden_width]);
         }
     }
 }

@@ -125,6 +125,33 @@ fn sampled_generation_depends_on_its_seed_not_its_batch() {
     assert!(lm.generate_batch_with(&refs, 10, &decodings[1..]).is_err(), "one decoding per prompt");
 }
 
+/// A batch that repeats prompts (several samples of one prompt, as `uae
+/// synth` asks for) reads each distinct prompt once and still gives every
+/// row the tokens it gets alone, whatever the order of the repeats.
+#[test]
+fn repeated_prompts_give_every_row_its_own_tokens() {
+    let (_dir, lm) = load(&TinyLlamaSpec::default());
+    let ids: Vec<Vec<u32>> = TEXTS.iter().take(2).map(|t| lm.encode(t).unwrap()).collect();
+    assert_ne!(ids[0].len(), ids[1].len(), "prompts of two lengths, so that one is padded");
+    let sample = |seed| Decoding::Sample { temperature: 1.0, top_k: 50, top_p: 0.95, seed };
+    let rows: Vec<(&[u32], Decoding)> = vec![
+        (&ids[1], sample(7)),
+        (&ids[0], Decoding::Greedy),
+        (&ids[1], Decoding::Greedy),
+        (&ids[0], sample(1)),
+        (&ids[0], sample(2)),
+        (&ids[1], sample(7)),
+    ];
+    let prompts: Vec<&[u32]> = rows.iter().map(|r| r.0).collect();
+    let decodings: Vec<Decoding> = rows.iter().map(|r| r.1).collect();
+    let batched = lm.generate_batch_with(&prompts, 10, &decodings).unwrap();
+    for ((prompt, decoding), got) in rows.iter().zip(&batched) {
+        assert_eq!(got, &lm.generate_batch_with(&[prompt], 10, &[*decoding]).unwrap()[0], "{decoding:?}");
+    }
+    assert_eq!(batched[0], batched[5], "the same prompt and seed");
+    assert_ne!(batched[3], batched[4], "two seeds of one prompt draw apart");
+}
+
 #[test]
 fn chat_template_and_eos_come_from_the_directory() {
     let (_dir, lm) = load(&TinyLlamaSpec::default());

@@ -45,8 +45,8 @@ use crate::teacher::Teacher;
 pub const INSTRUCTION: &str = "Write one question that a user could ask and that the passage answers, then a short \
 answer to it in your own words (one sentence). Reply exactly in this form:\nQuestion: <the question>\nAnswer: <the answer>";
 
-/// Passages generated for at once (one padded batch through the teacher):
-/// as many as `uae eval` answers at once.
+/// Passages generated for at once (one padded batch through the teacher,
+/// of `--per-passage` rows each): as many as `uae eval` answers at once.
 const SYNTH_BATCH: usize = crate::answer::ANSWER_BATCH;
 
 /// Which corpus passages a run may write questions about.
@@ -435,29 +435,25 @@ pub fn generate(
                 Ok(ids)
             })
             .collect::<Result<Vec<_>>>()?;
-        let refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
-        let mut outputs: Vec<Vec<String>> = vec![Vec::with_capacity(options.per_passage); chunk.len()];
-        for n in 0..options.per_passage {
-            // A passage's first question is greedy; a later one is drawn
-            // from the same prompt at `temperature`, from a stream seeded by
-            // the run's seed, the passage and `n`, so that a resumed run
-            // draws the same. (Asking for "another question" after the
-            // earlier replies instead kept 18 second questions of 64 FAQ
-            // passages against 39 this way: SmolLM2 broke the reply format
-            // or left the passage.)
-            let decodings: Vec<Decoding> = chunk.iter().map(|p| options.decoding(&p.id, n)).collect();
-            for (ids, replies) in lm.generate_batch_with(&refs, options.max_new_tokens, &decodings)?.iter().zip(&mut outputs) {
-                replies.push(lm.decode(ids)?);
-            }
-        }
+        // A passage's first question is greedy; a later one is drawn from
+        // the same prompt at `temperature`, from a stream seeded by the
+        // run's seed, the passage and `n`, so that a resumed run draws the
+        // same. (Asking for "another question" after the earlier replies
+        // instead kept 18 second questions of 64 FAQ passages against 39
+        // this way: SmolLM2 broke the reply format or left the passage.)
+        // All of a chunk's questions are one batch, row (passage, n), so a
+        // passage's prompt is read once for its `per_passage` questions.
+        let rows: Vec<(&Passage, usize)> =
+            chunk.iter().flat_map(|&p| (0..options.per_passage).map(move |n| (p, n))).collect();
+        let refs: Vec<&[u32]> =
+            prompts.iter().flat_map(|ids| std::iter::repeat_n(ids.as_slice(), options.per_passage)).collect();
+        let decodings: Vec<Decoding> = rows.iter().map(|&(p, n)| options.decoding(&p.id, n)).collect();
         let mut lines = String::new();
-        for (passage, replies) in chunk.iter().zip(outputs) {
-            for (n, output) in replies.into_iter().enumerate() {
-                let generated = Generated { passage_id: passage.id.clone(), n, output };
-                lines.push_str(&serde_json::to_string(&generated)?);
-                lines.push('\n');
-                all.push(generated);
-            }
+        for (&(passage, n), ids) in rows.iter().zip(lm.generate_batch_with(&refs, options.max_new_tokens, &decodings)?) {
+            let generated = Generated { passage_id: passage.id.clone(), n, output: lm.decode(&ids)? };
+            lines.push_str(&serde_json::to_string(&generated)?);
+            lines.push('\n');
+            all.push(generated);
         }
         writer.write_all(lines.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
         writer.sync_data().with_context(|| format!("cannot sync {}", path.display()))?;

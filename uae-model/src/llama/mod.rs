@@ -246,6 +246,15 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Makes row `b` of the cache a copy of its row `rows[b]` (the cache
+    /// of a batch that repeats some of its sequences).
+    pub fn select_rows(&mut self, rows: &Tensor<1, Int>) {
+        for layer in self.layers.iter_mut().flatten() {
+            layer.k = layer.k.clone().select(0, rows.clone());
+            layer.v = layer.v.clone().select(0, rows.clone());
+        }
+    }
 }
 
 /// A Llama-family decoder with its language-model head
