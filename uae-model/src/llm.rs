@@ -266,17 +266,68 @@ impl CausalLm {
         }
         let (flat, _) = self.padded_hidden(&sequences);
         let values = self.gather_logprobs(flat, &rows, &targets)?;
-        let mut out = Vec::with_capacity(pairs.len());
+        Self::split_logprobs(&values, pairs.iter().map(|(_, c)| c.len()))
+    }
+
+    /// Cuts gathered log-probabilities into one run per pair (`lengths`, in
+    /// order); a non-finite value is a [`NonFiniteLogprob`] error.
+    fn split_logprobs(values: &[f32], lengths: impl Iterator<Item = usize>) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::new();
         let mut at = 0;
-        for (b, (_, continuation)) in pairs.iter().enumerate() {
-            let logprobs = &values[at..at + continuation.len()];
+        for (b, len) in lengths.enumerate() {
+            let logprobs = &values[at..at + len];
             if let Some(token) = logprobs.iter().position(|x| !x.is_finite()) {
                 return Err(NonFiniteLogprob { pair: b, token, value: logprobs[token] }.into());
             }
             out.push(logprobs.to_vec());
-            at += continuation.len();
+            at += len;
         }
         Ok(out)
+    }
+
+    /// [`Self::continuation_logprobs`] of several continuations of one
+    /// prompt: the prompt is run once, and its keys and values serve every
+    /// continuation (one right-padded batch after it). The numbers are those
+    /// of the pairs run whole, up to float rounding.
+    pub fn shared_prompt_logprobs(&self, prompt: &[u32], continuations: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        if continuations.is_empty() {
+            return Ok(Vec::new());
+        }
+        if prompt.is_empty() || continuations.iter().any(|c| c.is_empty()) {
+            bail!("both the prompt and the continuation need at least one token");
+        }
+        let width = continuations.iter().map(|c| c.len()).max().unwrap_or(0);
+        if prompt.len() + width > self.context_length() {
+            bail!("a sequence of {} tokens exceeds the context window of {}", prompt.len() + width, self.context_length());
+        }
+        let rows = continuations.len();
+        let mut cache = KvCache::new();
+        let ids: Vec<i32> = prompt.iter().map(|&id| id as i32).collect();
+        let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, prompt.len()]), &self.device);
+        let hidden = self.model.hidden_states(input, Some(&mut cache));
+        let hidden_width = hidden.dims()[2];
+        let last = hidden.narrow(1, prompt.len() - 1, 1).reshape([1, hidden_width]);
+        cache.select_rows(&Tensor::<1, Int>::zeros([rows], &self.device));
+        let mut ids = vec![0i32; rows * width];
+        for (row, continuation) in ids.chunks_exact_mut(width).zip(continuations) {
+            row.iter_mut().zip(*continuation).for_each(|(to, &id)| *to = id as i32);
+        }
+        let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, width]), &self.device);
+        let after = self.model.hidden_states(input, Some(&mut cache)).reshape([rows * width, hidden_width]);
+        // Row 0: the prompt's last position, which predicts every
+        // continuation's first token; row 1 + b * width + j: position j of
+        // continuation b, which predicts its token j + 1.
+        let flat = Tensor::cat(vec![last, after], 0);
+        let mut at = Vec::new();
+        let mut targets = Vec::new();
+        for (b, continuation) in continuations.iter().enumerate() {
+            for (j, &target) in continuation.iter().enumerate() {
+                at.push(if j == 0 { 0 } else { (b * width + j) as i32 });
+                targets.push(target as i32);
+            }
+        }
+        let values = self.gather_logprobs(flat, &at, &targets)?;
+        Self::split_logprobs(&values, continuations.iter().map(|c| c.len()))
     }
 
     /// Final hidden states of `sequences` run as one right-padded batch,

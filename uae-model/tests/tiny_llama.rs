@@ -125,6 +125,31 @@ fn sampled_generation_depends_on_its_seed_not_its_batch() {
     assert!(lm.generate_batch_with(&refs, 10, &decodings[1..]).is_err(), "one decoding per prompt");
 }
 
+/// Continuations of one prompt scored against the prompt's cache get the
+/// log-probabilities of each pair run whole (continuations of three
+/// lengths, so the batch after the prompt is padded; both model families).
+#[test]
+fn a_shared_prompt_scores_as_the_pairs_run_whole() {
+    for spec in [TinyLlamaSpec::default(), TinyLlamaSpec { qwen2: true, tied: false, ..Default::default() }] {
+        let (_dir, lm) = load(&spec);
+        let prompt = lm.encode(TEXTS[2]).unwrap();
+        let continuations: Vec<Vec<u32>> = [TEXTS[0], TEXTS[1], TEXTS[3]].iter().map(|t| lm.encode(t).unwrap()).collect();
+        let refs: Vec<&[u32]> = continuations.iter().map(Vec::as_slice).collect();
+        let shared = lm.shared_prompt_logprobs(&prompt, &refs).unwrap();
+        let pairs: Vec<(&[u32], &[u32])> = refs.iter().map(|&c| (prompt.as_slice(), c)).collect();
+        let whole = lm.continuation_logprobs(&pairs).unwrap();
+        assert_eq!(shared.len(), whole.len());
+        for (s, w) in shared.iter().zip(&whole) {
+            assert_eq!(s.len(), w.len());
+            for (a, b) in s.iter().zip(w) {
+                assert!((a - b).abs() < 1e-4, "qwen2={}: {a} against {b}", spec.qwen2);
+            }
+        }
+        assert!(lm.shared_prompt_logprobs(&prompt, &[]).unwrap().is_empty());
+        assert!(lm.shared_prompt_logprobs(&[], &refs).is_err());
+    }
+}
+
 /// A batch that repeats prompts (several samples of one prompt, as `uae
 /// synth` asks for) reads each distinct prompt once and still gives every
 /// row the tokens it gets alone, whatever the order of the repeats.

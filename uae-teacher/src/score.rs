@@ -4,6 +4,8 @@
 //! and their ids concatenated (the lm-evaluation-harness convention), so the
 //! boundary never merges tokens across the two.
 
+use std::collections::HashMap;
+
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 use uae_model::batch::token_budget_batches;
@@ -49,8 +51,8 @@ impl Score {
     }
 }
 
-/// Scores `items`, grouped by length into batches of at most `batch_tokens`
-/// padded tokens; returns the scores in input order. `progress` is called
+/// Scores `items` in batches of at most `batch_tokens` padded tokens (see
+/// [`score_each`]); returns the scores in input order. `progress` is called
 /// after each batch with the number of items and of real tokens it held.
 pub fn score_all(
     lm: &Teacher,
@@ -72,7 +74,9 @@ pub fn score_all(
 /// Scores `items` as [`score_all`] does, handing each batch's scores (item
 /// index, score) and real token count to `scored` as soon as the batch is
 /// done, so that a caller can commit finished work before the rest is run.
-/// Batches run longest first; an error from `scored` stops the run.
+/// Items that share their prompt run first, a prompt at a time (the prompt
+/// once for all its continuations), then the others in batches, longest
+/// first; an error from `scored` stops the run.
 pub fn score_each(
     lm: &Teacher,
     items: &[ScoreItem],
@@ -88,10 +92,7 @@ pub fn score_each(
         }
     }
     let lengths: Vec<usize> = items.iter().map(ScoreItem::len).collect();
-    for batch in token_budget_batches(&lengths, batch_tokens) {
-        let pairs: Vec<(&[u32], &[u32])> =
-            batch.iter().map(|&i| (items[i].prompt.as_slice(), items[i].continuation.as_slice())).collect();
-        let logprobs = lm.continuation_logprobs(&pairs)?;
+    let mut finish = |batch: &[usize], logprobs: Vec<Vec<f32>>| {
         let mut done = Vec::with_capacity(batch.len());
         for (&i, values) in batch.iter().zip(&logprobs) {
             let score = Score::of(values);
@@ -100,7 +101,37 @@ pub fn score_each(
             }
             done.push((i, score));
         }
-        scored(&done, batch.iter().map(|&i| lengths[i]).sum())?;
+        scored(&done, batch.iter().map(|&i| lengths[i]).sum())
+    };
+    // Items with the same prompt (a candidate passage of several queries in
+    // question-utility labelling, the closed-book prompt of every query)
+    // run a prompt at a time, the prompt once for all its continuations;
+    // the rest in length-sorted batches.
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group_of: HashMap<&[u32], usize> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let g = *group_of.entry(item.prompt.as_slice()).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(i);
+    }
+    let (shared, single): (Vec<Vec<usize>>, Vec<Vec<usize>>) = groups.into_iter().partition(|g| g.len() > 1);
+    for group in shared {
+        let prompt = items[group[0]].prompt.as_slice();
+        let widest = group.iter().map(|&i| lengths[i]).max().unwrap_or(1);
+        for batch in group.chunks((batch_tokens / widest).max(1)) {
+            let continuations: Vec<&[u32]> = batch.iter().map(|&i| items[i].continuation.as_slice()).collect();
+            finish(batch, lm.shared_prompt_logprobs(prompt, &continuations)?)?;
+        }
+    }
+    let single: Vec<usize> = single.into_iter().flatten().collect();
+    let single_lengths: Vec<usize> = single.iter().map(|&i| lengths[i]).collect();
+    for batch in token_budget_batches(&single_lengths, batch_tokens) {
+        let batch: Vec<usize> = batch.into_iter().map(|b| single[b]).collect();
+        let pairs: Vec<(&[u32], &[u32])> =
+            batch.iter().map(|&i| (items[i].prompt.as_slice(), items[i].continuation.as_slice())).collect();
+        finish(&batch, lm.continuation_logprobs(&pairs)?)?;
     }
     Ok(())
 }

@@ -96,6 +96,19 @@ impl Teacher {
             Self::Remote(r) => r.continuation_logprobs(pairs),
         }
     }
+
+    /// [`Self::continuation_logprobs`] of several continuations of one
+    /// prompt; a local teacher runs the prompt once for all of them (see
+    /// [`CausalLm::shared_prompt_logprobs`]).
+    pub fn shared_prompt_logprobs(&self, prompt: &[u32], continuations: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        match self {
+            Self::Local(lm) => lm.shared_prompt_logprobs(prompt, continuations),
+            Self::Remote(r) => {
+                let pairs: Vec<(&[u32], &[u32])> = continuations.iter().map(|&c| (prompt, c)).collect();
+                r.continuation_logprobs(&pairs)
+            }
+        }
+    }
 }
 
 impl Deref for Teacher {
