@@ -1,10 +1,32 @@
-//! Length-sorted batching under a token budget.
+//! Length-sorted batching under a token budget, and the grouping of equal
+//! inputs that are run once.
 //!
 //! Padding costs compute, so inputs of similar length go together: indices are
 //! sorted by length (longest first, so a batch that does not fit in memory
 //! fails at once rather than at the end) and cut into batches whose padded
 //! size `batch_len * longest` stays within the budget. Each batch keeps the
 //! original indices so results can be put back in input order.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// The distinct values among `keys`, in order of first appearance, and for
+/// each key the index of its value among them (equal prompts of a batch are
+/// run once and their results shared).
+pub fn distinct<'a, T: Hash + Eq + ?Sized>(keys: impl IntoIterator<Item = &'a T>) -> (Vec<&'a T>, Vec<usize>) {
+    let mut values = Vec::new();
+    let mut index_of: HashMap<&T, usize> = HashMap::new();
+    let source = keys
+        .into_iter()
+        .map(|key| {
+            *index_of.entry(key).or_insert_with(|| {
+                values.push(key);
+                values.len() - 1
+            })
+        })
+        .collect();
+    (values, source)
+}
 
 /// Groups the inputs whose token counts are `lengths` into batches of indices.
 /// Every batch holds at least one input, even one longer than `budget`.
@@ -52,6 +74,14 @@ mod tests {
     fn oversized_input_gets_its_own_batch() {
         let batches = token_budget_batches(&[10, 500, 10], 100);
         assert_eq!(batches, vec![vec![1], vec![0, 2]]);
+    }
+
+    #[test]
+    fn equal_keys_share_the_index_of_their_first_appearance() {
+        let keys: [&[u32]; 5] = [&[1, 2], &[3], &[1, 2], &[], &[3]];
+        let (values, source) = distinct(keys);
+        assert_eq!(values, [&[1, 2][..], &[3], &[]]);
+        assert_eq!(source, [0, 1, 0, 2, 1]);
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! teacher needs: continuation log-likelihoods of a padded batch, and
 //! generation with a KV cache (greedy, or sampled: [`Decoding`]).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -12,6 +11,7 @@ use burn::prelude::*;
 use burn::tensor::activation;
 use tokenizers::Tokenizer;
 
+use crate::batch;
 use crate::decoding::{Chooser, Decoding};
 use crate::gguf::GgufFile;
 use crate::weights::WeightReader;
@@ -264,7 +264,7 @@ impl CausalLm {
                 targets.push(target as i32);
             }
         }
-        let (flat, _) = self.padded_hidden(&sequences);
+        let (flat, _) = self.padded_hidden(&sequences, None);
         let values = self.gather_logprobs(flat, &rows, &targets)?;
         Self::split_logprobs(&values, pairs.iter().map(|(_, c)| c.len()))
     }
@@ -300,20 +300,11 @@ impl CausalLm {
         if prompt.len() + width > self.context_length() {
             bail!("a sequence of {} tokens exceeds the context window of {}", prompt.len() + width, self.context_length());
         }
-        let rows = continuations.len();
         let mut cache = KvCache::new();
-        let ids: Vec<i32> = prompt.iter().map(|&id| id as i32).collect();
-        let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, prompt.len()]), &self.device);
-        let hidden = self.model.hidden_states(input, Some(&mut cache));
-        let hidden_width = hidden.dims()[2];
-        let last = hidden.narrow(1, prompt.len() - 1, 1).reshape([1, hidden_width]);
-        cache.select_rows(&Tensor::<1, Int>::zeros([rows], &self.device));
-        let mut ids = vec![0i32; rows * width];
-        for (row, continuation) in ids.chunks_exact_mut(width).zip(continuations) {
-            row.iter_mut().zip(*continuation).for_each(|(to, &id)| *to = id as i32);
-        }
-        let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, width]), &self.device);
-        let after = self.model.hidden_states(input, Some(&mut cache)).reshape([rows * width, hidden_width]);
+        let (prompt_hidden, _) = self.padded_hidden(&[prompt], Some(&mut cache));
+        let last = prompt_hidden.narrow(0, prompt.len() - 1, 1);
+        cache.select_rows(&Tensor::<1, Int>::zeros([continuations.len()], &self.device));
+        let (after, _) = self.padded_hidden(continuations, Some(&mut cache));
         // Row 0: the prompt's last position, which predicts every
         // continuation's first token; row 1 + b * width + j: position j of
         // continuation b, which predicts its token j + 1.
@@ -332,8 +323,9 @@ impl CausalLm {
 
     /// Final hidden states of `sequences` run as one right-padded batch,
     /// flattened to `[batch * seq, hidden]` (row `b * seq + p` is position `p`
-    /// of sequence `b`), and the padded length `seq`.
-    fn padded_hidden<S: AsRef<[u32]>>(&self, sequences: &[S]) -> (Tensor<2>, usize) {
+    /// of sequence `b`), and the padded length `seq`. With a cache, the
+    /// sequences continue its positions and extend it.
+    fn padded_hidden<S: AsRef<[u32]>>(&self, sequences: &[S], cache: Option<&mut KvCache>) -> (Tensor<2>, usize) {
         let seq = sequences.iter().map(|s| s.as_ref().len()).max().unwrap_or(0).max(1);
         let mut ids = vec![0i32; sequences.len() * seq];
         for (b, s) in sequences.iter().enumerate() {
@@ -342,7 +334,7 @@ impl CausalLm {
             }
         }
         let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [sequences.len(), seq]), &self.device);
-        let hidden = self.model.hidden_states(input, None);
+        let hidden = self.model.hidden_states(input, cache);
         let width = hidden.dims()[2];
         (hidden.reshape([sequences.len() * seq, width]), seq)
     }
@@ -367,7 +359,7 @@ impl CausalLm {
     /// Logits `[vocab]` at `positions` of each sequence in `sequences`, run as
     /// one right-padded batch (for parity checks).
     pub fn logits_at(&self, sequences: &[&[u32]], positions: &[Vec<usize>]) -> Result<Vec<Vec<Vec<f32>>>> {
-        let (flat, seq) = self.padded_hidden(sequences);
+        let (flat, seq) = self.padded_hidden(sequences, None);
         let mut out = Vec::new();
         for (b, positions) in positions.iter().enumerate() {
             let rows: Vec<i32> = positions.iter().map(|&p| (b * seq + p) as i32).collect();
@@ -460,17 +452,7 @@ impl CausalLm {
         let width = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
         let pads: Vec<usize> = prompts.iter().map(|p| width - p.len()).collect();
         // Row b repeats distinct prompt source[b].
-        let mut distinct: Vec<&[u32]> = Vec::new();
-        let mut first_row: HashMap<&[u32], usize> = HashMap::new();
-        let source: Vec<usize> = prompts
-            .iter()
-            .map(|&p| {
-                *first_row.entry(p).or_insert_with(|| {
-                    distinct.push(p);
-                    distinct.len() - 1
-                })
-            })
-            .collect();
+        let (distinct, source) = batch::distinct(prompts.iter().copied());
         let mut outs: Vec<Vec<u32>> = vec![Vec::new(); rows];
         // A row may take another token while its own sequence fits the window.
         let open = |b: usize, out: &Vec<u32>| {

@@ -4,11 +4,9 @@
 //! and their ids concatenated (the lm-evaluation-harness convention), so the
 //! boundary never merges tokens across the two.
 
-use std::collections::HashMap;
-
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
-use uae_model::batch::token_budget_batches;
+use uae_model::batch::{distinct, token_budget_batches};
 
 use crate::teacher::Teacher;
 
@@ -107,13 +105,9 @@ pub fn score_each(
     // question-utility labelling, the closed-book prompt of every query)
     // run a prompt at a time, the prompt once for all its continuations;
     // the rest in length-sorted batches.
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    let mut group_of: HashMap<&[u32], usize> = HashMap::new();
-    for (i, item) in items.iter().enumerate() {
-        let g = *group_of.entry(item.prompt.as_slice()).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
+    let (prompts, source) = distinct(items.iter().map(|item| item.prompt.as_slice()));
+    let mut groups: Vec<Vec<usize>> = vec![Vec::new(); prompts.len()];
+    for (i, &g) in source.iter().enumerate() {
         groups[g].push(i);
     }
     let (shared, single): (Vec<Vec<usize>>, Vec<Vec<usize>>) = groups.into_iter().partition(|g| g.len() > 1);
