@@ -60,19 +60,21 @@ mod fast {
 
     use crate::flex::contiguous_f32;
 
-    /// Most rows the fast path takes (`uae`'s default generation batch): at
-    /// 8 rows it streams 17-19 GB/s where gemm streams 12 (gemm packs the
-    /// weights and reuses them from cache, which pays more as rows grow;
-    /// the crossover was not measured).
-    pub(super) const MAX_ROWS: usize = 8;
+    /// Most rows the fast path takes: at 8 rows it streams 17-19 GB/s where
+    /// gemm streams 12, and with `uae synth`'s decode steps of 24 rows (8
+    /// passages x 3 questions) on it instead of gemm the whole run took 1.14x
+    /// less time (BENCHMARKS.md; gemm packs the weights and reuses them from
+    /// cache, which pays more as rows grow; 32 was not tuned further).
+    pub(super) const MAX_ROWS: usize = 32;
 
     /// Weights (in elements) below which one core does the whole product:
     /// handing half of it to another costs more than it saves.
     const PARALLEL_FROM: usize = 1 << 16;
 
-    /// Output columns per pass over the weight rows, so that the rows'
-    /// accumulators (8 x 4 KiB) stay in the first-level cache.
-    const BLOCK: usize = 1024;
+    /// Accumulators (in elements) of one pass over the weight rows: the
+    /// rows' output columns of a pass stay in the first-level cache (8 rows
+    /// of 1,024 columns, 32 KiB).
+    const BLOCK_ELEMENTS: usize = 8 * 1024;
 
     /// Rows and width of `x` seen as `[rows, width]`.
     fn rows<const D: usize>(x: &Tensor<D>) -> (usize, usize) {
@@ -187,8 +189,10 @@ mod fast {
             Some(b) => b[start..end].repeat(m),
             None => vec![0.0; m * width],
         };
-        for c in (0..width).step_by(BLOCK) {
-            accumulate_rows(x, p.w, p.n, start + c, start + (c + BLOCK).min(width), &mut out, width, c);
+        // Output columns per pass: a multiple of 16 (whole vectors).
+        let block = (BLOCK_ELEMENTS / m / 16).max(1) * 16;
+        for c in (0..width).step_by(block) {
+            accumulate_rows(x, p.w, p.n, start + c, start + (c + block).min(width), &mut out, width, c);
         }
         out
     }
@@ -351,7 +355,7 @@ mod fast {
         fn products_match_exact_arithmetic_for_odd_shapes() {
             // Odd k (a tail after the groups of four), odd n (a ragged last
             // range and block), and a product big enough to use both cores.
-            for &(m, k, n) in &[(1, 7, 5), (3, 37, 2085), (8, 130, 1029), (5, 1, 17)] {
+            for &(m, k, n) in &[(1, 7, 5), (3, 37, 2085), (8, 130, 1029), (5, 1, 17), (24, 50, 1100)] {
                 let (x, w, b) = (values(m * k, 1), values(k * n, 2), values(n, 3));
                 close(&times(&x, &w, Some(&b), m, n), &exact(&x, &w, Some(&b), m, n), &x, &w, m, n);
                 close(&times(&x, &w, None, m, n), &exact(&x, &w, None, m, n), &x, &w, m, n);
@@ -361,7 +365,8 @@ mod fast {
 
         #[test]
         fn a_row_gets_the_same_bits_alone_and_in_a_batch() {
-            let (m, k, n) = (8, 301, 1200);
+            // 24 rows take passes of fewer columns than one row does.
+            let (m, k, n) = (24, 301, 1200);
             let (x, w) = (values(m * k, 4), values(k * n, 5));
             let e = transposed(&w, k, n);
             let (batched, dotted) = (times(&x, &w, None, m, n), rows_dot(&x, &e, m, n));
