@@ -28,6 +28,15 @@ pub fn distinct<'a, T: Hash + Eq + ?Sized>(keys: impl IntoIterator<Item = &'a T>
     (values, source)
 }
 
+/// How many leading elements every sequence of `sequences` shares (0 for
+/// none, or when there are no sequences).
+pub fn common_prefix<T: PartialEq>(sequences: &[&[T]]) -> usize {
+    let Some((first, rest)) = sequences.split_first() else {
+        return 0;
+    };
+    rest.iter().fold(first.len(), |shared, s| first[..shared].iter().zip(*s).take_while(|(a, b)| a == b).count())
+}
+
 /// Groups the inputs whose token counts are `lengths` into batches of indices.
 /// Every batch holds at least one input, even one longer than `budget`.
 pub fn token_budget_batches(lengths: &[usize], budget: usize) -> Vec<Vec<usize>> {
@@ -56,6 +65,16 @@ pub fn token_budget_batches(lengths: &[usize], budget: usize) -> Vec<Vec<usize>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_prefix_is_the_longest_every_sequence_begins_with() {
+        assert_eq!(common_prefix::<u32>(&[]), 0);
+        assert_eq!(common_prefix(&[&[1, 2, 3][..]]), 3);
+        assert_eq!(common_prefix(&[&[1, 2, 3][..], &[1, 2, 4, 5], &[1, 2, 3]]), 2);
+        assert_eq!(common_prefix(&[&[1, 2][..], &[1, 2, 3]]), 2);
+        assert_eq!(common_prefix(&[&[1, 2][..], &[2, 2]]), 0);
+        assert_eq!(common_prefix(&[&[1, 2][..], &[]]), 0);
+    }
 
     #[test]
     fn every_input_lands_in_exactly_one_batch_within_budget() {

@@ -15,7 +15,12 @@ use crate::batch;
 use crate::decoding::{Chooser, Decoding};
 use crate::gguf::GgufFile;
 use crate::weights::WeightReader;
-use crate::llama::{KvCache, LlamaConfig, LlamaForCausalLM};
+use crate::llama::{KvCache, LlamaConfig, LlamaForCausalLM, Padding};
+
+/// The fewest tokens a preamble shared by every prompt of a generation batch
+/// needs to be run once for all of them; a shorter one (a chat template's
+/// opening) stays in each prompt's own pass.
+pub const MIN_SHARED_PREFIX: usize = 64;
 
 /// A loaded causal LM: the Burn model and its [`LmTokenizer`], whose methods
 /// it offers through `Deref` (`lm.encode(...)`, `lm.chat_prompt(...)`).
@@ -439,6 +444,8 @@ impl CausalLm {
     /// Equal prompts are read once: the prompt pass runs on the distinct
     /// prompts and their keys and values are copied to every row that
     /// repeats them (several samples of one prompt cost one prompt pass).
+    /// Likewise a preamble of at least [`MIN_SHARED_PREFIX`] tokens that
+    /// every distinct prompt begins with is run once for all of them.
     pub fn generate_batch_with(&self, prompts: &[&[u32]], max_new_tokens: usize, decodings: &[Decoding]) -> Result<Vec<Vec<u32>>> {
         if decodings.len() != prompts.len() {
             bail!("{} decodings for {} prompts", decodings.len(), prompts.len());
@@ -450,7 +457,6 @@ impl CausalLm {
         }
         let rows = prompts.len();
         let width = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
-        let pads: Vec<usize> = prompts.iter().map(|p| width - p.len()).collect();
         // Row b repeats distinct prompt source[b].
         let (distinct, source) = batch::distinct(prompts.iter().copied());
         let mut outs: Vec<Vec<u32>> = vec![Vec::new(); rows];
@@ -463,15 +469,32 @@ impl CausalLm {
         if rows == 0 || (0..rows).all(|b| !open(b, &outs[b])) {
             return Ok(outs);
         }
-        let distinct_pads: Vec<usize> = distinct.iter().map(|p| width - p.len()).collect();
-        let mut ids = vec![0i32; distinct.len() * width];
-        for ((row, prompt), &pad) in ids.chunks_exact_mut(width).zip(&distinct).zip(&distinct_pads) {
-            row[pad..].iter_mut().zip(*prompt).for_each(|(to, &id)| *to = id as i32);
-        }
+        // A preamble every distinct prompt begins with (few-shot examples, a
+        // long system prompt) runs once at batch 1 and is copied to each;
+        // the padding then goes between it and each prompt's own tokens
+        // (every prompt keeps at least one of its own).
+        let shortest = distinct.iter().map(|p| p.len()).min().unwrap_or(0);
+        let shared = match batch::common_prefix(&distinct).min(shortest.saturating_sub(1)) {
+            n if distinct.len() > 1 && n >= MIN_SHARED_PREFIX => n,
+            _ => 0,
+        };
         let mut cache = KvCache::new();
-        let hidden = self.model.hidden_states_left_padded(
-            Tensor::<2, Int>::from_data(TensorData::new(ids, [distinct.len(), width]), &self.device),
-            &distinct_pads,
+        if shared > 0 {
+            let prefix: Vec<i32> = distinct[0][..shared].iter().map(|&id| id as i32).collect();
+            self.model.hidden_states(Tensor::<2, Int>::from_data(TensorData::new(prefix, [1, shared]), &self.device), Some(&mut cache));
+            cache.select_rows(&Tensor::<1, Int>::zeros([distinct.len()], &self.device));
+        }
+        // The row pads are the same with or without a shared prefix: the
+        // widest prompt's length less each prompt's.
+        let own_width = width - shared;
+        let distinct_pads: Vec<usize> = distinct.iter().map(|p| width - p.len()).collect();
+        let mut ids = vec![0i32; distinct.len() * own_width];
+        for ((row, prompt), &pad) in ids.chunks_exact_mut(own_width).zip(&distinct).zip(&distinct_pads) {
+            row[pad..].iter_mut().zip(&prompt[shared..]).for_each(|(to, &id)| *to = id as i32);
+        }
+        let hidden = self.model.hidden_states_padded(
+            Tensor::<2, Int>::from_data(TensorData::new(ids, [distinct.len(), own_width]), &self.device),
+            &Padding { at: shared, pads: distinct_pads },
             &mut cache,
         );
         let [_, seq, hidden_width] = hidden.dims();
@@ -481,6 +504,7 @@ impl CausalLm {
             cache.select_rows(&source);
             last = last.select(0, source);
         }
+        let padding = Padding { at: shared, pads: prompts.iter().map(|p| width - p.len()).collect() };
         loop {
             let logits = self.model.logits(last);
             let next: Vec<i64> = if sampled {
@@ -501,7 +525,7 @@ impl CausalLm {
             }
             let fed: Vec<i32> = next.iter().map(|&id| id as i32).collect();
             let input = Tensor::<2, Int>::from_data(TensorData::new(fed, [rows, 1]), &self.device);
-            last = self.model.hidden_states_left_padded(input, &pads, &mut cache).reshape([rows, hidden_width]);
+            last = self.model.hidden_states_padded(input, &padding, &mut cache).reshape([rows, hidden_width]);
         }
     }
 }

@@ -104,6 +104,37 @@ fn batched_generation_equals_one_prompt_at_a_time() {
     }
 }
 
+/// Prompts that begin with one long preamble (few-shot examples, as `uae
+/// synth`'s do) run it once, with each prompt's own tokens padded after it,
+/// and still get the tokens each gets alone: greedy and sampled rows, own
+/// parts of different lengths (one of a single token), a repeated prompt,
+/// both model families.
+#[test]
+fn prompts_after_a_shared_preamble_generate_as_each_alone() {
+    for spec in [TinyLlamaSpec::default(), TinyLlamaSpec { qwen2: true, tied: false, ..Default::default() }] {
+        let (_dir, lm) = load(&spec);
+        let mut preamble = Vec::new();
+        while preamble.len() < uae_model::llm::MIN_SHARED_PREFIX + 10 {
+            preamble.extend(lm.encode(&TEXTS.join(" ")).unwrap());
+        }
+        let prompts: Vec<Vec<u32>> = TEXTS
+            .iter()
+            .map(|t| [preamble.as_slice(), &lm.encode(t).unwrap()].concat())
+            .chain([[preamble.as_slice(), &preamble[..1]].concat()])
+            .collect();
+        let mut refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+        refs.push(refs[1]);
+        let sample = |seed| Decoding::Sample { temperature: 1.0, top_k: 50, top_p: 0.95, seed };
+        let decodings: Vec<Decoding> =
+            (0..refs.len()).map(|b| if b % 2 == 0 { Decoding::Greedy } else { sample(b as u64) }).collect();
+        let batched = lm.generate_batch_with(&refs, 10, &decodings).unwrap();
+        for ((prompt, got), decoding) in refs.iter().zip(&batched).zip(&decodings) {
+            let alone = lm.generate_batch_with(&[prompt], 10, &[*decoding]).unwrap().remove(0);
+            assert_eq!(got, &alone, "qwen2={} {decoding:?} prompt of {} tokens", spec.qwen2, prompt.len());
+        }
+    }
+}
+
 /// A sampled sequence draws from its own seeded stream: in a batch beside
 /// greedy and other sampled rows it gets the tokens it gets alone, the same
 /// seed gives the same tokens, and sampling leaves greedy's path.

@@ -1,4 +1,4 @@
-//! Causal self-attention of a prompt pass (optionally left-padded), with a
+//! Causal self-attention of a prompt pass (optionally padded), with a
 //! fast path for Burn's flex CPU backend.
 //!
 //! flex 0.22.1's attention (its naive kernel: the teacher's passes stay
@@ -9,8 +9,8 @@
 //! the keys its last query may see (gemm), takes the softmax of each row's
 //! visible prefix with a vectorised exp, and multiplies by the values
 //! (gemm): about half the arithmetic. Query heads share their key/value
-//! head (grouped-query attention) without copies, and a left-padded row's
-//! real queries skip its padding keys; a decode step (one query) reads the
+//! head (grouped-query attention) without copies, and a padded row's real
+//! queries skip its padding keys; a decode step (one query) reads the
 //! cached keys and values where they lie. Every other case (GPU, autodiff)
 //! takes Burn's `attention` with the padding's mask.
 
@@ -18,7 +18,7 @@ use burn::prelude::*;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
-use super::LeftPadding;
+use super::PaddingMask;
 
 /// `softmax(q kᵀ / sqrt(d) + causal mask) v` for `q` `[batch, heads, seq_q,
 /// d]` and `k`, `v` `[batch, kv_heads, seq_kv, d]` (`heads` a multiple of
@@ -26,9 +26,9 @@ use super::LeftPadding;
 /// with `padding` hidden from the real queries. On flex, `k` and `v` may be
 /// the filled rows of a key/value cache (read in place); other backends get
 /// them with `heads` heads already.
-pub(super) fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, padding: Option<&LeftPadding>) -> Tensor<4> {
+pub(super) fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, padding: Option<&PaddingMask>) -> Tensor<4> {
     #[cfg(feature = "flex")]
-    if let Some(out) = fast::causal_attention(&q, &k, &v, padding.map(|p| &p.pads[..])) {
+    if let Some(out) = fast::causal_attention(&q, &k, &v, padding.map(|p| p.padding)) {
         return out;
     }
     // Causal masking is bottom-right aligned, so it also holds with a cache.
@@ -46,16 +46,17 @@ mod fast {
     use rayon::prelude::*;
 
     use super::TILE;
+    use crate::llama::Padding;
     use crate::flex::{contiguous_f32, exp_nonpositive, f32_heads};
 
-    /// `pads[b]`: padding keys at the start of row `b` (none when `None`).
-    pub(super) fn causal_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, pads: Option<&[usize]>) -> Option<Tensor<4>> {
+    /// `padding`: the padding keys of each row (none when `None`).
+    pub(super) fn causal_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, padding: Option<&Padding>) -> Option<Tensor<4>> {
         let [batch, heads, seq_q, dim] = q.dims();
         let [kb, kv_heads, seq_kv, kd] = k.dims();
         if kb != batch || kd != dim || v.dims() != k.dims() || kv_heads == 0 || heads % kv_heads != 0 || seq_kv < seq_q {
             return None;
         }
-        if pads.is_some_and(|p| p.len() != batch) {
+        if padding.is_some_and(|p| p.pads.len() != batch) {
             return None;
         }
         let qt = contiguous_f32(q)?;
@@ -79,7 +80,8 @@ mod fast {
                     v: &vs[v..v + seq_kv * dim],
                     dim,
                     scale,
-                    pad: pads.map_or(0, |p| p[b]),
+                    at: padding.map_or(0, |p| p.at),
+                    pad: padding.map_or(0, |p| p.pads[b]),
                 };
                 head.attend(o, scores);
             },
@@ -94,8 +96,10 @@ mod fast {
         v: &'a [f32],
         dim: usize,
         scale: f32,
-        /// Padding keys at the start: a query at key position `j >= pad`
-        /// skips them; one inside the padding sees everything before it.
+        /// The first padding key.
+        at: usize,
+        /// Padding keys from `at` on: a query after them skips them; one
+        /// before or inside them sees everything before it.
         pad: usize,
     }
 
@@ -124,10 +128,21 @@ mod fast {
                         gemm::Parallelism::None,
                     );
                 }
+                let (at, end) = (self.at, self.at + self.pad);
                 for (i, row) in tile.chunks_exact_mut(cols).enumerate() {
                     let position = start + i + offset;
-                    let first = if position >= self.pad { self.pad } else { 0 };
-                    softmax_range(row, first, position + 1);
+                    if self.pad == 0 || position < end {
+                        softmax_range(row, 0, position + 1);
+                    } else if at == 0 {
+                        softmax_range(row, end, position + 1);
+                    } else {
+                        // Padding between a shared prefix and the row's own
+                        // keys: scores of -inf weigh e^-87 in the sum (below
+                        // its rounding: the largest score weighs 1), then 0.
+                        row[at..end].fill(f32::NEG_INFINITY);
+                        softmax_range(row, 0, position + 1);
+                        row[at..end].fill(0.0);
+                    }
                 }
                 // SAFETY: as above: `tile` [rows, cols], the first `cols`
                 // values [cols, dim], the tile's outputs [rows, dim].
@@ -212,31 +227,39 @@ mod fast {
         fn matches_burns_causal_attention() {
             // A tile and a ragged one; grouped heads; queries that continue
             // a cache (seq_kv > seq_q); a lone query; left padding, with
-            // queries inside it.
-            let cases: &[(usize, usize, usize, usize, usize, Option<&[usize]>)] = &[
+            // queries inside it; padding after a shared prefix (`at`), with
+            // queries inside it and a lone query after it.
+            let cases: &[(usize, usize, usize, usize, usize, Option<(usize, &[usize])>)] = &[
                 (2, 4, 2, 70, 70, None),
                 (1, 3, 3, 5, 9, None),
                 (2, 6, 2, 1, 40, None),
                 (1, 2, 1, 130, 130, None),
-                (3, 4, 2, 70, 70, Some(&[0, 5, 69])),
-                (2, 2, 1, 3, 8, Some(&[2, 6])),
+                (3, 4, 2, 70, 70, Some((0, &[0, 5, 69]))),
+                (2, 2, 1, 3, 8, Some((0, &[2, 6]))),
+                (3, 4, 2, 20, 90, Some((70, &[0, 3, 19]))),
+                (2, 6, 2, 1, 40, Some((17, &[4, 9]))),
             ];
-            for &(batch, heads, kv_heads, seq_q, seq_kv, pads) in cases {
+            for &(batch, heads, kv_heads, seq_q, seq_kv, gaps) in cases {
+                let padding = gaps.map(|(at, pads)| Padding { at, pads: pads.to_vec() });
                 let dim = 16;
                 let q = tensor([batch, heads, seq_q, dim], 1);
                 let (k, v) = (tensor([batch, kv_heads, seq_kv, dim], 2), tensor([batch, kv_heads, seq_kv, dim], 3));
-                let got = causal_attention(&q, &k, &v, pads).expect("contiguous flex tensors take the fast path");
+                let got = causal_attention(&q, &k, &v, padding.as_ref()).expect("contiguous flex tensors take the fast path");
                 let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
                 let repeat = |t: Tensor<4>| {
                     let times = heads / kv_heads;
                     t.unsqueeze_dim::<5>(2).expand([batch, kv_heads, times, seq_kv, dim]).reshape([batch, heads, seq_kv, dim])
                 };
-                // The mask `hidden_states_left_padded` builds.
-                let mask = pads.map(|pads| {
+                // The mask `hidden_states_padded` builds.
+                let mask = gaps.map(|(at, pads)| {
                     let offset = seq_kv - seq_q;
+                    let hidden = move |pad: usize, j: usize, kk: usize| {
+                        let gap = at..at + pad;
+                        !gap.contains(&j) && gap.contains(&kk)
+                    };
                     let values: Vec<bool> = pads
                         .iter()
-                        .flat_map(|&pad| (0..seq_q).flat_map(move |i| (0..seq_kv).map(move |kk| i + offset >= pad && kk < pad)))
+                        .flat_map(|&pad| (0..seq_q).flat_map(move |i| (0..seq_kv).map(move |kk| hidden(pad, i + offset, kk))))
                         .collect();
                     Tensor::<4, Bool>::from_data(TensorData::new(values, [batch, 1, seq_q, seq_kv]), &Device::flex())
                 });
@@ -255,9 +278,9 @@ mod fast {
             let (k, v) = (filled(2), filled(3));
             assert!(crate::flex::f32_heads(&k).is_some(), "a cache's filled rows are read where they lie");
             let copy = |t: &Tensor<4>| Tensor::<4>::from_data(t.to_data(), &Device::flex());
-            let pads = [0usize, 4];
-            let got = causal_attention(&q, &k, &v, Some(&pads)).expect("the fast path");
-            let want = causal_attention(&q, &copy(&k), &copy(&v), Some(&pads)).expect("the fast path");
+            let padding = Padding::left(vec![0, 4]);
+            let got = causal_attention(&q, &k, &v, Some(&padding)).expect("the fast path");
+            let want = causal_attention(&q, &copy(&k), &copy(&v), Some(&padding)).expect("the fast path");
             assert_eq!(got.into_data(), want.into_data());
             // Heads that are not contiguous blocks are not read as if they were.
             let interleaved = tensor([batch, 9, kv_heads, dim], 2).swap_dims(1, 2);

@@ -10,7 +10,9 @@
 //! never read. Generation batches are left-padded, so that every sequence's
 //! next token is in the last column: a key mask hides the padding from the
 //! real tokens and positions count from each sequence's first real token
-//! ([`LlamaForCausalLM::hidden_states_left_padded`]).
+//! ([`LlamaForCausalLM::hidden_states_padded`]). When every prompt of a
+//! batch begins with the same tokens, that prefix is run once and the
+//! padding goes between it and each row's own tokens ([`Padding::at`]).
 
 mod causal;
 pub mod config;
@@ -51,7 +53,7 @@ impl LlamaAttention {
         x: Tensor<3>,
         cos: &Tensor<3>,
         sin: &Tensor<3>,
-        padding: Option<&LeftPadding>,
+        padding: Option<&PaddingMask>,
         cache: Option<&mut Option<LayerCache>>,
     ) -> Tensor<3> {
         let [batch, seq, _] = x.dims();
@@ -95,14 +97,32 @@ fn shares_kv_heads(q: &Tensor<4>) -> bool {
     false
 }
 
-/// The left padding of a generation batch: `pads[b]` padding keys open row
-/// `b`, and `mask` `[batch, 1, seq, keys]` (true = hidden) hides them from
-/// the real queries (a padding query sees everything before it, so that its
-/// softmax is never empty).
+/// Where the padding of a generation batch lies: row `b` holds `pads[b]`
+/// padding positions from position `at` on (0 for a left-padded batch; the
+/// length of a prefix every row shares, run once, when the padding goes
+/// between that prefix and each row's own tokens).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Padding {
+    /// The first padding position of every row.
+    pub at: usize,
+    /// Padding positions of each row.
+    pub pads: Vec<usize>,
+}
+
+impl Padding {
+    /// Left padding: `pads[b]` positions open row `b`.
+    pub fn left(pads: Vec<usize>) -> Self {
+        Self { at: 0, pads }
+    }
+}
+
+/// A [`Padding`] and its mask `[batch, 1, seq, keys]` (true = hidden), which
+/// hides the padding from the real queries (a padding query sees everything
+/// before it, so that its softmax is never empty).
 #[derive(Debug, Clone)]
-struct LeftPadding {
+struct PaddingMask<'a> {
     mask: Tensor<4, Bool>,
-    pads: Vec<usize>,
+    padding: &'a Padding,
 }
 
 /// Repeats each key/value head `times` so that every query head has its own
@@ -152,7 +172,7 @@ impl LlamaDecoderLayer {
         x: Tensor<3>,
         cos: &Tensor<3>,
         sin: &Tensor<3>,
-        padding: Option<&LeftPadding>,
+        padding: Option<&PaddingMask>,
         cache: Option<&mut Option<LayerCache>>,
     ) -> Tensor<3> {
         let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), cos, sin, padding, cache);
@@ -279,30 +299,34 @@ impl LlamaForCausalLM {
         self.run(input_ids, &cos, &sin, None, cache)
     }
 
-    /// [`Self::hidden_states`] of left-padded ids: row `b` begins with
-    /// `pads[b]` padding tokens (in the first call; later calls continue the
-    /// cache with one column per row). No real token attends to padding, and
-    /// positions count from each row's first real token, so every row's real
+    /// [`Self::hidden_states`] of padded ids: row `b` holds `padding.pads[b]`
+    /// padding tokens from position `padding.at` of the cache on (in the
+    /// call that writes them; later calls continue the cache with the same
+    /// `padding`). No real token attends to padding, and the positions after
+    /// a row's padding count on from where it began, so every row's real
     /// positions get the numbers the row alone would. Padding rows hold
-    /// finite garbage: they attend to the padding before them.
-    pub fn hidden_states_left_padded(&self, input_ids: Tensor<2, Int>, pads: &[usize], cache: &mut KvCache) -> Tensor<3> {
+    /// finite garbage: they attend to everything before them.
+    pub fn hidden_states_padded(&self, input_ids: Tensor<2, Int>, padding: &Padding, cache: &mut KvCache) -> Tensor<3> {
         let [batch, seq] = input_ids.dims();
         let device = input_ids.device();
         let start = cache.len();
         let keys = start + seq;
+        let at = padding.at;
         let mut positions = Vec::with_capacity(batch * seq);
         let mut mask = Vec::with_capacity(batch * seq * keys);
-        for &pad in pads {
+        for &pad in &padding.pads {
+            let gap = at..at + pad;
             for j in start..start + seq {
-                positions.push(j.saturating_sub(pad));
+                positions.push(if j < at { j } else { at.max(j.saturating_sub(pad)) });
                 // Real queries do not see padding keys; a padding query sees
                 // everything before it, so that its softmax is never empty.
-                mask.extend((0..keys).map(|k| j >= pad && k < pad));
+                let real = !gap.contains(&j);
+                mask.extend((0..keys).map(|k| real && gap.contains(&k)));
             }
         }
         let (cos, sin) = rope::tables(&self.model.inv_freq, &positions, batch, &device);
         let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [batch, 1, seq, keys]), &device);
-        let padding = LeftPadding { mask, pads: pads.to_vec() };
+        let padding = PaddingMask { mask, padding };
         self.run(input_ids, &cos, &sin, Some(&padding), Some(cache))
     }
 
@@ -311,7 +335,7 @@ impl LlamaForCausalLM {
         input_ids: Tensor<2, Int>,
         cos: &Tensor<3>,
         sin: &Tensor<3>,
-        padding: Option<&LeftPadding>,
+        padding: Option<&PaddingMask>,
         cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
         let mut x = self.model.embed_tokens.forward(input_ids);
