@@ -278,7 +278,7 @@ mod fast {
             let (k, v) = (filled(2), filled(3));
             assert!(crate::flex::f32_heads(&k).is_some(), "a cache's filled rows are read where they lie");
             let copy = |t: &Tensor<4>| Tensor::<4>::from_data(t.to_data(), &Device::flex());
-            let padding = Padding::left(vec![0, 4]);
+            let padding = Padding { at: 0, pads: vec![0, 4] };
             let got = causal_attention(&q, &k, &v, Some(&padding)).expect("the fast path");
             let want = causal_attention(&q, &copy(&k), &copy(&v), Some(&padding)).expect("the fast path");
             assert_eq!(got.into_data(), want.into_data());

@@ -109,13 +109,6 @@ pub struct Padding {
     pub pads: Vec<usize>,
 }
 
-impl Padding {
-    /// Left padding: `pads[b]` positions open row `b`.
-    pub fn left(pads: Vec<usize>) -> Self {
-        Self { at: 0, pads }
-    }
-}
-
 /// A [`Padding`] and its mask `[batch, 1, seq, keys]` (true = hidden), which
 /// hides the padding from the real queries (a padding query sees everything
 /// before it, so that its softmax is never empty).
