@@ -484,17 +484,17 @@ impl CausalLm {
             self.model.hidden_states(Tensor::<2, Int>::from_data(TensorData::new(prefix, [1, shared]), &self.device), Some(&mut cache));
             cache.select_rows(&Tensor::<1, Int>::zeros([distinct.len()], &self.device));
         }
-        // The row pads are the same with or without a shared prefix: the
-        // widest prompt's length less each prompt's.
+        // A prompt's pads are the same with or without a shared prefix: the
+        // widest prompt's length less its own.
         let own_width = width - shared;
-        let distinct_pads: Vec<usize> = distinct.iter().map(|p| width - p.len()).collect();
+        let prompt_padding = Padding { at: shared, pads: distinct.iter().map(|p| width - p.len()).collect() };
         let mut ids = vec![0i32; distinct.len() * own_width];
-        for ((row, prompt), &pad) in ids.chunks_exact_mut(own_width).zip(&distinct).zip(&distinct_pads) {
+        for ((row, prompt), &pad) in ids.chunks_exact_mut(own_width).zip(&distinct).zip(&prompt_padding.pads) {
             row[pad..].iter_mut().zip(&prompt[shared..]).for_each(|(to, &id)| *to = id as i32);
         }
         let hidden = self.model.hidden_states_padded(
             Tensor::<2, Int>::from_data(TensorData::new(ids, [distinct.len(), own_width]), &self.device),
-            &Padding { at: shared, pads: distinct_pads },
+            &prompt_padding,
             &mut cache,
         );
         let [_, seq, hidden_width] = hidden.dims();
@@ -504,7 +504,7 @@ impl CausalLm {
             cache.select_rows(&source);
             last = last.select(0, source);
         }
-        let padding = Padding { at: shared, pads: prompts.iter().map(|p| width - p.len()).collect() };
+        let padding = Padding { at: shared, pads: source.iter().map(|&d| prompt_padding.pads[d]).collect() };
         loop {
             let logits = self.model.logits(last);
             let next: Vec<i64> = if sampled {
