@@ -256,20 +256,22 @@ impl CausalLm {
             bail!("a sequence of {seq} tokens exceeds the context window of {}", self.context_length());
         }
         let mut sequences = Vec::with_capacity(pairs.len());
-        let mut rows = Vec::new();
-        let mut targets = Vec::new();
-        for (b, (prompt, continuation)) in pairs.iter().enumerate() {
+        for (prompt, continuation) in pairs {
             if prompt.is_empty() || continuation.is_empty() {
                 bail!("both the prompt and the continuation need at least one token");
             }
             sequences.push([*prompt, *continuation].concat());
+        }
+        let (flat, offsets) = self.packed_hidden(&sequences, None);
+        let mut rows = Vec::new();
+        let mut targets = Vec::new();
+        for ((prompt, continuation), offset) in pairs.iter().zip(offsets) {
             for (j, &target) in continuation.iter().enumerate() {
                 // The hidden state at position p predicts the token at p + 1.
-                rows.push((b * seq + prompt.len() + j - 1) as i32);
+                rows.push((offset + prompt.len() + j - 1) as i32);
                 targets.push(target as i32);
             }
         }
-        let (flat, _) = self.padded_hidden(&sequences, None);
         let values = self.gather_logprobs(flat, &rows, &targets)?;
         Self::split_logprobs(&values, pairs.iter().map(|(_, c)| c.len()))
     }
@@ -306,19 +308,19 @@ impl CausalLm {
             bail!("a sequence of {} tokens exceeds the context window of {}", prompt.len() + width, self.context_length());
         }
         let mut cache = KvCache::new();
-        let (prompt_hidden, _) = self.padded_hidden(&[prompt], Some(&mut cache));
+        let (prompt_hidden, _) = self.packed_hidden(&[prompt], Some(&mut cache));
         let last = prompt_hidden.narrow(0, prompt.len() - 1, 1);
         cache.select_rows(&Tensor::<1, Int>::zeros([continuations.len()], &self.device));
-        let (after, _) = self.padded_hidden(continuations, Some(&mut cache));
+        let (after, offsets) = self.packed_hidden(continuations, Some(&mut cache));
         // Row 0: the prompt's last position, which predicts every
-        // continuation's first token; row 1 + b * width + j: position j of
-        // continuation b, which predicts its token j + 1.
+        // continuation's first token; row 1 + offset + j: position j of
+        // the continuation at `offset`, which predicts its token j + 1.
         let flat = Tensor::cat(vec![last, after], 0);
         let mut at = Vec::new();
         let mut targets = Vec::new();
-        for (b, continuation) in continuations.iter().enumerate() {
+        for (continuation, offset) in continuations.iter().zip(offsets) {
             for (j, &target) in continuation.iter().enumerate() {
-                at.push(if j == 0 { 0 } else { (b * width + j) as i32 });
+                at.push(if j == 0 { 0 } else { (offset + j) as i32 });
                 targets.push(target as i32);
             }
         }
@@ -326,22 +328,20 @@ impl CausalLm {
         Self::split_logprobs(&values, continuations.iter().map(|c| c.len()))
     }
 
-    /// Final hidden states of `sequences` run as one right-padded batch,
-    /// flattened to `[batch * seq, hidden]` (row `b * seq + p` is position `p`
-    /// of sequence `b`), and the padded length `seq`. With a cache, the
-    /// sequences continue its positions and extend it.
-    fn padded_hidden<S: AsRef<[u32]>>(&self, sequences: &[S], cache: Option<&mut KvCache>) -> (Tensor<2>, usize) {
-        let seq = sequences.iter().map(|s| s.as_ref().len()).max().unwrap_or(0).max(1);
-        let mut ids = vec![0i32; sequences.len() * seq];
-        for (b, s) in sequences.iter().enumerate() {
-            for (j, &id) in s.as_ref().iter().enumerate() {
-                ids[b * seq + j] = id as i32;
-            }
-        }
-        let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [sequences.len(), seq]), &self.device);
-        let hidden = self.model.hidden_states(input, cache);
-        let width = hidden.dims()[2];
-        (hidden.reshape([sequences.len() * seq, width]), seq)
+    /// Final hidden states `[tokens, hidden]` of `sequences` run as one batch
+    /// ([`LlamaForCausalLM::hidden_states_packed`]), and the row each
+    /// sequence starts at. With a cache, the sequences continue its
+    /// positions and extend it.
+    fn packed_hidden<S: AsRef<[u32]>>(&self, sequences: &[S], cache: Option<&mut KvCache>) -> (Tensor<2>, Vec<usize>) {
+        let offsets = sequences
+            .iter()
+            .scan(0, |at, s| {
+                let start = *at;
+                *at += s.as_ref().len();
+                Some(start)
+            })
+            .collect();
+        (self.model.hidden_states_packed(sequences, cache), offsets)
     }
 
     /// `log_softmax(logits)[target]` for the given rows of `hidden`, in chunks
@@ -364,10 +364,10 @@ impl CausalLm {
     /// Logits `[vocab]` at `positions` of each sequence in `sequences`, run as
     /// one right-padded batch (for parity checks).
     pub fn logits_at(&self, sequences: &[&[u32]], positions: &[Vec<usize>]) -> Result<Vec<Vec<Vec<f32>>>> {
-        let (flat, seq) = self.padded_hidden(sequences, None);
+        let (flat, offsets) = self.packed_hidden(sequences, None);
         let mut out = Vec::new();
-        for (b, positions) in positions.iter().enumerate() {
-            let rows: Vec<i32> = positions.iter().map(|&p| (b * seq + p) as i32).collect();
+        for (positions, offset) in positions.iter().zip(offsets) {
+            let rows: Vec<i32> = positions.iter().map(|&p| (offset + p) as i32).collect();
             let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [positions.len()]), &self.device);
             let logits = self.model.logits(flat.clone().select(0, index));
             let vocab = logits.dims()[1];

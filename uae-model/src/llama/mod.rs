@@ -54,11 +54,16 @@ impl LlamaAttention {
         cos: &Tensor<3>,
         sin: &Tensor<3>,
         padding: Option<&PaddingMask>,
+        packing: Option<&Packing>,
         cache: Option<&mut Option<LayerCache>>,
     ) -> Tensor<3> {
-        let [batch, seq, _] = x.dims();
         let (h, hkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let [q, k, v] = skinny::linears([&self.q_proj, &self.k_proj, &self.v_proj], x);
+        let [q, k, v] = match packing {
+            Some(p) => [q, k, v].map(|t| p.pad(t)),
+            None => [q, k, v],
+        };
+        let [batch, seq, _] = q.dims();
         let q = rope::split_heads(q, h, Some((cos, sin)));
         let k = rope::split_heads(k, hkv, Some((cos, sin)));
         let v = rope::split_heads(v, hkv, None);
@@ -81,7 +86,12 @@ impl LlamaAttention {
         } else {
             causal::causal_attention(q, repeat_kv(k, h / hkv), repeat_kv(v, h / hkv), padding)
         };
-        skinny::linear(&self.o_proj, out.swap_dims(1, 2).reshape([batch, seq, h * d]))
+        let out = out.swap_dims(1, 2).reshape([batch, seq, h * d]);
+        let out = match packing {
+            Some(p) => p.pack(out),
+            None => out,
+        };
+        skinny::linear(&self.o_proj, out)
     }
 }
 
@@ -116,6 +126,66 @@ pub struct Padding {
 struct PaddingMask<'a> {
     mask: Tensor<4, Bool>,
     padding: &'a Padding,
+}
+
+/// A padded batch held without its padding: row-wise work (the
+/// projections, norms and feed-forward block, most of a forward pass) runs
+/// on the real tokens only, `[1, tokens, width]`, and attention on the
+/// padded layout `[batch, seq, width]` that it needs. The padding rows of
+/// that layout are copies of another row: garbage that no real token
+/// attends to (right padding: attention is causal; other padding: the key
+/// mask hides it).
+#[derive(Debug, Clone)]
+struct Packing {
+    batch: usize,
+    seq: usize,
+    /// For each padded position `b * seq + p`, its packed row (0 for padding).
+    spread: Tensor<1, Int>,
+    /// For each packed row, its padded position.
+    gather: Tensor<1, Int>,
+}
+
+impl Packing {
+    /// The packing of a `[batch, seq]` batch whose position `p` of row `b`
+    /// is a token when `real(b, p)`, or `None` when every position is
+    /// (nothing to leave out).
+    fn of(batch: usize, seq: usize, real: impl Fn(usize, usize) -> bool, device: &Device) -> Option<Self> {
+        let mut spread = vec![0i32; batch * seq];
+        let mut gather = Vec::with_capacity(batch * seq);
+        for b in 0..batch {
+            for p in (0..seq).filter(|&p| real(b, p)) {
+                spread[b * seq + p] = gather.len() as i32;
+                gather.push((b * seq + p) as i32);
+            }
+        }
+        if gather.len() == batch * seq {
+            return None;
+        }
+        let index = |v: Vec<i32>| {
+            let n = v.len();
+            Tensor::<1, Int>::from_data(TensorData::new(v, [n]), device)
+        };
+        Some(Self { batch, seq, spread: index(spread), gather: index(gather) })
+    }
+
+    /// The token ids of the real positions of `ids` `[batch, seq]`, `[1, tokens]`.
+    fn pack_ids(&self, ids: Tensor<2, Int>) -> Tensor<2, Int> {
+        let tokens = self.gather.dims()[0];
+        ids.reshape([self.batch * self.seq]).select(0, self.gather.clone()).reshape([1, tokens])
+    }
+
+    /// Packed rows `[1, tokens, width]` laid out padded, `[batch, seq, width]`.
+    fn pad(&self, x: Tensor<3>) -> Tensor<3> {
+        let [_, tokens, width] = x.dims();
+        x.reshape([tokens, width]).select(0, self.spread.clone()).reshape([self.batch, self.seq, width])
+    }
+
+    /// The real rows of a padded `[batch, seq, width]`, packed `[1, tokens, width]`.
+    fn pack(&self, x: Tensor<3>) -> Tensor<3> {
+        let width = x.dims()[2];
+        let tokens = self.gather.dims()[0];
+        x.reshape([self.batch * self.seq, width]).select(0, self.gather.clone()).reshape([1, tokens, width])
+    }
 }
 
 /// Repeats each key/value head `times` so that every query head has its own
@@ -166,9 +236,10 @@ impl LlamaDecoderLayer {
         cos: &Tensor<3>,
         sin: &Tensor<3>,
         padding: Option<&PaddingMask>,
+        packing: Option<&Packing>,
         cache: Option<&mut Option<LayerCache>>,
     ) -> Tensor<3> {
-        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), cos, sin, padding, cache);
+        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), cos, sin, padding, packing, cache);
         x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
     }
 }
@@ -289,7 +360,34 @@ impl LlamaForCausalLM {
         let start = cache.as_ref().map_or(0, |c| c.len());
         let positions: Vec<usize> = (start..start + seq).collect();
         let (cos, sin) = rope::tables(&self.model.inv_freq, &positions, 1, &input_ids.device());
-        self.run(input_ids, &cos, &sin, None, cache)
+        self.run(input_ids, &cos, &sin, None, None, cache)
+    }
+
+    /// Final hidden states `[tokens, hidden]` of `sequences` run as one
+    /// right-padded batch, without the padding: sequence after sequence, row
+    /// `offset + p` is position `p` of the sequence that starts at `offset`.
+    /// Each row is what [`Self::hidden_states`] gives it in the padded batch
+    /// (up to float rounding), but the projections and the feed-forward
+    /// block skip the padding. With a cache, the sequences continue its
+    /// positions and extend it.
+    pub fn hidden_states_packed<S: AsRef<[u32]>>(&self, sequences: &[S], cache: Option<&mut KvCache>) -> Tensor<2> {
+        let device = self.model.embed_tokens.weight.device();
+        let lengths: Vec<usize> = sequences.iter().map(|s| s.as_ref().len()).collect();
+        let tokens: usize = lengths.iter().sum();
+        let seq = lengths.iter().copied().max().unwrap_or(0);
+        let ids: Vec<i32> = sequences.iter().flat_map(|s| s.as_ref().iter().map(|&id| id as i32)).collect();
+        let start = cache.as_ref().map_or(0, |c| c.len());
+        let positions: Vec<usize> = (start..start + seq).collect();
+        let (cos, sin) = rope::tables(&self.model.inv_freq, &positions, 1, &device);
+        let packing = Packing::of(sequences.len(), seq, |b, p| p < lengths[b], &device);
+        let shape = match packing {
+            Some(_) => [1, tokens],
+            None => [sequences.len(), seq],
+        };
+        let input = Tensor::<2, Int>::from_data(TensorData::new(ids, shape), &device);
+        let hidden = self.run(input, &cos, &sin, None, packing.as_ref(), cache);
+        let width = hidden.dims()[2];
+        hidden.reshape([tokens, width])
     }
 
     /// [`Self::hidden_states`] of padded ids: row `b` holds `padding.pads[b]`
@@ -298,7 +396,8 @@ impl LlamaForCausalLM {
     /// `padding`). No real token attends to padding, and the positions after
     /// a row's padding count on from where it began, so every row's real
     /// positions get the numbers the row alone would. Padding rows hold
-    /// finite garbage: they attend to everything before them.
+    /// finite garbage (the projections and the feed-forward block skip
+    /// them).
     pub fn hidden_states_padded(&self, input_ids: Tensor<2, Int>, padding: &Padding, cache: &mut KvCache) -> Tensor<3> {
         let [batch, seq] = input_ids.dims();
         let device = input_ids.device();
@@ -319,8 +418,15 @@ impl LlamaForCausalLM {
         }
         let (cos, sin) = rope::tables(&self.model.inv_freq, &positions, batch, &device);
         let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [batch, 1, seq, keys]), &device);
+        let packing = Packing::of(batch, seq, |b, p| !(at..at + padding.pads[b]).contains(&(start + p)), &device);
         let padding = PaddingMask { mask, padding };
-        self.run(input_ids, &cos, &sin, Some(&padding), Some(cache))
+        match packing {
+            Some(packing) => {
+                let input = packing.pack_ids(input_ids);
+                packing.pad(self.run(input, &cos, &sin, Some(&padding), Some(&packing), Some(cache)))
+            }
+            None => self.run(input_ids, &cos, &sin, Some(&padding), None, Some(cache)),
+        }
     }
 
     fn run(
@@ -329,6 +435,7 @@ impl LlamaForCausalLM {
         cos: &Tensor<3>,
         sin: &Tensor<3>,
         padding: Option<&PaddingMask>,
+        packing: Option<&Packing>,
         cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
         let mut x = self.model.embed_tokens.forward(input_ids);
@@ -336,12 +443,12 @@ impl LlamaForCausalLM {
             Some(cache) => {
                 cache.layers.resize(self.model.layers.len(), None);
                 for (layer, slot) in self.model.layers.iter().zip(cache.layers.iter_mut()) {
-                    x = layer.forward(x, cos, sin, padding, Some(slot));
+                    x = layer.forward(x, cos, sin, padding, packing, Some(slot));
                 }
             }
             None => {
                 for layer in &self.model.layers {
-                    x = layer.forward(x, cos, sin, padding, None);
+                    x = layer.forward(x, cos, sin, padding, packing, None);
                 }
             }
         }
