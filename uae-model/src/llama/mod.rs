@@ -13,6 +13,8 @@
 //! ([`LlamaForCausalLM::hidden_states_padded`]). When every prompt of a
 //! batch begins with the same tokens, that prefix is run once and the
 //! padding goes between it and each row's own tokens ([`Padding::at`]).
+//! Either way only attention sees the padded layout: the projections, norms
+//! and feed-forward blocks run on the real tokens alone (`Packing`).
 
 mod causal;
 pub mod config;
