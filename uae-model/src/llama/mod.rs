@@ -408,19 +408,21 @@ impl LlamaForCausalLM {
         let at = padding.at;
         let mut positions = Vec::with_capacity(batch * seq);
         let mut mask = Vec::with_capacity(batch * seq * keys);
+        let mut real = Vec::with_capacity(batch * seq);
         for &pad in &padding.pads {
             let gap = at..at + pad;
             for j in start..start + seq {
                 positions.push(if j < at { j } else { at.max(j.saturating_sub(pad)) });
                 // Real queries do not see padding keys; a padding query sees
                 // everything before it, so that its softmax is never empty.
-                let real = !gap.contains(&j);
-                mask.extend((0..keys).map(|k| real && gap.contains(&k)));
+                let token = !gap.contains(&j);
+                mask.extend((0..keys).map(|k| token && gap.contains(&k)));
+                real.push(token);
             }
         }
         let (cos, sin) = rope::tables(&self.model.inv_freq, &positions, batch, &device);
         let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [batch, 1, seq, keys]), &device);
-        let packing = Packing::of(batch, seq, |b, p| !(at..at + padding.pads[b]).contains(&(start + p)), &device);
+        let packing = Packing::of(batch, seq, |b, p| real[b * seq + p], &device);
         let padding = PaddingMask { mask, padding };
         match packing {
             Some(packing) => {
