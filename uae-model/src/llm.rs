@@ -128,17 +128,17 @@ impl CausalLm {
             }
             sequences.push([*prompt, *continuation].concat());
         }
-        let (flat, offsets) = self.packed_hidden(&sequences, None);
         let mut rows = Vec::new();
         let mut targets = Vec::new();
-        for ((prompt, continuation), offset) in pairs.iter().zip(offsets) {
+        for ((prompt, continuation), offset) in pairs.iter().zip(offsets(&sequences)) {
             for (j, &target) in continuation.iter().enumerate() {
                 // The hidden state at position p predicts the token at p + 1.
-                rows.push((offset + prompt.len() + j - 1) as i32);
+                rows.push(offset + prompt.len() + j - 1);
                 targets.push(target as i32);
             }
         }
-        let values = self.gather_logprobs(flat, &rows, &targets)?;
+        let hidden = self.model.hidden_states_packed(&sequences, None, Some(&rows));
+        let values = self.gather_logprobs(hidden, &targets)?;
         Self::split_logprobs(&values, pairs.iter().map(|(_, c)| c.len()))
     }
 
@@ -174,51 +174,46 @@ impl CausalLm {
             bail!("a sequence of {} tokens exceeds the context window of {}", prompt.len() + width, self.context_length());
         }
         let mut cache = KvCache::new();
-        let (prompt_hidden, _) = self.packed_hidden(&[prompt], Some(&mut cache));
-        let last = prompt_hidden.narrow(0, prompt.len() - 1, 1);
+        // The prompt's last position predicts every continuation's first
+        // token; position j - 1 of a continuation predicts its token j.
+        let last = self.model.hidden_states_packed(&[prompt], Some(&mut cache), Some(&[prompt.len() - 1]));
         cache.select_rows(&Tensor::<1, Int>::zeros([continuations.len()], &self.device));
-        let (after, offsets) = self.packed_hidden(continuations, Some(&mut cache));
-        // Row 0: the prompt's last position, which predicts every
-        // continuation's first token; row 1 + offset + j: position j of
-        // the continuation at `offset`, which predicts its token j + 1.
-        let flat = Tensor::cat(vec![last, after], 0);
-        let mut at = Vec::new();
+        let mut rows = Vec::new();
         let mut targets = Vec::new();
-        for (continuation, offset) in continuations.iter().zip(offsets) {
-            for (j, &target) in continuation.iter().enumerate() {
-                at.push(if j == 0 { 0 } else { (offset + j) as i32 });
-                targets.push(target as i32);
-            }
+        for (continuation, offset) in continuations.iter().zip(offsets(continuations)) {
+            rows.extend((1..continuation.len()).map(|j| offset + j - 1));
+            targets.extend(continuation.iter().map(|&t| t as i32));
         }
-        let values = self.gather_logprobs(flat, &at, &targets)?;
+        // Row 0 the prompt's last position, row 1 + i the continuations'
+        // i-th row (none to run when every continuation is one token).
+        let rows = match rows.is_empty() {
+            true => last,
+            false => Tensor::cat(vec![last, self.model.hidden_states_packed(continuations, Some(&mut cache), Some(&rows))], 0),
+        };
+        // In the order of `targets`: each continuation's first token from
+        // the prompt's row, the others from its own rows.
+        let mut order = Vec::with_capacity(targets.len());
+        let mut next = 1;
+        for continuation in continuations {
+            order.push(0);
+            order.extend(next..next + continuation.len() as i32 - 1);
+            next += continuation.len() as i32 - 1;
+        }
+        let n = order.len();
+        let hidden = rows.select(0, Tensor::<1, Int>::from_data(TensorData::new(order, [n]), &self.device));
+        let values = self.gather_logprobs(hidden, &targets)?;
         Self::split_logprobs(&values, continuations.iter().map(|c| c.len()))
     }
 
-    /// Final hidden states `[tokens, hidden]` of `sequences` run as one batch
-    /// ([`LlamaForCausalLM::hidden_states_packed`]), and the row each
-    /// sequence starts at. With a cache, the sequences continue its
-    /// positions and extend it.
-    fn packed_hidden<S: AsRef<[u32]>>(&self, sequences: &[S], cache: Option<&mut KvCache>) -> (Tensor<2>, Vec<usize>) {
-        let offsets = sequences
-            .iter()
-            .scan(0, |at, s| {
-                let start = *at;
-                *at += s.as_ref().len();
-                Some(start)
-            })
-            .collect();
-        (self.model.hidden_states_packed(sequences, cache), offsets)
-    }
-
-    /// `log_softmax(logits)[target]` for the given rows of `hidden`, in chunks
-    /// so that the `[rows, vocab]` logits stay small.
-    fn gather_logprobs(&self, hidden: Tensor<2>, rows: &[i32], targets: &[i32]) -> Result<Vec<f32>> {
+    /// `log_softmax(logits)[target]` of each row of `hidden` `[targets,
+    /// hidden]` and its target, in chunks so that the `[rows, vocab]` logits
+    /// stay small.
+    fn gather_logprobs(&self, hidden: Tensor<2>, targets: &[i32]) -> Result<Vec<f32>> {
         const CHUNK: usize = 256;
-        let mut out = Vec::with_capacity(rows.len());
-        for (rows, targets) in rows.chunks(CHUNK).zip(targets.chunks(CHUNK)) {
-            let n = rows.len();
-            let index = Tensor::<1, Int>::from_data(TensorData::new(rows.to_vec(), [n]), &self.device);
-            let logits = self.model.logits(hidden.clone().select(0, index));
+        let mut out = Vec::with_capacity(targets.len());
+        for (chunk, targets) in targets.chunks(CHUNK).enumerate() {
+            let n = targets.len();
+            let logits = self.model.logits(hidden.clone().narrow(0, chunk * CHUNK, n));
             let logp = activation::log_softmax(logits, 1);
             let target = Tensor::<2, Int>::from_data(TensorData::new(targets.to_vec(), [n, 1]), &self.device);
             let picked = logp.gather(1, target).reshape([n]);
@@ -230,12 +225,20 @@ impl CausalLm {
     /// Logits `[vocab]` at `positions` of each sequence in `sequences`, run as
     /// one right-padded batch (for parity checks).
     pub fn logits_at(&self, sequences: &[&[u32]], positions: &[Vec<usize>]) -> Result<Vec<Vec<Vec<f32>>>> {
-        let (flat, offsets) = self.packed_hidden(sequences, None);
+        let rows: Vec<usize> = positions.iter().zip(offsets(sequences)).flat_map(|(ps, offset)| ps.iter().map(move |&p| offset + p)).collect();
+        if rows.is_empty() {
+            return Ok(vec![Vec::new(); positions.len()]);
+        }
+        let hidden = self.model.hidden_states_packed(sequences, None, Some(&rows));
         let mut out = Vec::new();
-        for (positions, offset) in positions.iter().zip(offsets) {
-            let rows: Vec<i32> = positions.iter().map(|&p| (offset + p) as i32).collect();
-            let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [positions.len()]), &self.device);
-            let logits = self.model.logits(flat.clone().select(0, index));
+        let mut at = 0;
+        for positions in positions {
+            if positions.is_empty() {
+                out.push(Vec::new());
+                continue;
+            }
+            let logits = self.model.logits(hidden.clone().narrow(0, at, positions.len()));
+            at += positions.len();
             let vocab = logits.dims()[1];
             let values = logits.try_into_vec_as::<f32>().map_err(|e| anyhow!("reading logits: {e:?}"))?;
             out.push(values.chunks(vocab).map(<[f32]>::to_vec).collect());
@@ -394,4 +397,16 @@ impl CausalLm {
             last = self.model.hidden_states_padded(input, &padding, &mut cache).reshape([rows, hidden_width]);
         }
     }
+}
+
+/// Where each of `sequences`, laid back to back, starts.
+fn offsets<S: AsRef<[u32]>>(sequences: &[S]) -> Vec<usize> {
+    sequences
+        .iter()
+        .scan(0, |at, s| {
+            let start = *at;
+            *at += s.as_ref().len();
+            Some(start)
+        })
+        .collect()
 }

@@ -52,6 +52,31 @@ fn padded_batch_equals_each_sequence_alone() {
     }
 }
 
+/// The rows a caller asks for (here every second position, in a packed
+/// batch) get the numbers of a plain full pass over each sequence alone,
+/// though the last layer computes only them and attention takes the
+/// sequences packed.
+#[test]
+fn the_rows_asked_for_get_a_full_passs_numbers() {
+    for spec in [TinyLlamaSpec::default(), TinyLlamaSpec { qwen2: true, tied: false, ..Default::default() }] {
+        let (_dir, lm) = load(&spec);
+        let ids: Vec<Vec<u32>> = TEXTS.iter().map(|t| lm.encode(t).unwrap()).collect();
+        let positions: Vec<Vec<usize>> = ids.iter().map(|s| (0..s.len()).rev().step_by(2).collect()).collect();
+        let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+        let some = lm.logits_at(&refs, &positions).unwrap();
+        for (i, seq) in ids.iter().enumerate() {
+            let input = Tensor::<2, Int>::from_data(TensorData::new(seq.iter().map(|&t| t as i32).collect(), [1, seq.len()]), &device());
+            let full = lm.model.forward(input).try_into_vec_as::<f32>().unwrap();
+            let vocab = full.len() / seq.len();
+            assert_eq!(some[i].len(), positions[i].len());
+            for (row, &p) in some[i].iter().zip(&positions[i]) {
+                let diff = max_diff(row, &full[p * vocab..(p + 1) * vocab]);
+                assert!(diff < 1e-5, "qwen2={} sequence {i} position {p}: max |diff| {diff}", spec.qwen2);
+            }
+        }
+    }
+}
+
 #[test]
 fn continuation_logprobs_match_full_logits() {
     let (_dir, lm) = load(&TinyLlamaSpec::default());

@@ -36,6 +36,35 @@ pub(super) fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, padding
     attention(q, k, v, padding.map(|p| p.mask.clone()), None, options)
 }
 
+/// Causal self-attention of sequences laid back to back without padding
+/// (`lengths` of them, from position 0, none continuing a cache), with the
+/// rotary embedding applied here: `q` `[1, tokens, heads * dim]`, `k` and
+/// `v` `[1, tokens, kv_heads * dim]` as the projections give them, `cos` and
+/// `sin` `[1, longest, dim]` ([`super::rope::tables`] of positions from 0).
+/// The output `[1, tokens, heads * dim]` is what the output projection
+/// reads: no padded layout is made, attended or packed again, and no head
+/// is copied out. `None` off flex's inference fast path (the caller lays
+/// the batch out padded instead).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn packed_causal_attention(
+    q: &Tensor<3>,
+    k: &Tensor<3>,
+    v: &Tensor<3>,
+    cos: &Tensor<3>,
+    sin: &Tensor<3>,
+    lengths: &[usize],
+    heads: usize,
+    kv_heads: usize,
+) -> Option<Tensor<3>> {
+    #[cfg(feature = "flex")]
+    return fast::packed_causal_attention(q, k, v, cos, sin, lengths, heads, kv_heads);
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = (q, k, v, cos, sin, lengths, heads, kv_heads);
+        None
+    }
+}
+
 /// Queries per tile: the tile's scores are `TILE x seq_kv` floats.
 #[cfg(feature = "flex")]
 const TILE: usize = 64;
@@ -47,6 +76,7 @@ mod fast {
 
     use super::TILE;
     use crate::llama::Padding;
+    use crate::llama::rope::rotate_head;
     use crate::flex::{contiguous_f32, exp_nonpositive, f32_heads};
 
     /// `padding`: the padding keys of each row (none when `None`).
@@ -78,22 +108,134 @@ mod fast {
                     q: &qs[bh * seq_q * dim..(bh + 1) * seq_q * dim],
                     k: &ks[k..k + seq_kv * dim],
                     v: &vs[v..v + seq_kv * dim],
+                    q_stride: dim,
+                    kv_stride: dim,
+                    seq_q,
+                    seq_kv,
                     dim,
                     scale,
                     at: padding.map_or(0, |p| p.at),
                     pad: padding.map_or(0, |p| p.pads[b]),
                 };
-                head.attend(o, scores);
+                // SAFETY: `o` is this head's own `[seq_q, dim]` block.
+                unsafe { head.attend(o.as_mut_ptr(), dim, scores) };
             },
         );
         Some(Tensor::from_data(TensorData::new(out, [batch, heads, seq_q, dim]), &q.device()))
     }
 
-    /// One head's queries `[seq_q, dim]`, keys and values `[seq_kv, dim]`.
+    /// The output buffer of [`packed_causal_attention`], which every task
+    /// writes its own (sequence, head) block of.
+    struct Output(*mut f32);
+    // SAFETY: the tasks write disjoint elements (see `packed_causal_attention`).
+    unsafe impl Sync for Output {}
+
+    impl Output {
+        /// The element `at` (a method, so that closures capture the whole
+        /// `Output`, which is `Sync`, rather than its pointer field).
+        fn at(&self, at: usize) -> *mut f32 {
+            self.0.wrapping_add(at)
+        }
+    }
+
+    /// See [`super::packed_causal_attention`].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn packed_causal_attention(
+        q: &Tensor<3>,
+        k: &Tensor<3>,
+        v: &Tensor<3>,
+        cos: &Tensor<3>,
+        sin: &Tensor<3>,
+        lengths: &[usize],
+        heads: usize,
+        kv_heads: usize,
+    ) -> Option<Tensor<3>> {
+        let [one, tokens, width] = q.dims();
+        let kv_width = k.dims()[2];
+        if one != 1 || heads == 0 || kv_heads == 0 || heads % kv_heads != 0 || width % heads != 0 {
+            return None;
+        }
+        let dim = width / heads;
+        let seq = lengths.iter().copied().max().unwrap_or(0);
+        if dim % 2 != 0
+            || kv_width != kv_heads * dim
+            || k.dims() != [1, tokens, kv_width]
+            || v.dims() != k.dims()
+            || lengths.iter().sum::<usize>() != tokens
+            || cos.dims() != [1, seq, dim]
+            || sin.dims() != cos.dims()
+        {
+            return None;
+        }
+        let (qt, kt, vt) = (contiguous_f32(q)?, contiguous_f32(k)?, contiguous_f32(v)?);
+        let (ct, st) = (contiguous_f32(cos)?, contiguous_f32(sin)?);
+        let (qs, ks, vs) = (qt.as_slice::<f32>()?, kt.as_slice::<f32>()?, vt.as_slice::<f32>()?);
+        let (cs, ss) = (ct.as_slice::<f32>()?, st.as_slice::<f32>()?);
+        let mut offsets = Vec::with_capacity(lengths.len());
+        let mut positions = Vec::with_capacity(tokens);
+        for &len in lengths {
+            offsets.push(positions.len());
+            positions.extend(0..len);
+        }
+        // The keys rotated once: each serves `heads / kv_heads` query heads.
+        let mut keys = vec![0.0f32; tokens * kv_width];
+        keys.par_chunks_mut(kv_width).zip(ks.par_chunks(kv_width)).zip(&positions).for_each(|((out, row), &p)| {
+            let (c, s) = (&cs[p * dim..(p + 1) * dim], &ss[p * dim..(p + 1) * dim]);
+            for (o, x) in out.chunks_exact_mut(dim).zip(row.chunks_exact(dim)) {
+                rotate_head(x, c, s, o);
+            }
+        });
+        let group = heads / kv_heads;
+        let scale = 1.0 / (dim as f32).sqrt();
+        let mut out = vec![0.0f32; tokens * width];
+        let output = Output(out.as_mut_ptr());
+        (0..lengths.len() * heads).into_par_iter().for_each_init(
+            || (vec![0.0f32; TILE * seq], vec![0.0f32; seq * dim]),
+            |(scores, queries), task| {
+                let (n, h) = (task / heads, task % heads);
+                let (offset, len) = (offsets[n], lengths[n]);
+                if len == 0 {
+                    return;
+                }
+                // The head's queries, rotated, as one contiguous block.
+                for (p, o) in queries[..len * dim].chunks_exact_mut(dim).enumerate() {
+                    let at = (offset + p) * width + h * dim;
+                    rotate_head(&qs[at..at + dim], &cs[p * dim..(p + 1) * dim], &ss[p * dim..(p + 1) * dim], o);
+                }
+                let kv = offset * kv_width + (h / group) * dim;
+                let head = Head {
+                    q: &queries[..len * dim],
+                    k: &keys[kv..],
+                    v: &vs[kv..],
+                    q_stride: dim,
+                    kv_stride: kv_width,
+                    seq_q: len,
+                    seq_kv: len,
+                    dim,
+                    scale,
+                    at: 0,
+                    pad: 0,
+                };
+                // SAFETY: the block written, rows `offset..offset + len` and
+                // columns `h * dim..(h + 1) * dim` of the `[tokens, width]`
+                // buffer, is this task's alone: no two tasks share a
+                // (sequence, head) pair, and sequences do not overlap.
+                unsafe { head.attend(output.at(offset * width + h * dim), width, scores) };
+            },
+        );
+        Some(Tensor::from_data(TensorData::new(out, [1, tokens, width]), &q.device()))
+    }
+
+    /// One head's queries `[seq_q, dim]`, keys and values `[seq_kv, dim]`,
+    /// their rows `q_stride` and `kv_stride` elements apart.
     struct Head<'a> {
         q: &'a [f32],
         k: &'a [f32],
         v: &'a [f32],
+        q_stride: usize,
+        kv_stride: usize,
+        seq_q: usize,
+        seq_kv: usize,
         dim: usize,
         scale: f32,
         /// The first padding key.
@@ -104,10 +246,15 @@ mod fast {
     }
 
     impl Head<'_> {
-        /// Writes the head's output `[seq_q, dim]` into `out`.
-        fn attend(&self, out: &mut [f32], scores: &mut [f32]) {
+        /// Writes the head's output `[seq_q, dim]`, rows `out_stride`
+        /// elements apart, from `out` on.
+        ///
+        /// # Safety
+        /// `out` must be valid for writing those rows, which nothing else
+        /// reads or writes meanwhile; `q`, `k` and `v` must hold their rows.
+        unsafe fn attend(&self, out: *mut f32, out_stride: usize, scores: &mut [f32]) {
             let dim = self.dim;
-            let (seq_q, seq_kv) = (self.q.len() / dim, self.k.len() / dim);
+            let (seq_q, seq_kv) = (self.seq_q, self.seq_kv);
             let offset = seq_kv - seq_q;
             for start in (0..seq_q).step_by(TILE) {
                 let rows = TILE.min(seq_q - start);
@@ -116,14 +263,15 @@ mod fast {
                 let tile = &mut scores[..rows * cols];
                 // SAFETY: every pointer and stride describes a slice above
                 // with at least the elements gemm reads or writes: `tile`
-                // [rows, cols] row-major, the tile's queries [rows, dim], the
-                // first `cols` keys [cols, dim] read as their transpose.
+                // [rows, cols] row-major, the tile's queries [rows, dim]
+                // (rows `q_stride` apart), the first `cols` keys [cols, dim]
+                // (rows `kv_stride` apart) read as their transpose.
                 unsafe {
                     gemm::gemm(
                         rows, cols, dim,
                         tile.as_mut_ptr(), 1, cols as isize, false,
-                        self.q[start * dim..].as_ptr(), 1, dim as isize,
-                        self.k.as_ptr(), dim as isize, 1,
+                        self.q[start * self.q_stride..].as_ptr(), 1, self.q_stride as isize,
+                        self.k.as_ptr(), self.kv_stride as isize, 1,
                         0.0, self.scale, false, false, false,
                         gemm::Parallelism::None,
                     );
@@ -145,13 +293,14 @@ mod fast {
                     }
                 }
                 // SAFETY: as above: `tile` [rows, cols], the first `cols`
-                // values [cols, dim], the tile's outputs [rows, dim].
+                // values [cols, dim], the tile's outputs [rows, dim] (rows
+                // `out_stride` apart, the caller's promise).
                 unsafe {
                     gemm::gemm(
                         rows, dim, cols,
-                        out[start * dim..].as_mut_ptr(), 1, dim as isize, false,
+                        out.add(start * out_stride), 1, out_stride as isize, false,
                         tile.as_ptr(), 1, cols as isize,
-                        self.v.as_ptr(), 1, dim as isize,
+                        self.v.as_ptr(), 1, self.kv_stride as isize,
                         0.0, 1.0, false, false, false,
                         gemm::Parallelism::None,
                     );
@@ -265,6 +414,40 @@ mod fast {
                 });
                 let want = attention(q, repeat(k), repeat(v), mask, None, options);
                 got.into_data().assert_approx_eq::<f32>(&want.into_data(), burn::tensor::Tolerance::absolute(2e-6));
+            }
+        }
+
+        #[test]
+        fn packed_sequences_get_the_padded_batchs_bits() {
+            // Sequences of a tile and more, a few tokens, and one token;
+            // grouped heads.
+            let (heads, kv_heads, dim) = (6, 2, 16);
+            let lengths = [70, 5, 1, 33];
+            let (tokens, seq) = (lengths.iter().sum::<usize>(), 70);
+            let projection = |width: usize, seed: usize| {
+                let values: Vec<f32> = (0..tokens * width).map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 - 1001.0) / 400.0).collect();
+                Tensor::<3>::from_data(TensorData::new(values, [1, tokens, width]), &Device::flex())
+            };
+            let (q, k, v) = (projection(heads * dim, 1), projection(kv_heads * dim, 2), projection(kv_heads * dim, 3));
+            let inv: Vec<f32> = (0..dim / 2).map(|i| 1.0 / 10_000f32.powf(2.0 * i as f32 / dim as f32)).collect();
+            let positions: Vec<usize> = (0..seq).collect();
+            let (cos, sin) = crate::llama::rope::tables(&inv, &positions, 1, &Device::flex());
+            let got = packed_causal_attention(&q, &k, &v, &cos, &sin, &lengths, heads, kv_heads).expect("contiguous flex tensors take the fast path");
+            assert_eq!(got.dims(), [1, tokens, heads * dim]);
+            let mut offset = 0;
+            for len in lengths {
+                // The padded path on this sequence alone: heads split and
+                // rotated, attention, heads merged.
+                let (c, s) = (cos.clone().narrow(1, 0, len), sin.clone().narrow(1, 0, len));
+                let split = |x: &Tensor<3>, n: usize, rotate: bool| {
+                    crate::llama::rope::split_heads(x.clone().narrow(1, offset, len), n, rotate.then_some((&c, &s)))
+                };
+                let want = causal_attention(&split(&q, heads, true), &split(&k, kv_heads, true), &split(&v, kv_heads, false), None)
+                    .expect("the fast path")
+                    .swap_dims(1, 2)
+                    .reshape([1, len, heads * dim]);
+                assert_eq!(got.clone().narrow(1, offset, len).into_data(), want.into_data(), "length {len}");
+                offset += len;
             }
         }
 

@@ -50,17 +50,22 @@ pub struct LlamaAttention {
 }
 
 impl LlamaAttention {
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        cos: &Tensor<3>,
-        sin: &Tensor<3>,
-        padding: Option<&PaddingMask>,
-        packing: Option<&Packing>,
-        cache: Option<&mut Option<LayerCache>>,
-    ) -> Tensor<3> {
+    /// The block's output for the rows of `x` that `keep` names (every
+    /// row when `None`; `[1, kept, hidden]` otherwise).
+    fn forward(&self, x: Tensor<3>, pass: &Pass, cache: Option<&mut Option<LayerCache>>, keep: Option<&Tensor<1, Int>>) -> Tensor<3> {
         let (h, hkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let [q, k, v] = skinny::linears([&self.q_proj, &self.k_proj, &self.v_proj], x);
+        if let (None, Some(lengths)) = (&cache, &pass.sequences) {
+            let flat = |t: &Tensor<3>| {
+                let [batch, seq, width] = t.dims();
+                t.clone().reshape([1, batch * seq, width])
+            };
+            let out = causal::packed_causal_attention(&flat(&q), &flat(&k), &flat(&v), &pass.cos, &pass.sin, lengths, h, hkv);
+            if let Some(out) = out {
+                return self.project(out.reshape(q.dims()), keep);
+            }
+        }
+        let (cos, sin, padding, packing) = (&pass.cos, &pass.sin, pass.padding.as_ref(), pass.packing.as_ref());
         let [q, k, v] = match packing {
             Some(p) => [q, k, v].map(|t| p.pad(t)),
             None => [q, k, v],
@@ -93,7 +98,52 @@ impl LlamaAttention {
             Some(p) => p.pack(out),
             None => out,
         };
-        skinny::linear(&self.o_proj, out)
+        self.project(out, keep)
+    }
+
+    /// The output projection of the attention's rows that `keep` names.
+    fn project(&self, out: Tensor<3>, keep: Option<&Tensor<1, Int>>) -> Tensor<3> {
+        skinny::linear(&self.o_proj, select_rows(out, keep))
+    }
+}
+
+/// The rows of `x` `[batch, seq, width]` (counted `b * seq + p`) that `keep`
+/// names, `[1, kept, width]`; `x` itself when `keep` is `None`.
+fn select_rows(x: Tensor<3>, keep: Option<&Tensor<1, Int>>) -> Tensor<3> {
+    match keep {
+        Some(rows) => {
+            let [batch, seq, width] = x.dims();
+            let kept = rows.dims()[0];
+            x.reshape([batch * seq, width]).select(0, rows.clone()).reshape([1, kept, width])
+        }
+        None => x,
+    }
+}
+
+/// What every layer of one forward pass shares: the rotary tables of its
+/// positions and how its batch is laid out.
+struct Pass<'a> {
+    cos: Tensor<3>,
+    sin: Tensor<3>,
+    padding: Option<PaddingMask<'a>>,
+    packing: Option<Packing>,
+    /// The sequences' lengths when they lie back to back in the input
+    /// (packed, or all of one length) from position 0, without a cache:
+    /// attention then takes them as they lie
+    /// ([`causal::packed_causal_attention`]).
+    sequences: Option<Vec<usize>>,
+    /// The rows of the input (its tokens counted in order) whose final
+    /// hidden states are read: the last layer gives only those (its keys
+    /// and values are still every row's). `None`: every row.
+    keep: Option<Tensor<1, Int>>,
+}
+
+impl Pass<'_> {
+    /// A pass over positions `positions` (`rows` tables of them, as
+    /// [`rope::tables`]) with nothing else set.
+    fn new(inv_freq: &[f32], positions: &[usize], rows: usize, device: &Device) -> Self {
+        let (cos, sin) = rope::tables(inv_freq, positions, rows, device);
+        Self { cos, sin, padding: None, packing: None, sequences: None, keep: None }
     }
 }
 
@@ -232,16 +282,11 @@ pub struct LlamaDecoderLayer {
 }
 
 impl LlamaDecoderLayer {
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        cos: &Tensor<3>,
-        sin: &Tensor<3>,
-        padding: Option<&PaddingMask>,
-        packing: Option<&Packing>,
-        cache: Option<&mut Option<LayerCache>>,
-    ) -> Tensor<3> {
-        let x = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), cos, sin, padding, packing, cache);
+    /// The layer's output for the rows of `x` that `keep` names (every row
+    /// when `None`; `[1, kept, hidden]` otherwise).
+    fn forward(&self, x: Tensor<3>, pass: &Pass, cache: Option<&mut Option<LayerCache>>, keep: Option<&Tensor<1, Int>>) -> Tensor<3> {
+        let attended = self.self_attn.forward(self.input_layernorm.forward(x.clone()), pass, cache, keep);
+        let x = select_rows(x, keep) + attended;
         x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
     }
 }
@@ -361,8 +406,8 @@ impl LlamaForCausalLM {
         let [_, seq] = input_ids.dims();
         let start = cache.as_ref().map_or(0, |c| c.len());
         let positions: Vec<usize> = (start..start + seq).collect();
-        let (cos, sin) = rope::tables(&self.model.inv_freq, &positions, 1, &input_ids.device());
-        self.run(input_ids, &cos, &sin, None, None, cache)
+        let pass = Pass::new(&self.model.inv_freq, &positions, 1, &input_ids.device());
+        self.run(input_ids, &pass, cache)
     }
 
     /// Final hidden states `[tokens, hidden]` of `sequences` run as one
@@ -370,9 +415,11 @@ impl LlamaForCausalLM {
     /// `offset + p` is position `p` of the sequence that starts at `offset`.
     /// Each row is what [`Self::hidden_states`] gives it in the padded batch
     /// (up to float rounding), but the projections and the feed-forward
-    /// block skip the padding. With a cache, the sequences continue its
-    /// positions and extend it.
-    pub fn hidden_states_packed<S: AsRef<[u32]>>(&self, sequences: &[S], cache: Option<&mut KvCache>) -> Tensor<2> {
+    /// block skip the padding (and, without a cache, attention too). With a
+    /// cache, the sequences continue its positions and extend it. With
+    /// `rows`, only those rows are given (`[rows.len(), hidden]`, in that
+    /// order), and the last layer does the rest of its work for them alone.
+    pub fn hidden_states_packed<S: AsRef<[u32]>>(&self, sequences: &[S], cache: Option<&mut KvCache>, rows: Option<&[usize]>) -> Tensor<2> {
         let device = self.model.embed_tokens.weight.device();
         let lengths: Vec<usize> = sequences.iter().map(|s| s.as_ref().len()).collect();
         let tokens: usize = lengths.iter().sum();
@@ -380,16 +427,24 @@ impl LlamaForCausalLM {
         let ids: Vec<i32> = sequences.iter().flat_map(|s| s.as_ref().iter().map(|&id| id as i32)).collect();
         let start = cache.as_ref().map_or(0, |c| c.len());
         let positions: Vec<usize> = (start..start + seq).collect();
-        let (cos, sin) = rope::tables(&self.model.inv_freq, &positions, 1, &device);
-        let packing = Packing::of(sequences.len(), seq, |b, p| p < lengths[b], &device);
-        let shape = match packing {
+        let mut pass = Pass::new(&self.model.inv_freq, &positions, 1, &device);
+        pass.packing = Packing::of(sequences.len(), seq, |b, p| p < lengths[b], &device);
+        let shape = match pass.packing {
             Some(_) => [1, tokens],
             None => [sequences.len(), seq],
         };
+        if cache.is_none() {
+            pass.sequences = Some(lengths);
+        }
+        pass.keep = rows.map(|rows| {
+            let rows: Vec<i32> = rows.iter().map(|&r| r as i32).collect();
+            let n = rows.len();
+            Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &device)
+        });
         let input = Tensor::<2, Int>::from_data(TensorData::new(ids, shape), &device);
-        let hidden = self.run(input, &cos, &sin, None, packing.as_ref(), cache);
+        let hidden = self.run(input, &pass, cache);
         let width = hidden.dims()[2];
-        hidden.reshape([tokens, width])
+        hidden.reshape([rows.map_or(tokens, <[usize]>::len), width])
     }
 
     /// [`Self::hidden_states`] of padded ids: row `b` holds `padding.pads[b]`
@@ -420,41 +475,32 @@ impl LlamaForCausalLM {
                 real.push(token);
             }
         }
-        let (cos, sin) = rope::tables(&self.model.inv_freq, &positions, batch, &device);
+        let mut pass = Pass::new(&self.model.inv_freq, &positions, batch, &device);
         let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [batch, 1, seq, keys]), &device);
-        let packing = Packing::of(batch, seq, |b, p| real[b * seq + p], &device);
-        let padding = PaddingMask { mask, padding };
-        match packing {
+        pass.padding = Some(PaddingMask { mask, padding });
+        pass.packing = Packing::of(batch, seq, |b, p| real[b * seq + p], &device);
+        match &pass.packing {
             Some(packing) => {
                 let input = packing.pack_ids(input_ids);
-                packing.pad(self.run(input, &cos, &sin, Some(&padding), Some(&packing), Some(cache)))
+                packing.pad(self.run(input, &pass, Some(cache)))
             }
-            None => self.run(input_ids, &cos, &sin, Some(&padding), None, Some(cache)),
+            None => self.run(input_ids, &pass, Some(cache)),
         }
     }
 
-    fn run(
-        &self,
-        input_ids: Tensor<2, Int>,
-        cos: &Tensor<3>,
-        sin: &Tensor<3>,
-        padding: Option<&PaddingMask>,
-        packing: Option<&Packing>,
-        cache: Option<&mut KvCache>,
-    ) -> Tensor<3> {
+    fn run(&self, input_ids: Tensor<2, Int>, pass: &Pass, cache: Option<&mut KvCache>) -> Tensor<3> {
         let mut x = self.model.embed_tokens.forward(input_ids);
-        match cache {
+        let layers = self.model.layers.len();
+        let mut slots: Vec<Option<&mut Option<LayerCache>>> = match cache {
             Some(cache) => {
-                cache.layers.resize(self.model.layers.len(), None);
-                for (layer, slot) in self.model.layers.iter().zip(cache.layers.iter_mut()) {
-                    x = layer.forward(x, cos, sin, padding, packing, Some(slot));
-                }
+                cache.layers.resize(layers, None);
+                cache.layers.iter_mut().map(Some).collect()
             }
-            None => {
-                for layer in &self.model.layers {
-                    x = layer.forward(x, cos, sin, padding, packing, None);
-                }
-            }
+            None => (0..layers).map(|_| None).collect(),
+        };
+        for (i, (layer, slot)) in self.model.layers.iter().zip(slots.iter_mut()).enumerate() {
+            let keep = if i + 1 == layers { pass.keep.as_ref() } else { None };
+            x = layer.forward(x, pass, slot.take(), keep);
         }
         self.model.norm.forward(x)
     }

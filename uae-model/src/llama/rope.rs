@@ -120,7 +120,6 @@ mod fast {
             Some((c, s, rows)) => Some((c.as_slice::<f32>()?, s.as_slice::<f32>()?, *rows)),
             None => None,
         };
-        let half = dim / 2;
         let mut out = vec![0.0f32; batch * heads * seq * dim];
         out.par_chunks_mut(seq * dim).enumerate().for_each(|(bh, block)| {
             let (b, h) = (bh / heads, bh % heads);
@@ -130,18 +129,25 @@ mod fast {
                 match tables {
                     Some((cos, sin, rows)) => {
                         let t = ((if rows == 1 { 0 } else { b }) * seq + p) * dim;
-                        let (c, s) = (&cos[t..t + dim], &sin[t..t + dim]);
-                        // x * cos + rotate_half(x) * sin, rotate_half(x) = [-x2, x1].
-                        for j in 0..half {
-                            o[j] = xr[j] * c[j] + -xr[j + half] * s[j];
-                            o[j + half] = xr[j + half] * c[j + half] + xr[j] * s[j + half];
-                        }
+                        super::rotate_head(xr, &cos[t..t + dim], &sin[t..t + dim], o);
                     }
                     None => o.copy_from_slice(xr),
                 }
             }
         });
         Some(Tensor::from_data(TensorData::new(out, [batch, heads, seq, dim]), &x.device()))
+    }
+}
+
+/// One head's row `x` rotated by its position's `cos` and `sin` rows into
+/// `out` (all `head_dim` long): [`apply`]'s arithmetic, so the same bits.
+#[cfg(feature = "flex")]
+pub(super) fn rotate_head(x: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) {
+    let half = x.len() / 2;
+    // x * cos + rotate_half(x) * sin, rotate_half(x) = [-x2, x1].
+    for j in 0..half {
+        out[j] = x[j] * cos[j] + -x[j + half] * sin[j];
+        out[j + half] = x[j + half] * cos[j + half] + x[j] * sin[j + half];
     }
 }
 
