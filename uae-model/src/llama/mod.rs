@@ -14,7 +14,11 @@
 //! batch begins with the same tokens, that prefix is run once and the
 //! padding goes between it and each row's own tokens ([`Padding::at`]).
 //! Either way only attention sees the padded layout: the projections, norms
-//! and feed-forward blocks run on the real tokens alone (`Packing`).
+//! and feed-forward blocks run on the real tokens alone (`Packing`); and a
+//! scoring batch without a cache skips it there too, its sequences
+//! attending where they lie packed (`causal::packed_causal_attention`).
+//! A caller that reads a few rows' states (the positions before the
+//! scored tokens) names them, and the last layer finishes only those.
 
 mod causal;
 pub mod config;
