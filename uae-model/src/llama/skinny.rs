@@ -9,9 +9,15 @@
 //! path gives each core a contiguous share of the output columns (or of the
 //! embedding rows) and streams the weights once. Each row is computed alone,
 //! in the same order whatever the batch and the thread count, so a batched
-//! step gives every sequence the numbers it would get by itself. Every other
-//! case (more rows, GPU, autodiff, a weight that is a view) takes Burn's
-//! matmul.
+//! step gives every sequence the numbers it would get by itself.
+//!
+//! More rows (a prompt or scoring pass) go to gemm, flex's own matmul
+//! kernel, called here with an output buffer of ours: flex allocates every
+//! matmul output zeroed and then copies it into a 16-byte-aligned buffer
+//! (`FlexTensor::empty` through cubecl's `Bytes::from_bytes_vec`), 4.5% of
+//! a scoring profile in memset and memcpy, where gemm overwrites the
+//! buffer anyway. Every other case (GPU, autodiff, a weight that is a view)
+//! takes Burn's matmul.
 
 use burn::nn::Linear;
 use burn::prelude::*;
@@ -92,7 +98,7 @@ mod fast {
 
     pub(super) fn linears<const D: usize, const N: usize>(layers: [&Linear; N], x: &Tensor<D>) -> Option<[Tensor<D>; N]> {
         let (m, k) = rows(x);
-        if m == 0 || m > MAX_ROWS || layers.iter().any(|l| l.weight.dims()[0] != k) {
+        if m == 0 || layers.iter().any(|l| l.weight.dims()[0] != k) {
             return None;
         }
         let input = contiguous_f32(x)?;
@@ -113,18 +119,83 @@ mod fast {
                 Some(Product { w: w.as_slice()?, bias, n: w.layout().shape()[1] })
             })
             .collect::<Option<_>>()?;
-        let mut values = rows_times(input.as_slice()?, m, &products).into_iter();
+        let xs = input.as_slice()?;
+        let mut values = match m > MAX_ROWS {
+            true => products.iter().map(|p| gemm_times(xs, m, p)).collect::<Vec<_>>(),
+            false => rows_times(xs, m, &products),
+        }
+        .into_iter();
         Some(layers.map(|l| shaped(x, l.weight.dims()[1], values.next().expect("one result per layer"))))
     }
 
     pub(super) fn times_transposed(x: &Tensor<2>, e: &Tensor<2>) -> Option<Tensor<2>> {
         let (m, k) = rows(x);
         let [n, ek] = e.dims();
-        if m == 0 || m > MAX_ROWS || ek != k {
+        if m == 0 || ek != k {
             return None;
         }
         let (xs, es) = (contiguous_f32(x)?, contiguous_f32(e)?);
-        Some(shaped(x, n, rows_dot(xs.as_slice()?, es.as_slice()?, m, n)))
+        let (xs, es) = (xs.as_slice()?, es.as_slice()?);
+        Some(shaped(x, n, if m > MAX_ROWS { gemm_dot(xs, es, m, n) } else { rows_dot(xs, es, m, n) }))
+    }
+
+    /// Products below this many multiply-adds run on one core (flex's
+    /// threshold for its matmul).
+    const GEMM_PARALLEL_FROM: usize = 192 * 192 * 192;
+
+    /// `x · w + bias` for `x` `[m, k]` by gemm, as flex's matmul and bias
+    /// add compute it (`bias + x · w`, one rounding each), into a buffer
+    /// gemm writes without reading it first.
+    fn gemm_times(x: &[f32], m: usize, p: &Product) -> Vec<f32> {
+        let (n, k) = (p.n, x.len() / m);
+        let mut out = Vec::with_capacity(m * n);
+        if let Some(bias) = p.bias {
+            for _ in 0..m {
+                out.extend_from_slice(bias);
+            }
+        }
+        // SAFETY: `out` has room for `[m, n]` row-major; `x` is `[m, k]`
+        // and `p.w` `[k, n]`, row-major. Without a bias gemm only writes
+        // the output (`read_dst` false), so every element is set before
+        // `set_len`; with one it reads the bias rows just written.
+        unsafe {
+            gemm::gemm(
+                m, n, k,
+                out.as_mut_ptr(), 1, n as isize, p.bias.is_some(),
+                x.as_ptr(), 1, k as isize,
+                p.w.as_ptr(), 1, n as isize,
+                1.0, 1.0, false, false, false,
+                parallelism(m * n * k),
+            );
+            out.set_len(m * n);
+        }
+        out
+    }
+
+    /// `x · eᵀ` for `x` `[m, k]` and `e` `[n, k]`, row-major, by gemm (as
+    /// [`gemm_times`]).
+    fn gemm_dot(x: &[f32], e: &[f32], m: usize, n: usize) -> Vec<f32> {
+        let k = x.len() / m;
+        let mut out = Vec::with_capacity(m * n);
+        // SAFETY: as in `gemm_times`; `eᵀ` `[k, n]` is `e` read with its
+        // row stride `k` as the column stride.
+        unsafe {
+            gemm::gemm(
+                m, n, k,
+                out.as_mut_ptr(), 1, n as isize, false,
+                x.as_ptr(), 1, k as isize,
+                e.as_ptr(), k as isize, 1,
+                1.0, 1.0, false, false, false,
+                parallelism(m * n * k),
+            );
+            out.set_len(m * n);
+        }
+        out
+    }
+
+    /// gemm's threads for a product of `work` multiply-adds.
+    fn parallelism(work: usize) -> gemm::Parallelism {
+        if work < GEMM_PARALLEL_FROM { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(0) }
     }
 
     /// One weight matrix `w` `[k, n]` (row-major) and its optional bias `[n]`.
@@ -418,19 +489,29 @@ mod fast {
             let device = Device::flex();
             let (k, n) = (64, 48);
             let linear = burn::nn::LinearConfig::new(k, n).init(&device);
-            for m in [1, MAX_ROWS, MAX_ROWS + 1] {
+            // The streaming kernel, then gemm on one core and on all (past
+            // its threshold of 192^3 multiply-adds: 3,000 x 64 x 48).
+            for m in [1, MAX_ROWS, MAX_ROWS + 1, 3000] {
                 let x = Tensor::<3>::from_data(TensorData::new(values(m * k, 8), [m, 1, k]), &device);
-                assert_eq!(super::linears([&linear], &x).is_some(), m <= MAX_ROWS);
+                assert!(super::linears([&linear], &x).is_some());
                 let want = linear.forward(x.clone());
                 let got = super::super::linear(&linear, x.clone());
                 assert_eq!(got.dims(), [m, 1, n]);
+                if m > MAX_ROWS {
+                    // gemm as flex's matmul and bias add call it.
+                    assert_eq!(got.clone().into_data(), want.clone().into_data(), "{m} rows");
+                }
                 got.into_data().assert_approx_eq::<f32>(&want.into_data(), burn::tensor::Tolerance::absolute(1e-5));
                 let weight = linear.weight.val().into_data().try_into_vec::<f32>().unwrap();
                 let e = Tensor::<2>::from_data(TensorData::new(transposed(&weight, k, n), [n, k]), &device);
                 let flat = x.reshape([m, k]);
-                assert_eq!(super::times_transposed(&flat, &e).is_some(), m <= MAX_ROWS);
+                assert!(super::times_transposed(&flat, &e).is_some());
                 let got = super::super::times_transposed(flat.clone(), e.clone());
-                got.into_data().assert_approx_eq::<f32>(&flat.matmul(e.transpose()).into_data(), burn::tensor::Tolerance::absolute(1e-5));
+                let want = flat.matmul(e.transpose());
+                if m > MAX_ROWS {
+                    assert_eq!(got.clone().into_data(), want.clone().into_data(), "{m} rows, transposed");
+                }
+                got.into_data().assert_approx_eq::<f32>(&want.into_data(), burn::tensor::Tolerance::absolute(1e-5));
             }
         }
     }
