@@ -15,6 +15,7 @@ pub mod llama;
 pub mod llm;
 pub mod pooling;
 pub mod sentence;
+mod skinny;
 pub mod source;
 pub mod tokenize;
 pub mod weights;

@@ -20,6 +20,8 @@ use burn::tensor::activation;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
+use crate::skinny;
+
 pub use config::{BertConfig, HiddenAct};
 
 /// Token ids of a padded batch, ready for [`BertModel::forward`].
@@ -134,9 +136,7 @@ impl BertSelfAttention {
     fn forward(&self, hidden: Tensor<3>, pad_mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
         let [batch, seq, width] = hidden.dims();
         let heads = |t: Tensor<3>| t.reshape([batch, seq, self.num_heads, width / self.num_heads]).swap_dims(1, 2);
-        let q = heads(self.query.forward(hidden.clone()));
-        let k = heads(self.key.forward(hidden.clone()));
-        let v = heads(self.value.forward(hidden));
+        let [q, k, v] = skinny::linears([&self.query, &self.key, &self.value], hidden).map(heads);
         let context = attention(q, k, v, pad_mask, None, AttentionModuleOptions::default());
         context.swap_dims(1, 2).reshape([batch, seq, width])
     }
@@ -154,7 +154,7 @@ pub struct BertResidualOutput {
 
 impl BertResidualOutput {
     fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        self.LayerNorm.forward(self.dense.forward(x) + residual)
+        self.LayerNorm.forward(skinny::linear(&self.dense, x) + residual)
     }
 }
 
@@ -179,7 +179,7 @@ pub struct BertIntermediate {
 
 impl BertIntermediate {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = self.dense.forward(x);
+        let x = skinny::linear(&self.dense, x);
         match self.act {
             HiddenAct::Gelu => gelu::gelu(x),
             HiddenAct::GeluNew => activation::gelu_approximate(x),

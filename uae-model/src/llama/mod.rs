@@ -24,13 +24,14 @@ mod causal;
 pub mod config;
 pub mod load;
 pub mod rope;
-mod skinny;
 mod swiglu;
 
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::prelude::*;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
+
+use crate::skinny;
 
 pub use config::{EosTokens, LlamaConfig, RopeScaling};
 

@@ -1,5 +1,8 @@
-//! Products of a few rows with a weight matrix (a decode step has one row per
-//! sequence), with a fast path for Burn's flex CPU backend.
+//! Linear layers on inputs of any rank as one `[rows, in]` product (flex
+//! runs a 3-D input as one gemm per sequence, each packing the whole weight
+//! again), with fast paths for Burn's flex CPU backend: a few rows (a
+//! decode step has one per sequence) and many (a prompt, a scoring or an
+//! embedding batch). Both the teacher and the BERT encoder use them.
 //!
 //! A decode step reads every weight once for a handful of rows, so its speed
 //! is the memory bandwidth's, not the arithmetic's. gemm 0.19 (flex's
@@ -11,7 +14,7 @@
 //! in the same order whatever the batch and the thread count, so a batched
 //! step gives every sequence the numbers it would get by itself.
 //!
-//! More rows (a prompt or scoring pass) go to gemm, flex's own matmul
+//! More rows (a prompt, scoring or embedding pass) go to gemm, flex's own matmul
 //! kernel, called here with an output buffer of ours: flex allocates every
 //! matmul output zeroed and then copies it into a 16-byte-aligned buffer
 //! (`FlexTensor::empty` through cubecl's `Bytes::from_bytes_vec`), 4.5% of
@@ -23,7 +26,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 
 /// `layer.forward(x)` (`x` `[..., in]`).
-pub(super) fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
+pub(crate) fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
     let [y] = linears([layer], x);
     y
 }
@@ -31,7 +34,7 @@ pub(super) fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> 
 /// `layer.forward(x)` for each of `layers` on the same input: on the fast
 /// path in one pass over the cores (a decode step wakes the other core once
 /// for the query, key and value projections, not three times).
-pub(super) fn linears<const D: usize, const N: usize>(layers: [&Linear; N], x: Tensor<D>) -> [Tensor<D>; N] {
+pub(crate) fn linears<const D: usize, const N: usize>(layers: [&Linear; N], x: Tensor<D>) -> [Tensor<D>; N] {
     #[cfg(feature = "flex")]
     if let Some(ys) = fast::linears(layers, &x) {
         return ys;
@@ -50,7 +53,7 @@ pub(super) fn linears<const D: usize, const N: usize>(layers: [&Linear; N], x: T
 
 /// `x · eᵀ` for `x` `[rows, k]` and `e` `[n, k]` (the output head tied to the
 /// token embeddings).
-pub(super) fn times_transposed(x: Tensor<2>, e: Tensor<2>) -> Tensor<2> {
+pub(crate) fn times_transposed(x: Tensor<2>, e: Tensor<2>) -> Tensor<2> {
     #[cfg(feature = "flex")]
     if let Some(y) = fast::times_transposed(&x, &e) {
         return y;
@@ -96,7 +99,7 @@ mod fast {
         Tensor::from_data(TensorData::new(values, shape), &x.device())
     }
 
-    pub(super) fn linears<const D: usize, const N: usize>(layers: [&Linear; N], x: &Tensor<D>) -> Option<[Tensor<D>; N]> {
+    pub(crate) fn linears<const D: usize, const N: usize>(layers: [&Linear; N], x: &Tensor<D>) -> Option<[Tensor<D>; N]> {
         let (m, k) = rows(x);
         if m == 0 || layers.iter().any(|l| l.weight.dims()[0] != k) {
             return None;
