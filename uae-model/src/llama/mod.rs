@@ -422,8 +422,9 @@ impl LlamaForCausalLM {
     /// (up to float rounding), but the projections and the feed-forward
     /// block skip the padding (and, without a cache, attention too). With a
     /// cache, the sequences continue its positions and extend it. With
-    /// `rows`, only those rows are given (`[rows.len(), hidden]`, in that
-    /// order), and the last layer does the rest of its work for them alone.
+    /// `rows` (at least one), only those rows are given (`[rows.len(),
+    /// hidden]`, in that order), and the last layer does the rest of its
+    /// work for them alone.
     pub fn hidden_states_packed<S: AsRef<[u32]>>(&self, sequences: &[S], cache: Option<&mut KvCache>, rows: Option<&[usize]>) -> Tensor<2> {
         let device = self.model.embed_tokens.weight.device();
         let lengths: Vec<usize> = sequences.iter().map(|s| s.as_ref().len()).collect();
