@@ -36,34 +36,8 @@ pub(super) fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, padding
     attention(q, k, v, padding.map(|p| p.mask.clone()), None, options)
 }
 
-/// Causal self-attention of sequences laid back to back without padding
-/// (`lengths` of them, from position 0, none continuing a cache), with the
-/// rotary embedding applied here: `q` `[1, tokens, heads * dim]`, `k` and
-/// `v` `[1, tokens, kv_heads * dim]` as the projections give them, `cos` and
-/// `sin` `[1, longest, dim]` ([`super::rope::tables`] of positions from 0).
-/// The output `[1, tokens, heads * dim]` is what the output projection
-/// reads: no padded layout is made, attended or packed again, and no head
-/// is copied out. `None` off flex's inference fast path (the caller lays
-/// the batch out padded instead).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn packed_causal_attention(
-    q: &Tensor<3>,
-    k: &Tensor<3>,
-    v: &Tensor<3>,
-    cos: &Tensor<3>,
-    sin: &Tensor<3>,
-    lengths: &[usize],
-    heads: usize,
-    kv_heads: usize,
-) -> Option<Tensor<3>> {
-    #[cfg(feature = "flex")]
-    return fast::packed_causal_attention(q, k, v, cos, sin, lengths, heads, kv_heads);
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = (q, k, v, cos, sin, lengths, heads, kv_heads);
-        None
-    }
-}
+#[cfg(feature = "flex")]
+pub(super) use fast::packed_causal_attention;
 
 /// Queries per tile: the tile's scores are `TILE x seq_kv` floats.
 #[cfg(feature = "flex")]
@@ -138,9 +112,17 @@ mod fast {
         }
     }
 
-    /// See [`super::packed_causal_attention`].
+    /// Causal self-attention of sequences laid back to back without padding
+    /// (`lengths` of them, from position 0, none continuing a cache), with the
+    /// rotary embedding applied here: `q` `[1, tokens, heads * dim]`, `k` and
+    /// `v` `[1, tokens, kv_heads * dim]` as the projections give them, `cos` and
+    /// `sin` `[1, longest, dim]` ([`crate::llama::rope::tables`] of positions from 0).
+    /// The output `[1, tokens, heads * dim]` is what the output projection
+    /// reads: no padded layout is made, attended or packed again, and no head
+    /// is copied out. `None` off flex's inference fast path (the caller lays
+    /// the batch out padded instead).
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn packed_causal_attention(
+    pub(in crate::llama) fn packed_causal_attention(
         q: &Tensor<3>,
         k: &Tensor<3>,
         v: &Tensor<3>,

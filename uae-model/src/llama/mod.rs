@@ -60,6 +60,7 @@ impl LlamaAttention {
     fn forward(&self, x: Tensor<3>, pass: &Pass, cache: Option<&mut Option<LayerCache>>, keep: Option<&Tensor<1, Int>>) -> Tensor<3> {
         let (h, hkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let [q, k, v] = skinny::linears([&self.q_proj, &self.k_proj, &self.v_proj], x);
+        #[cfg(feature = "flex")]
         if let (None, Some(lengths)) = (&cache, &pass.sequences) {
             let flat = |t: &Tensor<3>| {
                 let [batch, seq, width] = t.dims();
