@@ -147,47 +147,39 @@ mod fast {
     const GEMM_PARALLEL_FROM: usize = 192 * 192 * 192;
 
     /// `x · w + bias` for `x` `[m, k]` by gemm, as flex's matmul and bias
-    /// add compute it (`bias + x · w`, one rounding each), into a buffer
-    /// gemm writes without reading it first.
+    /// add compute it (`bias + x · w`, one rounding each).
     fn gemm_times(x: &[f32], m: usize, p: &Product) -> Vec<f32> {
-        let (n, k) = (p.n, x.len() / m);
+        gemm_into(x, m, p.w, p.n, (1, p.n as isize), p.bias)
+    }
+
+    /// `x · eᵀ` for `x` `[m, k]` and `e` `[n, k]`, row-major, by gemm: `eᵀ`
+    /// `[k, n]` is `e` read with its row stride `k` as the column stride.
+    fn gemm_dot(x: &[f32], e: &[f32], m: usize, n: usize) -> Vec<f32> {
+        gemm_into(x, m, e, n, (x.len() as isize / m as isize, 1), None)
+    }
+
+    /// `bias + x · w` for `x` `[m, k]` row-major and `w` `[k, n]` read with
+    /// strides `(w_cs, w_rs)` (between columns, between rows), into a
+    /// buffer gemm writes without reading it first (without a bias).
+    fn gemm_into(x: &[f32], m: usize, w: &[f32], n: usize, (w_cs, w_rs): (isize, isize), bias: Option<&[f32]>) -> Vec<f32> {
+        let k = x.len() / m;
         let mut out = Vec::with_capacity(m * n);
-        if let Some(bias) = p.bias {
+        if let Some(bias) = bias {
             for _ in 0..m {
                 out.extend_from_slice(bias);
             }
         }
         // SAFETY: `out` has room for `[m, n]` row-major; `x` is `[m, k]`
-        // and `p.w` `[k, n]`, row-major. Without a bias gemm only writes
-        // the output (`read_dst` false), so every element is set before
-        // `set_len`; with one it reads the bias rows just written.
+        // row-major and the callers' strides keep `w`'s reads inside it.
+        // Without a bias gemm only writes the output (`read_dst` false), so
+        // every element is set before `set_len`; with one it reads the bias
+        // rows just written.
         unsafe {
             gemm::gemm(
                 m, n, k,
-                out.as_mut_ptr(), 1, n as isize, p.bias.is_some(),
+                out.as_mut_ptr(), 1, n as isize, bias.is_some(),
                 x.as_ptr(), 1, k as isize,
-                p.w.as_ptr(), 1, n as isize,
-                1.0, 1.0, false, false, false,
-                parallelism(m * n * k),
-            );
-            out.set_len(m * n);
-        }
-        out
-    }
-
-    /// `x · eᵀ` for `x` `[m, k]` and `e` `[n, k]`, row-major, by gemm (as
-    /// [`gemm_times`]).
-    fn gemm_dot(x: &[f32], e: &[f32], m: usize, n: usize) -> Vec<f32> {
-        let k = x.len() / m;
-        let mut out = Vec::with_capacity(m * n);
-        // SAFETY: as in `gemm_times`; `eᵀ` `[k, n]` is `e` read with its
-        // row stride `k` as the column stride.
-        unsafe {
-            gemm::gemm(
-                m, n, k,
-                out.as_mut_ptr(), 1, n as isize, false,
-                x.as_ptr(), 1, k as isize,
-                e.as_ptr(), k as isize, 1,
+                w.as_ptr(), w_cs, w_rs,
                 1.0, 1.0, false, false, false,
                 parallelism(m * n * k),
             );
