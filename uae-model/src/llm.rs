@@ -178,27 +178,27 @@ impl CausalLm {
         // token; position j - 1 of a continuation predicts its token j.
         let last = self.model.hidden_states_packed(&[prompt], Some(&mut cache), Some(&[prompt.len() - 1]));
         cache.select_rows(&Tensor::<1, Int>::zeros([continuations.len()], &self.device));
+        // The continuations' rows to run, and for each target the row of
+        // `[last; those rows]` that predicts it: 0 for every first token.
         let mut rows = Vec::new();
+        let mut order = Vec::new();
         let mut targets = Vec::new();
         for (continuation, offset) in continuations.iter().zip(offsets(continuations)) {
-            rows.extend((1..continuation.len()).map(|j| offset + j - 1));
-            targets.extend(continuation.iter().map(|&t| t as i32));
+            for (j, &target) in continuation.iter().enumerate() {
+                if j == 0 {
+                    order.push(0);
+                } else {
+                    rows.push(offset + j - 1);
+                    order.push(rows.len() as i32);
+                }
+                targets.push(target as i32);
+            }
         }
-        // Row 0 the prompt's last position, row 1 + i the continuations'
-        // i-th row (none to run when every continuation is one token).
+        // None to run when every continuation is one token.
         let rows = match rows.is_empty() {
             true => last,
             false => Tensor::cat(vec![last, self.model.hidden_states_packed(continuations, Some(&mut cache), Some(&rows))], 0),
         };
-        // In the order of `targets`: each continuation's first token from
-        // the prompt's row, the others from its own rows.
-        let mut order = Vec::with_capacity(targets.len());
-        let mut next = 1;
-        for continuation in continuations {
-            order.push(0);
-            order.extend(next..next + continuation.len() as i32 - 1);
-            next += continuation.len() as i32 - 1;
-        }
         let n = order.len();
         let hidden = rows.select(0, Tensor::<1, Int>::from_data(TensorData::new(order, [n]), &self.device));
         let values = self.gather_logprobs(hidden, &targets)?;
