@@ -118,6 +118,21 @@ fn quickstart_runs_every_stage_reuses_them_and_keeps_the_test_split_out() {
     assert!(third.status.success(), "{log}");
     assert!(stage_line(&log, "label").contains("reused") && stage_line(&log, "train-uae").contains("reused"), "{log}");
     assert!(!stage_line(&log, "eval").contains("reused"), "{log}");
+
+    // The question writer is its own option: the teacher itself changes
+    // nothing, another model reaches the synth stage (here one that is not
+    // a model, so it stops there, naming it).
+    let teacher = root.join("teacher").display().to_string();
+    let same = quickstart(root, &["--max-new-tokens", "3", "--synth-passages", "5", "--synth-teacher", &teacher]);
+    let log = stderr(&same);
+    assert!(same.status.success() && stage_line(&log, "synth").contains("reused") && stage_line(&log, "eval").contains("reused"), "{log}");
+    let writer = root.join("data").display().to_string();
+    let other = quickstart(root, &["--max-new-tokens", "3", "--synth-passages", "5", "--synth-teacher", &writer]);
+    let log = stderr(&other);
+    assert!(!other.status.success() && !stage_line(&log, "synth").contains("reused"), "{log}");
+    assert!(log.contains(&writer), "{log}");
+    let pipeline: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(w.join("pipeline.json")).unwrap()).unwrap();
+    assert_eq!(pipeline["synth_teacher"], teacher);
 }
 
 /// A candidates file that names a test query stops the pipeline before

@@ -31,6 +31,9 @@ pub struct QuickstartArgs {
     /// $UAE_CACHE/models/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf].
     #[arg(long)]
     teacher: Option<String>,
+    /// The LLM that writes the synthetic questions [default: the teacher].
+    #[arg(long)]
+    synth_teacher: Option<String>,
     /// The work directory [default: $UAE_CACHE/quickstart].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -135,6 +138,7 @@ pub fn run(args: QuickstartArgs, device: &Device) -> Result<()> {
     let options = PipelineOptions {
         data,
         student,
+        synth_teacher: args.synth_teacher.clone().unwrap_or_else(|| teacher.clone()),
         teacher,
         out: args.out.clone().unwrap_or_else(|| uae_cache().join("quickstart")),
         synth_passages: args.synth_passages,

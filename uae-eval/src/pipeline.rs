@@ -46,6 +46,10 @@ pub struct PipelineOptions {
     pub student: String,
     /// The teacher, re-ranker and generator LLM.
     pub teacher: String,
+    /// The LLM that writes the synthetic questions (often `teacher`; a
+    /// larger one writes better questions and costs only one prompt per
+    /// sampled passage, where labelling costs one per candidate).
+    pub synth_teacher: String,
     /// The work directory.
     pub out: PathBuf,
     /// Corpus passages the teacher writes synthetic training questions for
@@ -195,7 +199,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
     let data = &if o.synth_passages > 0 {
         let synth = out.join("data");
         let job = SynthJob {
-            teacher: o.teacher.clone(),
+            teacher: o.synth_teacher.clone(),
             data: o.data.clone(),
             out: synth.clone(),
             student: o.student.clone(),
@@ -211,7 +215,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
             },
         };
         let mut synth_argv = argv(&[
-            "synth", "--teacher", &o.teacher, "--data", &s(&o.data), "--out", &s(&synth), "--student", &o.student,
+            "synth", "--teacher", &o.synth_teacher, "--data", &s(&o.data), "--out", &s(&synth), "--student", &o.student,
             "--index", &s(&base_index), "--max-passages", &o.synth_passages.to_string(), "--per-passage",
             &o.synth_per_passage.to_string(), "--sources", &o.synth_sources.to_string(),
         ]);
@@ -225,7 +229,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
         runner.run(Stage {
             name: "synth",
             argv: synth_argv,
-            inputs: [local(&o.student), local(&o.teacher), vec![o.data.clone(), base_index.clone()]].concat(),
+            inputs: [local(&o.student), local(&o.synth_teacher), vec![o.data.clone(), base_index.clone()]].concat(),
             outputs: vec![synth.clone()],
             resumable: true,
             work: Work::Synth(Box::new(job)),
@@ -328,7 +332,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
     let student_index = out.join("indexes").join(if o.query_only { "base" } else { "uae" });
     let serve = format!("uae serve --model {} --index {}", s(&out.join("models/uae")), s(&student_index));
     let pipeline = serde_json::json!({
-        "data": s(&o.data), "student": o.student, "teacher": o.teacher, "synth_passages": o.synth_passages,
+        "data": s(&o.data), "student": o.student, "teacher": o.teacher, "synth_teacher": o.synth_teacher, "synth_passages": o.synth_passages,
         "synth_per_passage": o.synth_per_passage, "synth_temperature": o.synth_temperature, "synth_sources": o.synth_sources, "synth_source_prefixes": o.synth_source_prefixes, "candidates": o.candidates,
         "train_candidates": o.train_candidates, "utility": o.utility.to_string(), "tau_u": o.tau_u, "utility_norm": o.utility_norm,
         "infonce_weight": o.infonce_weight, "query_only": o.query_only,
