@@ -21,8 +21,10 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 /// The font family name the charts use.
 const FONT: &str = "sans-serif";
 
-/// Series colours (colour-blind-safe "deep" palette of seaborn).
-const COLORS: [RGBColor; 8] = [
+/// Series colours: seaborn's colour-blind-safe "deep" palette, then its
+/// "pastel" one, so that up to 20 series (a report comparing many students
+/// or seeds) never share a colour.
+const COLORS: [RGBColor; 20] = [
     RGBColor(76, 114, 176),
     RGBColor(221, 132, 82),
     RGBColor(85, 168, 104),
@@ -31,6 +33,18 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(147, 120, 96),
     RGBColor(218, 139, 195),
     RGBColor(140, 140, 140),
+    RGBColor(204, 185, 116),
+    RGBColor(100, 181, 205),
+    RGBColor(161, 201, 244),
+    RGBColor(255, 180, 130),
+    RGBColor(141, 229, 161),
+    RGBColor(255, 159, 155),
+    RGBColor(208, 187, 255),
+    RGBColor(222, 187, 155),
+    RGBColor(250, 176, 228),
+    RGBColor(207, 207, 207),
+    RGBColor(255, 254, 163),
+    RGBColor(185, 242, 240),
 ];
 
 /// The colour of series `i`.
@@ -110,16 +124,26 @@ pub struct BarSeries {
 }
 
 /// Draws a grouped bar chart: one group per entry of `groups`, one bar per
-/// series in each, the value printed above each bar; writes a PNG to `path`.
+/// series in each, the value printed above each bar where the bars are wide
+/// enough for it, and the legend to the right of the bars (never over
+/// them); writes a PNG to `path`.
 pub fn bar_chart(path: &Path, title: &str, groups: &[String], series: &[BarSeries], (w, h): (u32, u32)) -> Result<()> {
     register_fonts();
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
+        let legend_font = (FONT, 14).into_font().color(&BLACK);
+        let mut name_width = 0;
+        for s in series {
+            name_width = name_width.max(root.estimate_text_size(&s.name, &legend_font).map_err(plot_error)?.0);
+        }
+        // Swatch, gap, longest name and margins.
+        let legend_width = (name_width + 44).min(w / 2);
+        let (plot, legend) = root.split_horizontally(w - legend_width);
         let top = series.iter().flat_map(|s| s.values.iter().copied()).filter(|v| v.is_finite()).fold(0.0, f64::max);
         let y_max = if top <= 1.0 { 1.1 } else { top * 1.15 };
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(&plot)
             .caption(title, (FONT, 22).into_font().style(FontStyle::Bold))
             .margin(16)
             .x_label_area_size(36)
@@ -136,37 +160,48 @@ pub fn bar_chart(path: &Path, title: &str, groups: &[String], series: &[BarSerie
             .map_err(plot_error)?;
         let n = series.len().max(1) as f64;
         let width = 0.84 / n;
+        // A value label ("0.56", about 24 px) goes above its bar only when
+        // the bars are wider than it, so labels never run into each other.
+        let bar_pixels = chart.backend_coord(&(width, 0.0)).0 - chart.backend_coord(&(0.0, 0.0)).0;
+        let labelled = bar_pixels >= 26;
         for (i, s) in series.iter().enumerate() {
             let c = color(i);
             let bars = s.values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(move |(g, &v)| {
                 let x0 = g as f64 + 0.08 + i as f64 * width;
                 Rectangle::new([(x0, 0.0), (x0 + width * 0.92, v)], c.filled())
             });
-            chart
-                .draw_series(bars)
-                .map_err(plot_error)?
-                .label(s.name.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], c.filled()));
-            let labels = s.values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(move |(g, &v)| {
-                let x = g as f64 + 0.08 + (i as f64 + 0.46) * width;
-                Text::new(
-                    format!("{v:.2}"),
-                    (x, v),
-                    (FONT, 11).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom)),
-                )
-            });
-            chart.draw_series(labels).map_err(plot_error)?;
+            chart.draw_series(bars).map_err(plot_error)?;
+            if labelled {
+                let labels = s.values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(move |(g, &v)| {
+                    let x = g as f64 + 0.08 + (i as f64 + 0.46) * width;
+                    Text::new(
+                        format!("{v:.2}"),
+                        (x, v),
+                        (FONT, 11).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom)),
+                    )
+                });
+                chart.draw_series(labels).map_err(plot_error)?;
+            }
         }
         for (g, name) in groups.iter().enumerate() {
             let (x, y) = chart.backend_coord(&(g as f64 + 0.5, 0.0));
-            root.draw(&Text::new(
+            plot.draw(&Text::new(
                 name.as_str(),
                 (x, y + 8),
                 (FONT, 15).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Top)),
             ))
             .map_err(plot_error)?;
         }
-        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+        // The legend: one swatch and name per series, from the top of the
+        // plotting area down.
+        let (_, top_y) = chart.backend_coord(&(0.0, y_max));
+        for (i, s) in series.iter().enumerate() {
+            let y = top_y + 10 + 20 * i as i32;
+            legend.draw(&Rectangle::new([(8, y - 6), (22, y + 6)], color(i).filled())).map_err(plot_error)?;
+            legend
+                .draw(&Text::new(s.name.as_str(), (30, y), legend_font.pos(Pos::new(HPos::Left, VPos::Center))))
+                .map_err(plot_error)?;
+        }
         root.present().map_err(plot_error)?;
     }
     write_png(path, &buf, w, h)
@@ -357,6 +392,33 @@ mod tests {
         assert_eq!((w, h), (400, 300));
         assert!(has_color(&pixels, color(0)) && has_color(&pixels, color(1)) && !has_color(&pixels, color(2)));
         assert!(pixels.chunks(3).filter(|p| p.iter().all(|&v| v < 60)).count() > 200, "no text drawn");
+    }
+
+    /// Twelve series (a report of many students) get twelve colours, and
+    /// the legend stays right of the bars: no series colour in the plot's
+    /// columns between the last bar and the legend's swatches.
+    #[test]
+    fn many_series_keep_their_own_colours_and_the_legend_clear_of_the_bars() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bars.png");
+        let series: Vec<BarSeries> =
+            (0..12).map(|i| BarSeries { name: format!("student-{i}"), values: vec![0.9, 0.95, 1.0] }).collect();
+        let (w, h) = (1000, 400);
+        bar_chart(&path, "t", &["R@1".into(), "R@5".into(), "MAP".into()], &series, (w, h)).unwrap();
+        let (_, _, pixels) = decode(&path);
+        let colours: Vec<RGBColor> = (0..12).map(color).collect();
+        assert!(colours.iter().enumerate().all(|(i, c)| colours[..i].iter().all(|d| d != c)), "a colour repeats");
+        assert!(colours.iter().all(|&c| has_color(&pixels, c)));
+        // The columns holding a (non-grey: text's anti-aliasing is grey)
+        // series colour: bars on the left, swatches on the right, and a gap
+        // between them.
+        let vivid: Vec<RGBColor> = colours.into_iter().filter(|c| !(c.0 == c.1 && c.1 == c.2)).collect();
+        let coloured: Vec<bool> = (0..w as usize)
+            .map(|x| (0..h as usize).any(|y| vivid.iter().any(|c| pixels[(y * w as usize + x) * 3..][..3] == [c.0, c.1, c.2])))
+            .collect();
+        let last_swatch = coloured.iter().rposition(|&c| c).unwrap();
+        let gap_before_legend = coloured[..last_swatch].iter().rev().skip_while(|&&c| c).take_while(|&&c| !c).count();
+        assert!(gap_before_legend >= 16, "the legend touches the bars (gap of {gap_before_legend} px)");
     }
 
     #[test]
