@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# The larger configuration (issue 13): the quickstart with five times the
-# synthetic training questions and more labelled candidates per question, in
-# its own work directory ($UAE_CACHE/benchmark), so the quickstart's cache is
-# left alone. It runs the same stages on the same data set and teacher and
-# writes the same report, to $UAE_CACHE/benchmark/report/; about an hour on
-# two cores (see reports/python-faq-benchmark/README.md for the measured
-# wall time). Environment: SYNTH_PASSAGES (400), CANDIDATES (8), OUT (the
-# work directory); extra arguments go to `uae quickstart`. The run of
-# reports/python-faq-own-docs/ (questions about the FAQ's own answers only):
-#   SYNTH_PASSAGES=293 OUT=$UAE_CACHE/benchmark-faq scripts/benchmark.sh --synth-source-prefix faq/
+# The larger configuration (issue 13), in its own work directory
+# ($UAE_CACHE/benchmark), so the quickstart's cache is left alone: the Python
+# FAQ split 10/10/80 (18 train / 18 dev / 143 test real questions),
+# Qwen2.5-Coder-1.5B-Instruct writing three questions about each of the FAQ's
+# 293 answers (`--synth-teacher`), SmolLM2-135M labelling 8 candidates per
+# question (question utility), re-ranking and answering, then the quickstart's
+# training and report. About 70 minutes cold on two cores, most of it the
+# 1.5B model writing (see reports/python-faq-test80-qwen-questions/README.md
+# for the measured wall time). Environment: SYNTH_PASSAGES (293), CANDIDATES
+# (8), OUT (the work directory); extra arguments go to `uae quickstart`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export UAE_CACHE="${UAE_CACHE:-$HOME/.cache/uae}"
-passages="${SYNTH_PASSAGES:-400}"
+export FAQ_DATA="$UAE_CACHE/data/python-faq-test80" FAQ_SPLIT="10/10/80"
+passages="${SYNTH_PASSAGES:-293}"
 candidates="${CANDIDATES:-8}"
+writer="$(assets/fetch.sh qwen2.5-coder-1.5b | tail -n 1)"
 
-exec scripts/quickstart.sh --out "${OUT:-$UAE_CACHE/benchmark}" \
-    --synth-passages "$passages" \
+exec scripts/quickstart.sh --data "$FAQ_DATA" --out "${OUT:-$UAE_CACHE/benchmark}" \
+    --synth-teacher "$writer" --synth-passages "$passages" --synth-per-passage 3 --synth-source-prefix faq/ \
     --candidates "$candidates" --train-candidates "$candidates" "$@"

@@ -19,9 +19,10 @@ assets/fetch.sh minilm smollm2 >/dev/null
 
 # The quickstart's data set: the Python FAQ with most real questions held out
 # for testing (10% train, 20% dev, 70% test: 18 / 36 / 125 questions); the
-# training questions are mostly the teacher's own (`uae synth`).
-data="$UAE_CACHE/data/python-faq-heldout"
-split="10/20/70"
+# training questions are mostly the teacher's own (`uae synth`). FAQ_DATA and
+# FAQ_SPLIT build another split (scripts/benchmark.sh's, passed with --data).
+data="${FAQ_DATA:-$UAE_CACHE/data/python-faq-heldout}"
+split="${FAQ_SPLIT:-10/20/70}"
 if ! grep -qs "\"split\": \"$split\"" "$data/summary.json"; then
     if ! dpkg -s python3.11-doc >/dev/null 2>&1; then
         SUDO=""
