@@ -183,6 +183,8 @@ pub struct Padding {
 #[derive(Debug, Clone)]
 struct PaddingMask<'a> {
     mask: Tensor<4, Bool>,
+    /// Read by flex's attention, which skips the padding instead of masking it.
+    #[cfg_attr(not(feature = "flex"), allow(dead_code))]
     padding: &'a Padding,
 }
 
