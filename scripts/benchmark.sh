@@ -5,7 +5,7 @@
 # Qwen2.5-Coder-1.5B-Instruct writing three questions about each of the FAQ's
 # 293 answers (`--synth-teacher`), SmolLM2-135M labelling 8 candidates per
 # question (question utility), re-ranking and answering, then the quickstart's
-# training and report. About 70 minutes cold on two cores, most of it the
+# training and report. About 66 minutes cold on two cores, most of it the
 # 1.5B model writing (see reports/python-faq-test80-qwen-questions/README.md
 # for the measured wall time). Environment: SYNTH_PASSAGES (293), CANDIDATES
 # (8), OUT (the work directory); extra arguments go to `uae quickstart`.
