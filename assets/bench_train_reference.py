@@ -14,10 +14,11 @@ uae's batcher does), UM-InfoNCE with in-batch negatives:
     loss   = mean_b -sum_{d in K} p_U(d) log p(d)
 
 AdamW (lr 2e-5, weight decay 0.01, eps 1e-8), gradient clipping at global
-norm 1.0, fp32, torch threads = CPU cores. Times --steps steps after
---warmup untimed ones and prints one JSON line: query groups/s (queries per
-second: one group is a query with its candidates), seconds per step and
-peak RSS (ru_maxrss).
+norm 1.0, fp32, torch threads = CPU cores, on --device (cpu, or cuda where
+this torch has it). Times --steps steps after --warmup untimed ones and
+prints one JSON line: query groups/s (queries per second: one group is a
+query with its candidates), seconds per step, peak RSS (ru_maxrss) and, on
+cuda, the peak of torch's allocated GPU memory.
 
     python assets/bench_train_reference.py --data DIR/data --labels DIR/labels.jsonl --steps 3
 """
@@ -47,6 +48,7 @@ def main():
     ap.add_argument("--tau-u", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     args = ap.parse_args()
 
     import torch
@@ -55,6 +57,8 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
 
     corpus = {}
     for p in read_jsonl(os.path.join(args.data, "corpus.jsonl")):
@@ -67,12 +71,12 @@ def main():
         raise SystemExit(f"{args.labels} has {len(labels)} queries, need {need}")
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModel.from_pretrained(args.model, dtype=torch.float32)
+    model = AutoModel.from_pretrained(args.model, dtype=torch.float32).to(device)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, eps=1e-8)
 
     def embed(texts):
-        enc = tokenizer(texts, padding=True, truncation=True, max_length=args.max_length, return_tensors="pt")
+        enc = tokenizer(texts, padding=True, truncation=True, max_length=args.max_length, return_tensors="pt").to(device)
         out = model(**enc).last_hidden_state
         mask = enc["attention_mask"].unsqueeze(-1).to(out.dtype)
         pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -82,10 +86,10 @@ def main():
         b, k = len(batch), len(batch[0]["doc_ids"])
         q, q_len = embed([queries[x["query_id"]] for x in batch])
         p, p_len = embed([corpus[d] for x in batch for d in x["doc_ids"]])
-        utilities = torch.tensor([x["utilities"] for x in batch], dtype=torch.float32)
+        utilities = torch.tensor([x["utilities"] for x in batch], dtype=torch.float32, device=device)
         logits = q @ p.T / args.tau  # [B, B*K]
         log_p = F.log_softmax(logits, dim=1)
-        own = torch.arange(k).unsqueeze(0) + (torch.arange(b) * k).unsqueeze(1)
+        own = (torch.arange(k).unsqueeze(0) + (torch.arange(b) * k).unsqueeze(1)).to(device)
         log_p_own = log_p.gather(1, own)  # [B, K]
         target = F.softmax(utilities / args.tau_u, dim=1)
         loss = -(target * log_p_own).sum(1).mean()
@@ -100,8 +104,10 @@ def main():
         step(batch)
     times, losses, shapes = [], [], set()
     for batch in batches[args.warmup:]:
+        if cuda:
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
-        loss, q_len, p_len = step(batch)
+        loss, q_len, p_len = step(batch)  # .item() waits for the device
         times.append(time.perf_counter() - t0)
         losses.append(round(loss, 5))
         shapes.add((q_len, p_len))
@@ -111,6 +117,7 @@ def main():
         "impl": "pytorch",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "device": str(device),
         "steps": args.steps,
         "warmup_steps": args.warmup,
         "batch": args.batch_size,
@@ -122,6 +129,7 @@ def main():
         "groups_per_s": round(queries_done / total, 4),
         "losses": losses,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
     }))
 
 

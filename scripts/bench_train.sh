@@ -4,13 +4,17 @@
 #
 # all-MiniLM-L6-v2, 16 queries x 16 candidates x 128 tokens per step, CPU,
 # fp32. Prints one JSON line: both query-group rates (queries/s), their ratio
-# (uae / PyTorch), both peak RSS and the load average before and after.
+# (uae / PyTorch), both peak RSS and the load average before and after. The
+# benchmark's shape is the default; BATCH, K and MAXLEN change it (a smaller
+# one checks the script on a slow device, e.g. a GPU emulated on the CPU).
 #
 #   scripts/bench_train.sh [STEPS]          # timed steps per side, default 3
 #
 # Environment: UAE (binary, default the release build in ~/.cache/uae/target),
 # PYTHON (the reference venv's python), MODEL (model dir), WORK (scratch dir,
 # default a fresh mktemp -d), BURN_DEVICE (uae's device, default cpu),
+# PYTORCH_DEVICE (the reference's torch device, default cpu; cuda where the
+# venv's torch has it),
 # GRAD_CACHE (uae's `grad_cache`: encode N texts at a time with cached
 # gradients; default 32, uae's default; 0 for the whole batch in one graph).
 #
@@ -31,9 +35,10 @@ UAE=${UAE:-$HOME/.cache/uae/target/release/uae}
 PYTHON=${PYTHON:-$HOME/.cache/uae/venv/bin/python}
 MODEL=${MODEL:-$HOME/.cache/uae/models/all-MiniLM-L6-v2}
 WORK=${WORK:-$(mktemp -d /tmp/uae-bench-train.XXXXXX)}
-BATCH=16
-K=16
-MAXLEN=128
+BATCH=${BATCH:-16}
+K=${K:-16}
+MAXLEN=${MAXLEN:-128}
+PYTORCH_DEVICE=${PYTORCH_DEVICE:-cpu}
 GRAD_CACHE=${GRAD_CACHE:-32}
 QUERIES=$((BATCH * (STEPS + 1) + 1))
 mkdir -p "$WORK"
@@ -58,14 +63,16 @@ load_mid=$(cut -d' ' -f1-3 /proc/loadavg)
 
 "$PYTHON" "$ROOT/assets/bench_train_reference.py" --model "$MODEL" --data "$WORK/in/data" \
     --labels "$WORK/in/labels.jsonl" --steps "$STEPS" --warmup 1 --batch-size "$BATCH" \
-    --max-length "$MAXLEN" >"$WORK/torch.json"
+    --max-length "$MAXLEN" --device "$PYTORCH_DEVICE" >"$WORK/torch.json"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-"$PYTHON" - "$WORK" "$STEPS" "$load_before" "$load_mid" "$load_after" "$GRAD_CACHE" <<'EOF'
+"$PYTHON" - "$WORK" "$STEPS" "$load_before" "$load_mid" "$load_after" "$GRAD_CACHE" \
+    "${BATCH}x${K}x${MAXLEN}" "${BURN_DEVICE:-cpu}" <<'EOF'
 import json, os, re, sys
 work, steps = sys.argv[1], int(sys.argv[2])
 loads = sys.argv[3:6]
 grad_cache = int(sys.argv[6])
+shape, uae_device = sys.argv[7], sys.argv[8]
 points = []  # (time, queries done) after each training step
 for line in open(os.path.join(work, "uae_log.txt")):
     stamp, _, text = line.partition(" ")
@@ -86,7 +93,9 @@ per_step = [round(b[0] - a[0], 3) for a, b in zip(steps_seen, steps_seen[1:])]
 rss_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(os.path.join(work, "uae_time.txt")).read()).group(1))
 torch = json.load(open(os.path.join(work, "torch.json")))
 print(json.dumps({
-    "bench": "train-step um-infonce all-MiniLM-L6-v2 16x16x128 cpu fp32",
+    "bench": f"train-step um-infonce all-MiniLM-L6-v2 {shape} fp32",
+    "uae_device": uae_device,
+    "pytorch_device": torch.get("device", "cpu"),
     "steps_timed": {"uae": len(per_step), "pytorch": torch["steps"]},
     "uae_grad_cache": grad_cache,
     "uae_groups_per_s": round(uae_rate, 4),
@@ -96,6 +105,7 @@ print(json.dumps({
     "pytorch_seconds_per_step": torch["seconds_per_step"],
     "uae_peak_rss_mib": round(rss_kib / 1024, 1),
     "pytorch_peak_rss_mib": torch["peak_rss_mib"],
+    "pytorch_peak_gpu_mib": torch.get("peak_gpu_mib"),
     "pytorch_passage_tokens": torch["passage_tokens"],
     "cores": os.cpu_count(),
     "torch_threads": torch["threads"],

@@ -16,7 +16,9 @@
 #   3. speed, embedding: texts/s of `uae embed` on the GPU over the 1,000
 #      benchmark passages (best of 3), beside the CPU figure.
 #   4. speed, training: scripts/bench_train.sh with BURN_DEVICE set (its
-#      PyTorch reference runs on the CPU unless PYTORCH_DEVICE says cuda).
+#      PyTorch reference runs on the CPU unless PYTORCH_DEVICE=cuda and the
+#      venv's torch has CUDA; BATCH, K and MAXLEN shrink the step, to check
+#      the script on an emulated GPU such as Mesa's lavapipe).
 # Env: UAE_CACHE (~/.cache/uae), OUT (where the JSON lines and logs go;
 #      default a fresh mktemp -d), STEPS (timed training steps, 3), UAE_BIN (a
 #      uae built with the backend elsewhere, instead of building one here).
