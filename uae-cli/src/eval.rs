@@ -69,6 +69,9 @@ pub struct CompareArgs {
     /// A bi-encoder as NAME=PATH (or PATH, named after its folder); repeat
     /// for more rows. The first is the base encoder LLM re-ranking starts
     /// from; the last is the student the paper's goals are checked for.
+    /// Models given under one NAME are seeds of one system (the same recipe
+    /// trained with other seeds): its row and tests use each query's mean
+    /// over them, and a "Seeds" section lists each one.
     #[arg(long = "model")]
     models: Vec<String>,
     /// Where each model's corpus index is kept (`<DIR>/<NAME>`), reused

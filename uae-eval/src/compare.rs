@@ -3,6 +3,10 @@
 //! encoder, the last the student the paper's goals are checked for), and,
 //! with a re-ranking teacher, the teacher re-ranking the base encoder's
 //! top-k at query time (docs/method.md, "Query-likelihood re-ranking").
+//! Several models under one name are the seeds of one system (the same
+//! recipe trained with different seeds): each is searched and answered from
+//! on its own, and the row holds their per-query means, so that the table
+//! and the significance tests measure the recipe rather than one seed's luck.
 //! Every query is timed alone, as a user would send it.
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,7 +19,7 @@ use uae_data::atomic::write_atomically;
 use uae_data::jsonl::JsonlWriter;
 use uae_data::lock::check_name;
 use uae_data::trec::write_run;
-use uae_data::{DataSet, Hit, Progress, Query, Ranking, Run, TeacherAgreement};
+use uae_data::{DataSet, Hit, Progress, Qrels, Query, Ranking, Run, TeacherAgreement};
 use uae_index::bm25::Bm25Index;
 use uae_index::corpus_index;
 use uae_index::exact;
@@ -26,7 +30,7 @@ use uae_teacher::answer::{self, AnswerOptions};
 use uae_teacher::rerank::{RerankOptions, rerank};
 
 use crate::metrics::{self, DEFAULT_KS};
-use crate::report::{ComparisonReport, Latency, SystemRow, TESTED_METRICS};
+use crate::report::{ComparisonReport, Latency, SeedRow, SystemRow, TESTED_METRICS};
 use crate::significance::TestOptions;
 
 /// The name of the LLM re-ranking row.
@@ -40,8 +44,10 @@ pub struct CompareOptions {
     /// The split evaluated (qrels/<split>.tsv).
     pub split: String,
     /// Bi-encoders as NAME=PATH (or PATH, named after its folder), one row
-    /// each. The first is the base encoder LLM re-ranking starts from; the
-    /// last is the student the paper's goals are checked for.
+    /// per name: models given under the same name are the seeds of one
+    /// system, averaged per query. The first name is the base encoder LLM
+    /// re-ranking starts from (from its first model); the last is the
+    /// student the paper's goals are checked for.
     pub models: Vec<String>,
     /// Where each model's corpus index is kept (`<DIR>/<NAME>`), reused when
     /// it matches the model and corpus; `None` is `<report>/indexes`.
@@ -84,12 +90,40 @@ pub struct CompareOptions {
     pub report: PathBuf,
 }
 
-/// A system's rankings and per-query latencies.
+/// A system's rankings and per-query latencies; for one seed of a system
+/// with several, that seed's.
 struct Ranked {
     name: String,
+    /// The seed's number (from 1) where the system has several models.
+    seed: Option<usize>,
+    /// The model's path, for a bi-encoder.
+    model: Option<String>,
     description: String,
     rankings: Vec<Ranking>,
     latencies_ms: Vec<f64>,
+}
+
+impl Ranked {
+    /// The system's name, with its seed's number where it has seeds: the
+    /// name of its run file, its index folder and its answers.
+    fn label(&self) -> String {
+        match self.seed {
+            Some(seed) => format!("{}.seed{seed}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// The models of each named system, in the order the names first appear.
+fn systems_of(models: Vec<(String, String)>) -> Vec<(String, Vec<String>)> {
+    let mut systems: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, path) in models {
+        match systems.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, paths)) => paths.push(path),
+            None => systems.push((name, vec![path])),
+        }
+    }
+    systems
 }
 
 /// Splits `NAME=PATH` given with `flag`; a bare path is named after its
@@ -120,7 +154,7 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
         bail!("give at least one --model (the base encoder)");
     }
     // Checked before any work: each name becomes an index folder's.
-    let models = args.models.iter().map(|spec| named(spec, "--model")).collect::<Result<Vec<_>>>()?;
+    let models = systems_of(args.models.iter().map(|spec| named(spec, "--model")).collect::<Result<Vec<_>>>()?);
     if args.k == 0 || args.rerank_k == 0 || args.tests.resamples == 0 {
         bail!("--k, --rerank-k and --test-resamples must be at least 1");
     }
@@ -151,11 +185,14 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
 
     let mut systems = vec![bm25_system(&data, &queries, args.k)?];
     let indexes = args.indexes.clone().unwrap_or_else(|| report_dir.join("indexes"));
-    for (name, path) in &models {
-        if systems.iter().any(|s| &s.name == name) {
-            bail!("two systems are named {name:?}; name models as NAME=PATH");
+    for (name, paths) in &models {
+        if name == "BM25" || name == RERANK {
+            bail!("--model: {name:?} names another system of the comparison; name models as NAME=PATH");
         }
-        systems.push(dense_system(name, path, &data, &queries, &indexes, args, device, progress)?);
+        for (i, path) in paths.iter().enumerate() {
+            let seed = (paths.len() > 1).then_some(i + 1);
+            systems.push(dense_system(name, seed, path, &data, &queries, &indexes, args, device, progress)?);
+        }
     }
     let rerank_lm = args.rerank_teacher.as_deref().map(|t| Teacher::load(t, device)).transpose()?;
     if let (Some(lm), Some(teacher)) = (&rerank_lm, &args.rerank_teacher) {
@@ -177,45 +214,24 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
     };
 
     let rerank_p50 = systems.iter().find(|s| s.name == RERANK).map(|s| Latency::of(&s.latencies_ms).p50_ms);
-    let mut rows = Vec::new();
+    let mut scored = Vec::new();
     for (i, system) in systems.iter().enumerate() {
-        let run = Run::from_triples(
-            queries.iter().zip(&system.rankings).flat_map(|(q, r)| r.iter().map(move |h| (q.id.clone(), h.id.clone(), h.score))),
-        );
-        let name = format!("{}.trec", file_name(&system.name));
-        let mut text = Vec::new();
-        write_run(&run, &file_name(&system.name), &mut text).with_context(|| format!("cannot write runs/{name}"))?;
-        write_atomically(&report_dir.join("runs"), &name, &text)?;
-        let latency = Latency::of(&system.latencies_ms);
-        let evaluated = metrics::evaluate(qrels, &run, &DEFAULT_KS);
-        let mut per_query: BTreeMap<String, BTreeMap<String, f64>> = TESTED_METRICS
-            .iter()
-            .filter(|(m, _)| evaluated.mean.contains_key(*m))
-            .map(|(m, _)| (m.to_string(), evaluated.per_query.iter().map(|(q, v)| (q.clone(), v[*m])).collect()))
-            .collect();
-        let (mut token_f1, mut exact_match) = (None, None);
-        if let Some(answers) = &answers {
-            let scores = &answers[i];
-            let mean = |f: fn(&(f64, f64)) -> f64| scores.iter().map(f).sum::<f64>() / scores.len().max(1) as f64;
-            token_f1 = Some(mean(|s| s.0));
-            exact_match = Some(mean(|s| s.1));
-            let by_query = |f: fn(&(f64, f64)) -> f64| queries.iter().zip(scores).map(|(q, s)| (q.id.clone(), f(s))).collect();
-            per_query.insert("token_f1".into(), by_query(|s| s.0));
-            per_query.insert("exact_match".into(), by_query(|s| s.1));
-        }
-        rows.push(SystemRow {
-            name: system.name.clone(),
-            description: system.description.clone(),
-            metrics: evaluated.mean,
-            token_f1,
-            exact_match,
-            latency,
-            speedup_vs_rerank: rerank_p50.map(|r| r / latency.p50_ms),
-            per_query,
-        });
+        let answers = answers.as_ref().map(|a| a[i].as_slice());
+        scored.push(score_system(system, qrels, &queries, answers, &report_dir)?);
     }
-    let base = &systems[1].name;
-    let student = &systems[args.models.len()].name;
+    let mut rows: Vec<SystemRow> = Vec::new();
+    for (system, (row, per_seed)) in systems.iter().zip(scored) {
+        match rows.last_mut() {
+            Some(last) if last.name == system.name => last.seeds.push(per_seed),
+            _ => rows.push(SystemRow { seeds: if system.seed.is_some() { vec![per_seed] } else { Vec::new() }, ..row }),
+        }
+    }
+    for row in &mut rows {
+        pool_seeds(row, &systems);
+        row.speedup_vs_rerank = rerank_p50.map(|r| r / row.latency.p50_ms);
+    }
+    let base = &models[0].0;
+    let student = &models[models.len() - 1].0;
     let goals = ComparisonReport::paper_goals(&rows, base, student, RERANK);
     let references = if args.against.is_empty() { vec![base.clone()] } else { args.against.clone() };
     if let Some(missing) = references.iter().find(|r| !rows.iter().any(|s| &s.name == *r)) {
@@ -263,6 +279,90 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
     Ok(report)
 }
 
+/// Writes `system`'s run file into `<report>/runs` and scores it: its row
+/// (the system's own, or one seed's figures to be pooled) and its figures as
+/// a seed. `answers` are its token F1 and exact match per query.
+fn score_system(
+    system: &Ranked,
+    qrels: &Qrels,
+    queries: &[&Query],
+    answers: Option<&[(f64, f64)]>,
+    report_dir: &Path,
+) -> Result<(SystemRow, SeedRow)> {
+    let run = Run::from_triples(
+        queries.iter().zip(&system.rankings).flat_map(|(q, r)| r.iter().map(move |h| (q.id.clone(), h.id.clone(), h.score))),
+    );
+    let label = file_name(&system.label());
+    let name = format!("{label}.trec");
+    let mut text = Vec::new();
+    write_run(&run, &label, &mut text).with_context(|| format!("cannot write runs/{name}"))?;
+    write_atomically(&report_dir.join("runs"), &name, &text)?;
+    let evaluated = metrics::evaluate(qrels, &run, &DEFAULT_KS);
+    let mut per_query: BTreeMap<String, BTreeMap<String, f64>> = TESTED_METRICS
+        .iter()
+        .filter(|(m, _)| evaluated.mean.contains_key(*m))
+        .map(|(m, _)| (m.to_string(), evaluated.per_query.iter().map(|(q, v)| (q.clone(), v[*m])).collect()))
+        .collect();
+    let (mut token_f1, mut exact_match) = (None, None);
+    if let Some(scores) = answers {
+        let mean = |f: fn(&(f64, f64)) -> f64| scores.iter().map(f).sum::<f64>() / scores.len().max(1) as f64;
+        token_f1 = Some(mean(|s| s.0));
+        exact_match = Some(mean(|s| s.1));
+        let by_query = |f: fn(&(f64, f64)) -> f64| queries.iter().zip(scores).map(|(q, s)| (q.id.clone(), f(s))).collect();
+        per_query.insert("token_f1".into(), by_query(|s| s.0));
+        per_query.insert("exact_match".into(), by_query(|s| s.1));
+    }
+    let seed = SeedRow {
+        model: system.model.clone().unwrap_or_default(),
+        metrics: evaluated.mean.clone(),
+        token_f1,
+        exact_match,
+        per_query: per_query.clone(),
+    };
+    let row = SystemRow {
+        name: system.name.clone(),
+        description: system.description.clone(),
+        metrics: evaluated.mean,
+        token_f1,
+        exact_match,
+        latency: Latency::of(&system.latencies_ms),
+        speedup_vs_rerank: None,
+        per_query,
+        seeds: Vec::new(),
+    };
+    Ok((row, seed))
+}
+
+/// Makes `row` the mean of its seeds, where it has several: each metric's
+/// per-query score averaged over the seeds, the means of the seeds' means,
+/// the latency of all their queries.
+fn pool_seeds(row: &mut SystemRow, systems: &[Ranked]) {
+    if row.seeds.is_empty() {
+        return;
+    }
+    let n = row.seeds.len() as f64;
+    let mean_of = |f: &dyn Fn(&SeedRow) -> Option<f64>| row.seeds.iter().map(f).sum::<Option<f64>>().map(|s| s / n);
+    row.metrics = row.seeds[0].metrics.keys().map(|k| (k.clone(), mean_of(&|s| s.metrics.get(k).copied()).unwrap_or(f64::NAN))).collect();
+    row.token_f1 = mean_of(&|s| s.token_f1);
+    row.exact_match = mean_of(&|s| s.exact_match);
+    row.per_query = row.seeds[0]
+        .per_query
+        .iter()
+        .map(|(metric, queries)| {
+            let pooled = queries
+                .keys()
+                .map(|q| (q.clone(), mean_of(&|s| s.per_query.get(metric)?.get(q).copied()).unwrap_or(f64::NAN)))
+                .collect();
+            (metric.clone(), pooled)
+        })
+        .collect();
+    let latencies: Vec<f64> =
+        systems.iter().filter(|s| s.name == row.name).flat_map(|s| s.latencies_ms.iter().copied()).collect();
+    row.latency = Latency::of(&latencies);
+    let models: Vec<&str> = row.seeds.iter().map(|s| s.model.as_str()).collect();
+    row.description = format!("the mean of {} seeds: bi-encoders {}, exact cosine search", row.seeds.len(), models.join(", "));
+}
+
 /// A system name as a file name and TREC tag: whitespace and slashes become `-`.
 fn file_name(name: &str) -> String {
     name.chars().map(|c| if c.is_whitespace() || c == '/' { '-' } else { c }).collect()
@@ -271,6 +371,8 @@ fn file_name(name: &str) -> String {
 fn bm25_system(data: &DataSet, queries: &[&Query], k: usize) -> Result<Ranked> {
     let mut out = Ranked {
         name: "BM25".into(),
+        seed: None,
+        model: None,
         description: "BM25 (tantivy, English stemming)".into(),
         rankings: Vec::new(),
         latencies_ms: Vec::new(),
@@ -307,6 +409,7 @@ fn dense_search(encoder: &BiEncoder, store: &VectorStore, text: &str, rows: Opti
 
 fn dense_system(
     name: &str,
+    seed: Option<usize>,
     path: &str,
     data: &DataSet,
     queries: &[&Query],
@@ -315,6 +418,15 @@ fn dense_system(
     device: &Device,
     progress: &dyn Progress,
 ) -> Result<Ranked> {
+    let mut out = Ranked {
+        name: name.to_string(),
+        seed,
+        model: Some(path.to_string()),
+        description: format!("bi-encoder {path}, exact cosine search"),
+        rankings: Vec::new(),
+        latencies_ms: Vec::new(),
+    };
+    let name = &out.label();
     let encoder = BiEncoder::load(path, device, &EncoderOptions::default())?;
     let passages = data.corpus.as_slice();
     let index_dir = &indexes.join(name);
@@ -346,12 +458,6 @@ fn dense_system(
     for (q, rows) in queries.iter().zip(&pools) {
         dense_search(&encoder, &store, &q.text, rows.as_deref(), args.k)?;
     }
-    let mut out = Ranked {
-        name: name.to_string(),
-        description: format!("bi-encoder {path}, exact cosine search"),
-        rankings: Vec::new(),
-        latencies_ms: Vec::new(),
-    };
     for (q, rows) in queries.iter().zip(&pools) {
         let start = Instant::now();
         let ranking = dense_search(&encoder, &store, &q.text, rows.as_deref(), args.k)?;
@@ -375,9 +481,12 @@ fn rerank_system(
     let options = RerankOptions { max_passage_tokens: args.max_passage_tokens, ..RerankOptions::default() };
     let mut out = Ranked {
         name: RERANK.into(),
+        seed: None,
+        model: None,
         description: format!(
             "{teacher} re-ranks the top {} of {} by the likelihood of the question given each passage (UPR)",
-            args.rerank_k, base.name
+            args.rerank_k,
+            base.label()
         ),
         rankings: Vec::new(),
         latencies_ms: Vec::new(),
@@ -454,7 +563,7 @@ fn answer_all(
             let (f, e) = (metrics::token_f1(text, &q.answers), metrics::exact_match(text, &q.answers));
             per_query.push((f, e));
             lines.write(&serde_json::json!({
-                "system": system.name, "query_id": q.id, "doc_id": doc, "answer": text,
+                "system": system.name, "seed": system.seed, "query_id": q.id, "doc_id": doc, "answer": text,
                 "gold": q.answers, "token_f1": f, "exact_match": e,
             }))?;
         }

@@ -121,10 +121,14 @@ pub struct BarSeries {
     pub name: String,
     /// One height per group (NaN draws no bar).
     pub values: Vec<f64>,
+    /// Per group, a (low, high) range drawn as a whisker over the bar (the
+    /// spread of a system's seeds); empty or `None` draws none.
+    pub spread: Vec<Option<(f64, f64)>>,
 }
 
 /// Draws a grouped bar chart: one group per entry of `groups`, one bar per
-/// series in each, the value printed above each bar where the bars are wide
+/// series in each, a whisker over a bar where its series has a spread, the
+/// value printed above each bar (and whisker) where the bars are wide
 /// enough for it, and the legend to the right of the bars (never over
 /// them); writes a PNG to `path`.
 pub fn bar_chart(path: &Path, title: &str, groups: &[String], series: &[BarSeries], (w, h): (u32, u32)) -> Result<()> {
@@ -141,7 +145,8 @@ pub fn bar_chart(path: &Path, title: &str, groups: &[String], series: &[BarSerie
         // Swatch, gap, longest name and margins.
         let legend_width = (name_width + 44).min(w / 2);
         let (plot, legend) = root.split_horizontally(w - legend_width);
-        let top = series.iter().flat_map(|s| s.values.iter().copied()).filter(|v| v.is_finite()).fold(0.0, f64::max);
+        let highs = series.iter().flat_map(|s| s.spread.iter().flatten().map(|r| r.1));
+        let top = series.iter().flat_map(|s| s.values.iter().copied()).chain(highs).filter(|v| v.is_finite()).fold(0.0, f64::max);
         let y_max = if top <= 1.0 { 1.1 } else { top * 1.15 };
         let mut chart = ChartBuilder::on(&plot)
             .caption(title, (FONT, 22).into_font().style(FontStyle::Bold))
@@ -171,12 +176,21 @@ pub fn bar_chart(path: &Path, title: &str, groups: &[String], series: &[BarSerie
                 Rectangle::new([(x0, 0.0), (x0 + width * 0.92, v)], c.filled())
             });
             chart.draw_series(bars).map_err(plot_error)?;
+            // Whiskers: a vertical line from low to high with short caps.
+            let whiskers = s.spread.iter().enumerate().filter_map(|(g, r)| Some((g, (*r)?))).flat_map(move |(g, (lo, hi))| {
+                let x = g as f64 + 0.08 + (i as f64 + 0.46) * width;
+                let cap = width * 0.2;
+                [((x, lo), (x, hi)), ((x - cap, lo), (x + cap, lo)), ((x - cap, hi), (x + cap, hi))]
+                    .map(|(a, b)| PathElement::new(vec![a, b], BLACK.stroke_width(1)))
+            });
+            chart.draw_series(whiskers).map_err(plot_error)?;
             if labelled {
                 let labels = s.values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(move |(g, &v)| {
                     let x = g as f64 + 0.08 + (i as f64 + 0.46) * width;
+                    let above = s.spread.get(g).copied().flatten().map_or(v, |r| r.1.max(v));
                     Text::new(
                         format!("{v:.2}"),
-                        (x, v),
+                        (x, above),
                         (FONT, 11).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom)),
                     )
                 });
@@ -384,14 +398,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bars.png");
         let series = vec![
-            BarSeries { name: "a".into(), values: vec![0.5, 0.7] },
-            BarSeries { name: "b".into(), values: vec![0.6, f64::NAN] },
+            BarSeries { name: "a".into(), values: vec![0.5, 0.7], spread: Vec::new() },
+            BarSeries { name: "b".into(), values: vec![0.6, f64::NAN], spread: Vec::new() },
         ];
         bar_chart(&path, "t", &["R@1".into(), "MAP".into()], &series, (400, 300)).unwrap();
         let (w, h, pixels) = decode(&path);
         assert_eq!((w, h), (400, 300));
         assert!(has_color(&pixels, color(0)) && has_color(&pixels, color(1)) && !has_color(&pixels, color(2)));
         assert!(pixels.chunks(3).filter(|p| p.iter().all(|&v| v < 60)).count() > 200, "no text drawn");
+    }
+
+    /// A spread draws a black whisker above a bar that reaches no higher.
+    #[test]
+    fn a_spread_draws_a_whisker() {
+        let dir = tempfile::tempdir().unwrap();
+        let dark = |spread: Vec<Option<(f64, f64)>>| {
+            let path = dir.path().join("bars.png");
+            let series = vec![BarSeries { name: "a".into(), values: vec![0.3], spread }];
+            bar_chart(&path, "t", &["R@1".into()], &series, (400, 300)).unwrap();
+            let (_, _, pixels) = decode(&path);
+            pixels.chunks(3).filter(|p| p.iter().all(|&v| v < 60)).count()
+        };
+        let plain = dark(Vec::new());
+        let whisker = dark(vec![Some((0.2, 0.9))]);
+        // The line from 0.2 to 0.9 spans well over 100 of the plot's pixels.
+        assert!(whisker > plain + 100, "{plain} dark pixels without, {whisker} with the spread");
     }
 
     /// Twelve series (a report of many students) get twelve colours, and
@@ -402,7 +433,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bars.png");
         let series: Vec<BarSeries> =
-            (0..12).map(|i| BarSeries { name: format!("student-{i}"), values: vec![0.9, 0.95, 1.0] }).collect();
+            (0..12).map(|i| BarSeries { name: format!("student-{i}"), values: vec![0.9, 0.95, 1.0], spread: Vec::new() }).collect();
         let (w, h) = (1000, 400);
         bar_chart(&path, "t", &["R@1".into(), "R@5".into(), "MAP".into()], &series, (w, h)).unwrap();
         let (_, _, pixels) = decode(&path);

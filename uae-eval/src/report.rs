@@ -82,8 +82,45 @@ pub struct SystemRow {
     pub speedup_vs_rerank: Option<f64>,
     /// Query id -> score, per metric of [`TESTED_METRICS`] (token F1 and
     /// exact match only where answers were generated): the numbers the
-    /// means and the significance tests are computed from.
+    /// means and the significance tests are computed from. For a system
+    /// with seeds, each query's mean over them.
     pub per_query: BTreeMap<String, BTreeMap<String, f64>>,
+    /// The seeds the row averages (models given under one name, trained the
+    /// same way); empty for a system of one model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<SeedRow>,
+}
+
+/// One seed of a system with several: its own figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedRow {
+    /// The model's path.
+    pub model: String,
+    /// Its ranking metrics, as [`SystemRow::metrics`].
+    pub metrics: BTreeMap<String, f64>,
+    /// Its answers' mean token F1.
+    pub token_f1: Option<f64>,
+    /// Its answers' mean exact match.
+    pub exact_match: Option<f64>,
+    /// Its per-query scores, as [`SystemRow::per_query`].
+    pub per_query: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+impl SystemRow {
+    /// The lowest and highest of `f` over the seeds; `None` without seeds
+    /// or where a seed lacks the figure.
+    pub fn seed_range(&self, f: impl Fn(&SeedRow) -> Option<f64>) -> Option<(f64, f64)> {
+        let values = self.seeds.iter().map(f).collect::<Option<Vec<f64>>>().filter(|v| !v.is_empty())?;
+        Some(values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v))))
+    }
+
+    /// The table's name of the row: with its number of seeds, if any.
+    fn title(&self) -> String {
+        match self.seeds.len() {
+            0 => self.name.clone(),
+            n => format!("{} ({n} seeds)", self.name),
+        }
+    }
 }
 
 /// The paired test of one system against a reference system on one metric.
@@ -107,8 +144,10 @@ pub struct Goal {
     pub name: String,
     /// The target, as the paper reports it.
     pub target: String,
-    /// The measured ratio.
-    pub measured: f64,
+    /// The measured ratio; `None` where it has no value (a ratio over a
+    /// zero: a base that never ranks a gold passage first, or whose answers
+    /// never overlap the gold ones).
+    pub measured: Option<f64>,
     /// The threshold the ratio must reach.
     pub threshold: f64,
     /// Whether it was reached.
@@ -172,7 +211,9 @@ impl ComparisonReport {
         let find = |name: &str| systems.iter().find(|s| s.name == name);
         let mut goals = Vec::new();
         let mut ratio = |name: String, target: &str, measured: f64, threshold: f64| {
-            goals.push(Goal { name, target: target.into(), measured, threshold, met: measured >= threshold });
+            let measured = measured.is_finite().then_some(measured);
+            let met = measured.is_some_and(|m| m >= threshold);
+            goals.push(Goal { name, target: target.into(), measured, threshold, met });
         };
         if let (Some(b), Some(s)) = (find(base), find(student)) {
             for (key, title, target, threshold) in
@@ -252,7 +293,7 @@ impl ComparisonReport {
         md.push('\n');
         let opt = |v: Option<f64>, digits: usize| v.map_or("–".to_string(), |v| format!("{v:.digits$}"));
         for s in &self.systems {
-            let _ = write!(md, "| {} |", s.name);
+            let _ = write!(md, "| {} |", s.title());
             for (key, _) in TABLE_METRICS {
                 let _ = write!(md, " {}{} |", opt(s.metrics.get(key).copied(), 3), self.marks(&s.name, key));
             }
@@ -290,15 +331,16 @@ impl ComparisonReport {
         for s in &self.systems {
             let _ = writeln!(md, "- **{}**: {}", s.name, s.description);
         }
+        self.seeds_markdown(&mut md);
         if !self.goals.is_empty() {
             md.push_str("\n## The paper's goals\n\n| goal | paper | measured | needed | met |\n|---|---|---:|---:|---|\n");
             for g in &self.goals {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {:.2}x | {:.2}x | {} |",
+                    "| {} | {} | {} | {:.2}x | {} |",
                     g.name,
                     g.target,
-                    g.measured,
+                    g.measured.map_or("– (over 0)".to_string(), |m| format!("{m:.2}x")),
                     g.threshold,
                     if g.met { "yes" } else { "**no**" }
                 );
@@ -364,6 +406,34 @@ impl ComparisonReport {
         md
     }
 
+    /// The "Seeds" section: how a system's seeds are pooled and each seed's
+    /// own figures, where some system has seeds.
+    fn seeds_markdown(&self, md: &mut String) {
+        let with_seeds: Vec<&SystemRow> = self.systems.iter().filter(|s| !s.seeds.is_empty()).collect();
+        if with_seeds.is_empty() {
+            return;
+        }
+        md.push_str(
+            "\n## Seeds\n\nA system of several models given under one name (`--model NAME=PATH` repeated: one recipe trained with different seeds) is the mean of its seeds: each query's score is averaged over the seeds, and the table's figures, the goals and the significance tests are computed from those per-query means; in `metrics.png` the whiskers over its bars span its seeds' lowest to highest figures. Each seed alone:\n\n| system | seed | model |",
+        );
+        for (_, title) in TABLE_METRICS {
+            let _ = write!(md, " {title} |");
+        }
+        md.push_str(" token F1 |\n|---|---:|---|");
+        md.push_str(&"---:|".repeat(TABLE_METRICS.len() + 1));
+        md.push('\n');
+        let opt = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
+        for s in with_seeds {
+            for (i, seed) in s.seeds.iter().enumerate() {
+                let _ = write!(md, "| {} | {} | {} |", s.name, i + 1, seed.model);
+                for (key, _) in TABLE_METRICS {
+                    let _ = write!(md, " {} |", opt(seed.metrics.get(key).copied()));
+                }
+                let _ = writeln!(md, " {} |", opt(seed.token_f1));
+            }
+        }
+    }
+
     /// Writes `report.json`, `report.md`, `metrics.png` and, when there are
     /// curves, `training.png` into `dir`. Machine paths in the text files
     /// become `$UAE_CACHE/...` (uae's cache) and `~/...` (the home directory).
@@ -426,7 +496,8 @@ impl ComparisonReport {
 
     /// The groups (metrics) and series (systems) of `metrics.png`: the
     /// table's ranking metrics, then token F1 when some system generated
-    /// answers (an empty group would be a label over nothing).
+    /// answers (an empty group would be a label over nothing); a system with
+    /// seeds has its seeds' range as whiskers.
     fn metric_bars(&self) -> (Vec<String>, Vec<BarSeries>) {
         let answered = self.systems.iter().any(|s| s.token_f1.is_some());
         let mut groups: Vec<String> = TABLE_METRICS.iter().map(|(_, t)| t.to_string()).collect();
@@ -439,10 +510,13 @@ impl ComparisonReport {
             .map(|s| {
                 let mut values: Vec<f64> =
                     TABLE_METRICS.iter().map(|(k, _)| s.metrics.get(*k).copied().unwrap_or(f64::NAN)).collect();
+                let mut spread: Vec<Option<(f64, f64)>> =
+                    TABLE_METRICS.iter().map(|(k, _)| s.seed_range(|seed| seed.metrics.get(*k).copied())).collect();
                 if answered {
                     values.push(s.token_f1.unwrap_or(f64::NAN));
+                    spread.push(s.seed_range(|seed| seed.token_f1));
                 }
-                BarSeries { name: s.name.clone(), values }
+                BarSeries { name: s.title(), values, spread }
             })
             .collect();
         (groups, series)
@@ -450,10 +524,17 @@ impl ComparisonReport {
 
     /// The data set's name for titles: its folder's name, or for a
     /// quickstart's report, whose data set is the copy `uae synth` wrote to
-    /// `<out>/data`, the name of the data set the pipeline started from.
-    fn data_name(&self) -> &str {
-        let path = self.config.pointer("/pipeline/data").and_then(|v| v.as_str()).unwrap_or(&self.data);
-        Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or(path)
+    /// `<out>/data`, the name of the data set the pipeline started from. A
+    /// folder named `data` (a work directory's copy, evaluated on its own)
+    /// is named with its parent: `<work>/data`.
+    fn data_name(&self) -> String {
+        let path = Path::new(self.config.pointer("/pipeline/data").and_then(|v| v.as_str()).unwrap_or(&self.data));
+        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        match (name(path), path.parent().and_then(name)) {
+            (Some(last), Some(parent)) if last == "data" => format!("{parent}/{last}"),
+            (Some(last), _) => last,
+            (None, _) => path.display().to_string(),
+        }
     }
 }
 
@@ -514,6 +595,7 @@ mod tests {
             latency: Latency { p50_ms: p50, p95_ms: p50, mean_ms: p50 },
             speedup_vs_rerank: None,
             per_query: BTreeMap::new(),
+            seeds: Vec::new(),
         }
     }
 
@@ -521,9 +603,13 @@ mod tests {
     fn goals_compare_the_student_with_base_and_rerank() {
         let systems = [row("base", 0.5, 0.5, 0.4, 10.0), row("uae", 0.66, 0.6, 0.5, 10.0), row("rerank", 0.68, 0.7, 0.5, 2000.0)];
         let goals = ComparisonReport::paper_goals(&systems, "base", "uae", "rerank");
-        let met: Vec<(f64, bool)> = goals.iter().map(|g| ((g.measured * 1000.0).round() / 1000.0, g.met)).collect();
+        let met: Vec<(f64, bool)> = goals.iter().map(|g| ((g.measured.unwrap() * 1000.0).round() / 1000.0, g.met)).collect();
         assert_eq!(met, [(1.32, true), (1.2, false), (1.25, true), (200.0, true), (0.971, true)]);
         assert!(ComparisonReport::paper_goals(&systems, "base", "missing", "rerank").is_empty());
+        // A base without token F1 (0): that ratio has no value and is not met.
+        let silent = [row("base", 0.5, 0.5, 0.0, 10.0), row("uae", 0.66, 0.6, 0.3, 10.0)];
+        let goals = ComparisonReport::paper_goals(&silent, "base", "uae", "rerank");
+        assert_eq!((goals[2].name.as_str(), goals[2].measured, goals[2].met), ("token F1: uae / base", None, false));
     }
 
     #[test]
@@ -564,6 +650,8 @@ mod tests {
             ..report.clone()
         };
         assert_eq!(quickstart.data_name(), "python-faq-heldout");
+        let work = ComparisonReport { data: "$UAE_CACHE/bench/data".into(), ..report.clone() };
+        assert_eq!(work.data_name(), "bench/data");
         let (groups, series) = report.metric_bars();
         assert_eq!(groups.last().map(String::as_str), Some("token F1"), "the base generated answers");
         assert!(series.iter().all(|s| s.values.len() == groups.len()));
