@@ -34,6 +34,10 @@ fn quickstart(root: &Path, extra: &[&str]) -> Output {
         "quickstart", "--data", &data, "--student", &student, "--teacher", &teacher, "--out", &out,
         "--candidates", "4", "--train-candidates", "3", "--epochs", "1", "--batch-size", "6", "--max-length", "32", "--rerank-k", "3",
     ];
+    // One seed unless the test asks for more: the stages are the subject.
+    if !extra.contains(&"--seeds") {
+        args.extend(["--seeds", "1"]);
+    }
     args.extend(extra);
     uae(&args)
 }
@@ -133,6 +137,29 @@ fn quickstart_runs_every_stage_reuses_them_and_keeps_the_test_split_out() {
     assert!(log.contains(&writer), "{log}");
     let pipeline: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(w.join("pipeline.json")).unwrap()).unwrap();
     assert_eq!(pipeline["synth_teacher"], teacher);
+
+    // A second seed trains each recipe once more (the first seed's runs are
+    // reused) and the report pools each recipe's two models per query.
+    let seeds = quickstart(root, &["--max-new-tokens", "3", "--synth-passages", "5", "--seeds", "2"]);
+    let log = stderr(&seeds);
+    assert!(seeds.status.success(), "{log}");
+    assert!(stage_line(&log, "label").contains("reused") && stage_line(&log, "train-uae:").contains("reused"), "{log}");
+    for stage in ["train-infonce-s1", "export-infonce-s1", "train-uae-s1", "export-uae-s1", "eval"] {
+        assert!(!stage_line(&log, stage).contains("reused"), "{stage} was reused:\n{log}");
+    }
+    let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(w.join("stages/train-uae-s1.json")).unwrap()).unwrap();
+    assert!(record["command"].as_array().unwrap().windows(2).any(|a| a[0] == "--seed" && a[1] == "1"), "{record}");
+    // Another seed draws other batches (dev selection may still export the
+    // base's weights for both on this tiny model).
+    let losses = |run: &str| std::fs::read_to_string(w.join(run).join("train/epoch-1/Loss.log")).unwrap();
+    assert!(losses("runs/uae") != losses("runs/uae-s1"), "both seeds logged the same losses");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(w.join("report/report.json")).unwrap()).unwrap();
+    let systems = report["systems"].as_array().unwrap();
+    let names: Vec<&str> = systems.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["BM25", "base", "infonce", "uae", "LLM re-rank"]);
+    let models: Vec<&str> = systems[3]["seeds"].as_array().unwrap().iter().map(|s| s["model"].as_str().unwrap()).collect();
+    assert_eq!(models, [w.join("models/uae").to_str().unwrap(), w.join("models/uae-s1").to_str().unwrap()]);
+    assert!(w.join("report/runs/infonce.seed2.trec").is_file());
 }
 
 /// A candidates file that names a test query stops the pipeline before

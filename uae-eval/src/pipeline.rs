@@ -1,8 +1,9 @@
 //! The whole pipeline as typed stages: index the corpus with the base
 //! encoder, mine training candidates with it, check split hygiene, label the
 //! candidates with the teacher, fine-tune the encoder twice (InfoNCE on gold
-//! passages, and UM-InfoNCE on the teacher's utilities), export both, and
-//! compare everything on the held-out split. `uae quickstart` runs it.
+//! passages, and UM-InfoNCE on the teacher's utilities), each with one or
+//! more training seeds, export them, and compare everything on the held-out
+//! split (each recipe's seeds pooled per query). `uae quickstart` runs it.
 //!
 //! Each stage calls the libraries directly and prints the `uae` command
 //! line that does the same work, so a user can rerun any stage by hand. A
@@ -76,6 +77,11 @@ pub struct PipelineOptions {
     pub utility_norm: uae_train::loss::UtilityNorm,
     /// Weight of the InfoNCE-on-gold term added to UM-InfoNCE.
     pub infonce_weight: f64,
+    /// Training seeds of each fine-tuned recipe: the first trains with the
+    /// configuration's seed into `runs/<recipe>`, seed k of the others with
+    /// `--seed k` into `runs/<recipe>-s<k>`; the comparison pools a recipe's
+    /// seeds per query.
+    pub seeds: usize,
     /// Training epochs of each fine-tuned encoder.
     pub epochs: usize,
     /// Queries per training batch.
@@ -140,7 +146,7 @@ enum Work {
     Mine { model: String, index: PathBuf, data: PathBuf, k: usize, per_document: bool, out: PathBuf },
     Synth(Box<SynthJob>),
     Label { teacher: String, data: PathBuf, candidates: PathBuf, out: PathBuf, utility: Utility },
-    Train { paths: RunPaths, config: PathBuf },
+    Train { paths: RunPaths, config: PathBuf, seed: Option<u64> },
     Export { run: PathBuf, out: PathBuf },
     Eval(Box<CompareOptions>),
 }
@@ -148,7 +154,7 @@ enum Work {
 /// One stage: its name, the equivalent command line, what it reads and
 /// writes, and its work.
 struct Stage {
-    name: &'static str,
+    name: String,
     argv: Vec<String>,
     inputs: Vec<PathBuf>,
     outputs: Vec<PathBuf>,
@@ -186,7 +192,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
     let mut runner = Runner { stages_dir, options: o, device, progress, summary: Vec::new() };
 
     runner.run(Stage {
-        name: "index-base",
+        name: "index-base".into(),
         argv: argv(&["index", "build", "--model", &o.student, "--corpus", &s(&data.join("corpus.jsonl")), "--out", &s(&base_index)]),
         inputs: [local(&o.student), vec![data.join("corpus.jsonl")]].concat(),
         outputs: vec![base_index.clone()],
@@ -227,7 +233,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
             synth_argv.extend(["--source-prefix".to_string(), prefix.clone()]);
         }
         runner.run(Stage {
-            name: "synth",
+            name: "synth".into(),
             argv: synth_argv,
             inputs: [local(&o.student), local(&o.synth_teacher), vec![o.data.clone(), base_index.clone()]].concat(),
             outputs: vec![synth.clone()],
@@ -239,7 +245,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
         o.data.clone()
     };
     runner.run(Stage {
-        name: "mine",
+        name: "mine".into(),
         argv: argv(&[
             "mine", "--model", &o.student, "--index", &s(&base_index), "--data", &s(data), "--split", "train",
             "--k", &o.candidates.to_string(), "--pool", if per_document { "document" } else { "corpus" },
@@ -259,7 +265,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
     })?;
     check_hygiene(data, &candidates, &o.split)?;
     runner.run(Stage {
-        name: "label",
+        name: "label".into(),
         argv: {
             let (data_s, candidates_s, labels_s) = (s(data), s(&candidates), s(&labels));
             let mut args =
@@ -283,6 +289,11 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
             utility: o.utility,
         },
     })?;
+    if o.seeds == 0 {
+        anyhow::bail!("--seeds must be at least 1");
+    }
+    // Each recipe's models, one per seed, in training order.
+    let mut trained: Vec<(&str, PathBuf)> = Vec::new();
     for (name, loss) in [("infonce", "infonce"), ("uae", "um-infonce")] {
         let config = out.join("configs").join(format!("{name}.toml"));
         let infonce_weight = if loss == "infonce" { 0.0 } else { o.infonce_weight };
@@ -295,36 +306,46 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
         if std::fs::read_to_string(&config).ok().as_deref() != Some(text.as_str()) {
             write_atomically(&out.join("configs"), &format!("{name}.toml"), text.as_bytes())?;
         }
-        let run_dir = out.join("runs").join(name);
-        let model_dir = out.join("models").join(name);
-        runner.run(Stage {
-            name: if name == "uae" { "train-uae" } else { "train-infonce" },
-            argv: argv(&[
+        for k in 0..o.seeds {
+            let seed = (k > 0).then_some(k as u64);
+            let run_name = seed.map_or(name.to_string(), |k| format!("{name}-s{k}"));
+            let run_dir = out.join("runs").join(&run_name);
+            let model_dir = out.join("models").join(&run_name);
+            let mut train_argv = argv(&[
                 "train", "--model", &o.student, "--data", &s(data), "--labels", &s(&labels), "--out", &s(&run_dir),
                 "--config", &s(&config), "--base-index", &s(&base_index),
-            ]),
-            inputs: [local(&o.student), vec![data.clone(), labels.clone(), config.clone()]].concat(),
-            outputs: vec![run_dir.clone()],
-            resumable: true,
-            work: Work::Train {
-                paths: RunPaths {
-                    model: o.student.clone(),
-                    data: data.clone(),
-                    labels: labels.clone(),
-                    out: run_dir.clone(),
-                    base_index: Some(base_index.clone()),
+            ]);
+            if let Some(k) = seed {
+                train_argv.extend(argv(&["--seed", &k.to_string()]));
+            }
+            runner.run(Stage {
+                name: format!("train-{run_name}"),
+                argv: train_argv,
+                inputs: [local(&o.student), vec![data.clone(), labels.clone(), config.clone()]].concat(),
+                outputs: vec![run_dir.clone()],
+                resumable: true,
+                work: Work::Train {
+                    paths: RunPaths {
+                        model: o.student.clone(),
+                        data: data.clone(),
+                        labels: labels.clone(),
+                        out: run_dir.clone(),
+                        base_index: Some(base_index.clone()),
+                    },
+                    config: config.clone(),
+                    seed,
                 },
-                config,
-            },
-        })?;
-        runner.run(Stage {
-            name: if name == "uae" { "export-uae" } else { "export-infonce" },
-            argv: argv(&["export", "--run", &s(&run_dir), "--out", &s(&model_dir)]),
-            inputs: vec![run_dir.join("model.safetensors"), run_dir.join("train_config.json")],
-            outputs: vec![model_dir.clone()],
-            resumable: false,
-            work: Work::Export { run: run_dir.clone(), out: model_dir.clone() },
-        })?;
+            })?;
+            runner.run(Stage {
+                name: format!("export-{run_name}"),
+                argv: argv(&["export", "--run", &s(&run_dir), "--out", &s(&model_dir)]),
+                inputs: vec![run_dir.join("model.safetensors"), run_dir.join("train_config.json")],
+                outputs: vec![model_dir.clone()],
+                resumable: false,
+                work: Work::Export { run: run_dir.clone(), out: model_dir.clone() },
+            })?;
+            trained.push((name, model_dir));
+        }
     }
     let report = out.join("report");
     // A query-side student embeds passages as its base does, so it searches
@@ -336,11 +357,11 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
         "synth_per_passage": o.synth_per_passage, "synth_temperature": o.synth_temperature, "synth_sources": o.synth_sources, "synth_source_prefixes": o.synth_source_prefixes, "candidates": o.candidates,
         "train_candidates": o.train_candidates, "utility": o.utility.to_string(), "tau_u": o.tau_u, "utility_norm": o.utility_norm,
         "infonce_weight": o.infonce_weight, "query_only": o.query_only,
-        "epochs": o.epochs, "batch_size": o.batch_size, "lr": o.lr, "max_length": o.max_length,
+        "seeds": o.seeds, "epochs": o.epochs, "batch_size": o.batch_size, "lr": o.lr, "max_length": o.max_length,
         "stages": runner.summary, "serve": serve,
     });
     write_atomically(out, "pipeline.json", serde_json::to_string_pretty(&pipeline)?.as_bytes())?;
-    let models = [("base", PathBuf::from(&o.student)), ("infonce", out.join("models/infonce")), ("uae", out.join("models/uae"))];
+    let models = [vec![("base", PathBuf::from(&o.student))], trained].concat();
     let compare_options = CompareOptions {
         data: data.clone(),
         split: o.split.clone(),
@@ -378,7 +399,7 @@ pub fn run_pipeline(options: &PipelineOptions, device: &Device, progress: &dyn P
     }
     eval_argv.extend(argv(&["--pipeline-config", &s(&out.join("pipeline.json")), "--report", &s(&report)]));
     runner.run(Stage {
-        name: "eval",
+        name: "eval".into(),
         argv: eval_argv,
         inputs: [local(&o.student), local(&o.teacher), vec![data.clone(), labels.clone(), out.join("models")]].concat(),
         outputs: vec![report.join("report.json"), report.join("report.md")],
@@ -505,8 +526,11 @@ impl Runner<'_> {
                 progress.finish();
                 progress.message(&format!("labelled {} queries; {} already done", report.labelled, report.resumed));
             }
-            Work::Train { paths, config } => {
-                let config = TrainConfig::from_file(config)?;
+            Work::Train { paths, config, seed } => {
+                let mut config = TrainConfig::from_file(config)?;
+                if let Some(seed) = seed {
+                    config.seed = *seed;
+                }
                 let evaluator: Option<Box<dyn uae_train::select::DevEvaluator>> = if config.select {
                     Some(Box::new(crate::dev::DevRetrieval::new(&paths.data, &paths.model, paths.base_index.as_deref(), device)?))
                 } else {
