@@ -172,9 +172,9 @@ pub fn run(args: QuickstartArgs, device: &Device) -> Result<()> {
     };
     let done = run_pipeline(&options, device, &Bars::default())?;
     stdout::print(&done.markdown)?;
-    eprintln!("\nstage            seconds  reused");
+    eprintln!("\nstage              seconds  reused");
     for st in &done.stages {
-        eprintln!("{:<16} {:>7.0}  {}", st.name, st.seconds, if st.reused { "yes" } else { "no" });
+        eprintln!("{:<18} {:>7.0}  {}", st.name, st.seconds, if st.reused { "yes" } else { "no" });
     }
     eprintln!("quickstart finished in {:.0} s; report: {}", done.seconds, done.report_dir.join("report.md").display());
     Ok(())
