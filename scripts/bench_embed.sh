@@ -16,6 +16,11 @@ max_tokens="${MAX_TOKENS:-250}"
 passages="$UAE_CACHE/data/passages-1000-$min_tokens-$max_tokens.jsonl"
 [ -s "$passages" ] || "$py" assets/make_passages.py -n 1000 --min-tokens "$min_tokens" --max-tokens "$max_tokens" -o "$passages"
 batch_tokens="${BATCH_TOKENS:-1024}"
+ref_batch=32
+# ONE_AT_A_TIME=1: each text in its own forward pass on both sides (uae's
+# token budget of 1 puts every text in a batch alone; the reference's
+# batch size 1), as a search query arrives: the rate is 1 / latency.
+if [ "${ONE_AT_A_TIME:-0}" = 1 ]; then batch_tokens=1; ref_batch=1; fi
 
 best_uae=""
 for _ in 1 2 3; do
@@ -23,7 +28,7 @@ for _ in 1 2 3; do
     rate="$(echo "$line" | sed -E 's/.*\(([0-9.]+) texts\/s\).*/\1/')"
     best_uae="$(python3 -c "print(max(float('$rate'), float('${best_uae:-0}')))")"
 done
-ref="$("$py" assets/bench_embed_reference.py --model "$model" --input "$passages" --batch-size 32 --repeats 3)"
+ref="$("$py" assets/bench_embed_reference.py --model "$model" --input "$passages" --batch-size "$ref_batch" --repeats 3)"
 ref_rate="$(echo "$ref" | python3 -c 'import json,sys; print(json.load(sys.stdin)["per_second"])')"
 python3 - "$best_uae" "$ref_rate" "$ref" "$batch_tokens" <<'PY'
 import json, os, sys
