@@ -109,7 +109,7 @@ pub struct SeedRow {
 impl SystemRow {
     /// The lowest and highest of `f` over the seeds; `None` without seeds
     /// or where a seed lacks the figure.
-    pub fn seed_range(&self, f: impl Fn(&SeedRow) -> Option<f64>) -> Option<(f64, f64)> {
+    fn seed_range(&self, f: impl Fn(&SeedRow) -> Option<f64>) -> Option<(f64, f64)> {
         let values = self.seeds.iter().map(f).collect::<Option<Vec<f64>>>().filter(|v| !v.is_empty())?;
         Some(values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v))))
     }
