@@ -115,6 +115,11 @@ fn quickstart_runs_every_stage_reuses_them_and_keeps_the_test_split_out() {
         assert!(stage_line(&log, stage).contains("reused"), "{stage} was not reused:\n{log}");
     }
     assert!(String::from_utf8_lossy(&second.stdout).contains("| uae |"));
+    // Standard output is the report alone; training's metric lines (stdout
+    // is not a terminal here) went to the log.
+    let report_md = String::from_utf8_lossy(&first.stdout);
+    assert!(report_md.starts_with("# uae comparison") && !report_md.contains("epoch 1/1"), "{report_md}");
+    assert!(stderr(&first).contains("epoch 1/1 train"), "{}", stderr(&first));
 
     // A changed evaluation option reruns the evaluation only.
     let third = quickstart(root, &["--max-new-tokens", "3", "--synth-passages", "5"]);

@@ -15,6 +15,7 @@ use uae_eval::dev::DevRetrieval;
 use uae_train::loss::{LossKind, UtilityNorm};
 use uae_train::select::{DevEvaluator, SelectMetric};
 use uae_train::strategy::CheckpointEvery;
+use uae_train::renderer::MetricLines;
 use uae_train::train::{RunPaths, Start, TrainConfig, config_path, train};
 
 use crate::stdout;
@@ -187,7 +188,7 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
         None
     };
     let paths = RunPaths { model: args.model, data: args.data, labels: args.labels, out: args.out, base_index: args.base_index };
-    let summary = train(&paths, &config, start, device, evaluator, &mut |line| {
+    let summary = train(&paths, &config, start, device, evaluator, MetricLines::Stdout, &mut |line| {
         // A closed stdout must not stop training (as in uae_train's renderer).
         let _ = stdout::print(&format!("{line}\n"));
     })?;

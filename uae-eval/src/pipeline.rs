@@ -32,6 +32,7 @@ use uae_teacher::prompt::{Utility, UtilityPrompt};
 use uae_teacher::synth::{Sources, SynthOptions};
 use uae_teacher::teacher::Teacher;
 use uae_train::checkpoint;
+use uae_train::renderer::MetricLines;
 use uae_train::train::{RunPaths, Start, TrainConfig, train};
 
 use crate::compare::{CompareOptions, compare};
@@ -537,7 +538,8 @@ impl Runner<'_> {
                     None
                 };
                 let start = if resume_training { Start::Resume(None) } else { Start::Fresh };
-                let summary = train(paths, &config, start, device, evaluator, &mut |line| progress.message(line))?;
+                // Standard output is the report's: metric lines go with the log.
+                let summary = train(paths, &config, start, device, evaluator, MetricLines::Stderr, &mut |line| progress.message(line))?;
                 progress.message(&format!(
                     "trained on {} queries, validated on {}; weights in {}",
                     summary.train_queries,

@@ -46,9 +46,21 @@ impl Running {
     }
 }
 
+/// Where a [`LineRenderer`] writes: the stream the caller keeps for logs
+/// (`uae train` prints its log on standard output; `uae quickstart` keeps
+/// standard output for the report and logs on standard error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricLines {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
 /// Prints one concise line of metric values every `every` steps.
 pub struct LineRenderer {
     every: usize,
+    to: MetricLines,
     names: Vec<(MetricId, String)>,
     values: HashMap<MetricId, Running>,
     split: String,
@@ -60,10 +72,11 @@ pub struct LineRenderer {
 }
 
 impl LineRenderer {
-    /// A renderer printing every `every` steps (at least 1).
-    pub fn new(every: usize) -> Self {
+    /// A renderer printing to `to` every `every` steps (at least 1).
+    pub fn new(every: usize, to: MetricLines) -> Self {
         Self {
             every: every.max(1),
+            to,
             names: Vec::new(),
             values: HashMap::new(),
             split: String::new(),
@@ -96,10 +109,12 @@ impl LineRenderer {
     }
 
     fn print(&self) {
-        let mut out = std::io::stdout().lock();
-        // A closed stdout must not stop training.
-        let _ = writeln!(out, "{}", self.line());
-        let _ = out.flush();
+        // A closed stream must not stop training.
+        let line = self.line();
+        let _ = match self.to {
+            MetricLines::Stdout => writeln!(std::io::stdout().lock(), "{line}"),
+            MetricLines::Stderr => writeln!(std::io::stderr().lock(), "{line}"),
+        };
     }
 }
 

@@ -69,7 +69,7 @@ use crate::loss::{LossConfig, TargetStats, UtilityNorm};
 use crate::metrics::{DevMetric, ExamplesPerSecond, PoolMetric, PoolStat};
 use crate::model::{DistillModel, StepFailure};
 use crate::select::{DevEvaluator, DevQueries, SelectMetric, SelectOptions, Selection, SelectionSummary};
-use crate::renderer::LineRenderer;
+use crate::renderer::{LineRenderer, MetricLines};
 use crate::shuffle::EpochShuffled;
 use crate::strategy::{CheckpointEvery, StepCheckpointing};
 
@@ -558,13 +558,16 @@ fn dev_queries(
 /// retrieval and the best is exported (the base weights, unchanged, when
 /// nothing beats them). What loading the labels found (skips, the teacher's
 /// agreement with the judgements, how graded the targets are) and what
-/// selection chose go to `note`, one line each.
+/// selection chose go to `note`, one line each. Progress shows on Burn's
+/// dashboard when standard output is a terminal, else as metric lines on
+/// `lines`.
 pub fn train(
     paths: &RunPaths,
     config: &TrainConfig,
     start: Start,
     device: &Device,
     evaluator: Option<Box<dyn DevEvaluator>>,
+    lines: MetricLines,
     note: &mut dyn FnMut(&str),
 ) -> Result<TrainSummary> {
     config.validate()?;
@@ -724,7 +727,7 @@ pub fn train(
         ));
     }
     if !std::io::stdout().is_terminal() {
-        training = training.renderer(Box::new(LineRenderer::new(config.log_every)));
+        training = training.renderer(Box::new(LineRenderer::new(config.log_every, lines)));
     }
     // The strategy loads a set saved within an epoch itself.
     if let Some(ResumePoint { epochs, batches: 0 }) = resumed_from
