@@ -14,7 +14,7 @@ use crate::batch;
 use crate::decoding::{Chooser, Decoding};
 use crate::gguf::GgufFile;
 use crate::weights::WeightReader;
-use crate::llama::{KvCache, LlamaConfig, LlamaForCausalLM, Padding};
+use crate::llama::{KvCache, LlamaConfig, LlamaForCausalLM, Padding, index_tensor};
 
 mod text;
 
@@ -189,7 +189,7 @@ impl CausalLm {
                     order.push(0);
                 } else {
                     rows.push(offset + j - 1);
-                    order.push(rows.len() as i32);
+                    order.push(rows.len());
                 }
                 targets.push(target as i32);
             }
@@ -199,8 +199,7 @@ impl CausalLm {
             true => last,
             false => Tensor::cat(vec![last, self.model.hidden_states_packed(continuations, Some(&mut cache), Some(&rows))], 0),
         };
-        let n = order.len();
-        let hidden = rows.select(0, Tensor::<1, Int>::from_data(TensorData::new(order, [n]), &self.device));
+        let hidden = rows.select(0, index_tensor(order, &self.device));
         let values = self.gather_logprobs(hidden, &targets)?;
         Self::split_logprobs(&values, continuations.iter().map(|c| c.len()))
     }
@@ -369,7 +368,7 @@ impl CausalLm {
         let [_, seq, hidden_width] = hidden.dims();
         let mut last = hidden.narrow(1, seq - 1, 1).reshape([distinct.len(), hidden_width]);
         if distinct.len() < rows {
-            let source = Tensor::<1, Int>::from_data(TensorData::new(source.iter().map(|&d| d as i32).collect(), [rows]), &self.device);
+            let source = index_tensor(source.iter().copied(), &self.device);
             cache.select_rows(&source);
             last = last.select(0, source);
         }

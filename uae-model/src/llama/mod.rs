@@ -115,6 +115,13 @@ impl LlamaAttention {
 
 /// The rows of `x` `[batch, seq, width]` (counted `b * seq + p`) that `keep`
 /// names, `[1, kept, width]`; `x` itself when `keep` is `None`.
+/// A 1-d index tensor (for `select`) holding `indices`.
+pub(crate) fn index_tensor(indices: impl IntoIterator<Item = usize>, device: &Device) -> Tensor<1, Int> {
+    let indices: Vec<i32> = indices.into_iter().map(|i| i as i32).collect();
+    let n = indices.len();
+    Tensor::<1, Int>::from_data(TensorData::new(indices, [n]), device)
+}
+
 fn select_rows(x: Tensor<3>, keep: Option<&Tensor<1, Int>>) -> Tensor<3> {
     match keep {
         Some(rows) => {
@@ -210,22 +217,18 @@ impl Packing {
     /// is a token when `real(b, p)`, or `None` when every position is
     /// (nothing to leave out).
     fn of(batch: usize, seq: usize, real: impl Fn(usize, usize) -> bool, device: &Device) -> Option<Self> {
-        let mut spread = vec![0i32; batch * seq];
+        let mut spread = vec![0; batch * seq];
         let mut gather = Vec::with_capacity(batch * seq);
         for b in 0..batch {
             for p in (0..seq).filter(|&p| real(b, p)) {
-                spread[b * seq + p] = gather.len() as i32;
-                gather.push((b * seq + p) as i32);
+                spread[b * seq + p] = gather.len();
+                gather.push(b * seq + p);
             }
         }
         if gather.len() == batch * seq {
             return None;
         }
-        let index = |v: Vec<i32>| {
-            let n = v.len();
-            Tensor::<1, Int>::from_data(TensorData::new(v, [n]), device)
-        };
-        Some(Self { batch, seq, spread: index(spread), gather: index(gather) })
+        Some(Self { batch, seq, spread: index_tensor(spread, device), gather: index_tensor(gather, device) })
     }
 
     /// The token ids of the real positions of `ids` `[batch, seq]`, `[1, tokens]`.
@@ -445,11 +448,7 @@ impl LlamaForCausalLM {
         if cache.is_none() {
             pass.sequences = Some(lengths);
         }
-        pass.keep = rows.map(|rows| {
-            let rows: Vec<i32> = rows.iter().map(|&r| r as i32).collect();
-            let n = rows.len();
-            Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &device)
-        });
+        pass.keep = rows.map(|rows| index_tensor(rows.iter().copied(), &device));
         let input = Tensor::<2, Int>::from_data(TensorData::new(ids, shape), &device);
         let hidden = self.run(input, &pass, cache);
         let width = hidden.dims()[2];
