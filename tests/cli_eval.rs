@@ -194,6 +194,10 @@ fn models_under_one_name_are_seeds_of_one_system() {
     let mean_difference = s.metrics["map"] - row(&pooled, "base").metrics["map"];
     assert!((test.test.mean_difference - mean_difference).abs() < 1e-12);
 
+    // Each seed alone is tested against the base as its own system was.
+    let a_map = alone.significance.iter().find(|t| t.system == "a" && t.metric == "map").unwrap();
+    assert_eq!(s.seeds[0].tests["map"], a_map.test);
+
     let dir = root.join("pooled");
     for file in ["runs/s.seed1.trec", "runs/s.seed2.trec", "runs/base.trec"] {
         assert!(dir.join(file).is_file(), "{file}");

@@ -238,6 +238,7 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
         bail!("--against {missing:?} names no system of the comparison");
     }
     let significance = ComparisonReport::significance(&rows, &references, &args.tests);
+    ComparisonReport::test_seeds(&mut rows, &references[0], &args.tests);
     let teacher = match &args.labels {
         Some(labels) => {
             let split = DataSet::load(&data_dir, &[args.labels_split.as_str()])?;
@@ -318,6 +319,7 @@ fn score_system(
         token_f1,
         exact_match,
         per_query: per_query.clone(),
+        tests: BTreeMap::new(),
     };
     let row = SystemRow {
         name: system.name.clone(),

@@ -104,6 +104,10 @@ pub struct SeedRow {
     pub exact_match: Option<f64>,
     /// Its per-query scores, as [`SystemRow::per_query`].
     pub per_query: BTreeMap<String, BTreeMap<String, f64>>,
+    /// This seed alone against the first reference system, per tested
+    /// metric (how many seeds would have been significant on their own).
+    #[serde(default)]
+    pub tests: BTreeMap<String, PairedTest>,
 }
 
 impl SystemRow {
@@ -245,20 +249,24 @@ impl ComparisonReport {
         for reference in references {
             let Some(r) = systems.iter().find(|s| &s.name == reference) else { continue };
             for s in systems.iter().filter(|s| &s.name != reference) {
-                for (metric, _) in TESTED_METRICS {
-                    let (Some(a), Some(b)) = (s.per_query.get(metric), r.per_query.get(metric)) else { continue };
-                    let pairs: Vec<(f64, f64)> = a.iter().filter_map(|(q, x)| Some((*x, *b.get(q)?))).collect();
-                    let (xs, ys): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
-                    out.push(Significance {
-                        system: s.name.clone(),
-                        against: reference.clone(),
-                        metric: metric.to_string(),
-                        test: significance::paired(&xs, &ys, options),
-                    });
+                for (metric, test) in paired_by_query(&s.per_query, &r.per_query, options) {
+                    out.push(Significance { system: s.name.clone(), against: reference.clone(), metric, test });
                 }
             }
         }
         out
+    }
+
+    /// Tests each seed of every other system with seeds against
+    /// `reference` (a system name) on each tested metric, into
+    /// [`SeedRow::tests`].
+    pub fn test_seeds(systems: &mut [SystemRow], reference: &str, options: &TestOptions) {
+        let Some(r) = systems.iter().find(|s| s.name == reference).map(|r| r.per_query.clone()) else { return };
+        for s in systems.iter_mut().filter(|s| s.name != reference) {
+            for seed in &mut s.seeds {
+                seed.tests = paired_by_query(&seed.per_query, &r, options).into_iter().collect();
+            }
+        }
     }
 
     /// The marks of `system`'s significant differences on `metric`.
@@ -422,15 +430,24 @@ impl ComparisonReport {
         md.push_str(" token F1 |\n|---|---:|---|");
         md.push_str(&"---:|".repeat(TABLE_METRICS.len() + 1));
         md.push('\n');
-        let opt = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
+        let cell = |seed: &SeedRow, key: &str, v: Option<f64>| {
+            let mark = match seed.tests.get(key) {
+                Some(t) if t.significant => MARKS[0],
+                _ => "",
+            };
+            v.map_or("–".to_string(), |v| format!("{v:.3}{mark}"))
+        };
         for s in with_seeds {
             for (i, seed) in s.seeds.iter().enumerate() {
                 let _ = write!(md, "| {} | {} | {} |", s.name, i + 1, seed.model);
                 for (key, _) in TABLE_METRICS {
-                    let _ = write!(md, " {} |", opt(seed.metrics.get(key).copied()));
+                    let _ = write!(md, " {} |", cell(seed, key, seed.metrics.get(key).copied()));
                 }
-                let _ = writeln!(md, " {} |", opt(seed.token_f1));
+                let _ = writeln!(md, " {} |", cell(seed, "token_f1", seed.token_f1));
             }
+        }
+        if let Some(reference) = self.references.first() {
+            let _ = writeln!(md, "\n{} this seed alone differs from {reference} with p < 0.05 (the same test).", MARKS[0]);
         }
     }
 
@@ -536,6 +553,22 @@ impl ComparisonReport {
             (None, _) => path.display().to_string(),
         }
     }
+}
+
+/// The paired test of `a` against `b` (per metric, query id -> score) on
+/// each of [`TESTED_METRICS`] both have, pairing the queries by id.
+fn paired_by_query(
+    a: &BTreeMap<String, BTreeMap<String, f64>>,
+    b: &BTreeMap<String, BTreeMap<String, f64>>,
+    options: &TestOptions,
+) -> Vec<(String, PairedTest)> {
+    let mut out = Vec::new();
+    for (metric, _) in TESTED_METRICS {
+        let (Some(a), Some(b)) = (a.get(metric), b.get(metric)) else { continue };
+        let (xs, ys): (Vec<f64>, Vec<f64>) = a.iter().filter_map(|(q, x)| Some((*x, *b.get(q)?))).unzip();
+        out.push((metric.to_string(), significance::paired(&xs, &ys, options)));
+    }
+    out
 }
 
 /// The machine prefixes a committed report should not hold, longest
