@@ -209,4 +209,7 @@ fn models_under_one_name_are_seeds_of_one_system() {
 
     let out = uae(&["eval", "--data", path(&data), "--report", path(&root.join("r")), "--model", &format!("BM25={}", models[0])]);
     assert!(!out.status.success() && stderr(&out).contains("\"BM25\" names another system"), "{}", stderr(&out));
+    let twice = format!("s={}", models[1]);
+    let out = uae(&["eval", "--data", path(&data), "--report", path(&root.join("r")), "--model", &twice, "--model", &twice]);
+    assert!(!out.status.success() && stderr(&out).contains(&format!("--model {twice} is given twice")), "{}", stderr(&out));
 }

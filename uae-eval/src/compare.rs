@@ -155,6 +155,15 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
     }
     // Checked before any work: each name becomes an index folder's.
     let models = systems_of(args.models.iter().map(|spec| named(spec, "--model")).collect::<Result<Vec<_>>>()?);
+    for (name, paths) in &models {
+        if name == "BM25" || name == RERANK {
+            bail!("--model: {name:?} names another system of the comparison; name models as NAME=PATH");
+        }
+        // The same model twice would count one seed twice.
+        if let Some(path) = paths.iter().enumerate().find_map(|(i, p)| paths[..i].contains(p).then_some(p)) {
+            bail!("--model {name}={path} is given twice; a system's seeds are different models");
+        }
+    }
     if args.k == 0 || args.rerank_k == 0 || args.tests.resamples == 0 {
         bail!("--k, --rerank-k and --test-resamples must be at least 1");
     }
@@ -186,9 +195,6 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
     let mut systems = vec![bm25_system(&data, &queries, args.k)?];
     let indexes = args.indexes.clone().unwrap_or_else(|| report_dir.join("indexes"));
     for (name, paths) in &models {
-        if name == "BM25" || name == RERANK {
-            bail!("--model: {name:?} names another system of the comparison; name models as NAME=PATH");
-        }
         for (i, path) in paths.iter().enumerate() {
             let seed = (paths.len() > 1).then_some(i + 1);
             systems.push(dense_system(name, seed, path, &data, &queries, &indexes, args, device, progress)?);
