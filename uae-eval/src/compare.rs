@@ -223,19 +223,11 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
     let mut scored = Vec::new();
     for (i, system) in systems.iter().enumerate() {
         let answers = answers.as_ref().map(|a| a[i].as_slice());
-        scored.push(score_system(system, qrels, &queries, answers, &report_dir)?);
+        scored.push((system, score_system(system, qrels, &queries, answers, &report_dir)?));
     }
-    let mut rows: Vec<SystemRow> = Vec::new();
-    for (system, (row, per_seed)) in systems.iter().zip(scored) {
-        match rows.last_mut() {
-            Some(last) if last.name == system.name => last.seeds.push(per_seed),
-            _ => rows.push(SystemRow { seeds: if system.seed.is_some() { vec![per_seed] } else { Vec::new() }, ..row }),
-        }
-    }
-    for row in &mut rows {
-        pool_seeds(row, &systems);
-        row.speedup_vs_rerank = rerank_p50.map(|r| r / row.latency.p50_ms);
-    }
+    // A system's seeds are adjacent in `systems`.
+    let mut rows: Vec<SystemRow> =
+        scored.chunk_by(|a, b| a.0.name == b.0.name).map(|group| system_row(group, rerank_p50)).collect();
     let base = &models[0].0;
     let student = &models[models.len() - 1].0;
     let goals = ComparisonReport::paper_goals(&rows, base, student, RERANK);
@@ -286,16 +278,15 @@ pub fn compare(args: &CompareOptions, device: &Device, progress: &dyn Progress) 
     Ok(report)
 }
 
-/// Writes `system`'s run file into `<report>/runs` and scores it: its row
-/// (the system's own, or one seed's figures to be pooled) and its figures as
-/// a seed. `answers` are its token F1 and exact match per query.
+/// Writes `system`'s run file into `<report>/runs` and scores it: its
+/// ranking metrics, and token F1 and exact match from `answers` (per query).
 fn score_system(
     system: &Ranked,
     qrels: &Qrels,
     queries: &[&Query],
     answers: Option<&[(f64, f64)]>,
     report_dir: &Path,
-) -> Result<(SystemRow, SeedRow)> {
+) -> Result<SeedRow> {
     let run = Run::from_triples(
         queries.iter().zip(&system.rankings).flat_map(|(q, r)| r.iter().map(move |h| (q.id.clone(), h.id.clone(), h.score))),
     );
@@ -319,41 +310,26 @@ fn score_system(
         per_query.insert("token_f1".into(), by_query(|s| s.0));
         per_query.insert("exact_match".into(), by_query(|s| s.1));
     }
-    let seed = SeedRow {
+    Ok(SeedRow {
         model: system.model.clone().unwrap_or_default(),
-        metrics: evaluated.mean.clone(),
-        token_f1,
-        exact_match,
-        per_query: per_query.clone(),
-        tests: BTreeMap::new(),
-    };
-    let row = SystemRow {
-        name: system.name.clone(),
-        description: system.description.clone(),
         metrics: evaluated.mean,
         token_f1,
         exact_match,
-        latency: Latency::of(&system.latencies_ms),
-        speedup_vs_rerank: None,
         per_query,
-        seeds: Vec::new(),
-    };
-    Ok((row, seed))
+        tests: BTreeMap::new(),
+    })
 }
 
-/// Makes `row` the mean of its seeds, where it has several: each metric's
-/// per-query score averaged over the seeds, the means of the seeds' means,
-/// the latency of all their queries.
-fn pool_seeds(row: &mut SystemRow, systems: &[Ranked]) {
-    if row.seeds.is_empty() {
-        return;
-    }
-    let n = row.seeds.len() as f64;
-    let mean_of = |f: &dyn Fn(&SeedRow) -> Option<f64>| row.seeds.iter().map(f).sum::<Option<f64>>().map(|s| s / n);
-    row.metrics = row.seeds[0].metrics.keys().map(|k| (k.clone(), mean_of(&|s| s.metrics.get(k).copied()).unwrap_or(f64::NAN))).collect();
-    row.token_f1 = mean_of(&|s| s.token_f1);
-    row.exact_match = mean_of(&|s| s.exact_match);
-    row.per_query = row.seeds[0]
+/// The row of one system from the figures of its models: one, or its
+/// seeds, whose per-query scores are averaged (the means of their means),
+/// with the latency of all their queries. (A mean over one model is its
+/// own figures, unchanged.)
+fn system_row(group: &[(&Ranked, SeedRow)], rerank_p50: Option<f64>) -> SystemRow {
+    let (first, figures) = (group[0].0, &group[0].1);
+    let n = group.len() as f64;
+    let mean_of = |f: &dyn Fn(&SeedRow) -> Option<f64>| group.iter().map(|(_, s)| f(s)).sum::<Option<f64>>().map(|s| s / n);
+    let metrics = figures.metrics.keys().map(|k| (k.clone(), mean_of(&|s| s.metrics.get(k).copied()).unwrap_or(f64::NAN))).collect();
+    let per_query = figures
         .per_query
         .iter()
         .map(|(metric, queries)| {
@@ -364,11 +340,27 @@ fn pool_seeds(row: &mut SystemRow, systems: &[Ranked]) {
             (metric.clone(), pooled)
         })
         .collect();
-    let latencies: Vec<f64> =
-        systems.iter().filter(|s| s.name == row.name).flat_map(|s| s.latencies_ms.iter().copied()).collect();
-    row.latency = Latency::of(&latencies);
-    let models: Vec<&str> = row.seeds.iter().map(|s| s.model.as_str()).collect();
-    row.description = format!("the mean of {} seeds: bi-encoders {}, exact cosine search", row.seeds.len(), models.join(", "));
+    let latencies: Vec<f64> = group.iter().flat_map(|(s, _)| s.latencies_ms.iter().copied()).collect();
+    let latency = Latency::of(&latencies);
+    let (description, seeds) = match first.seed {
+        None => (first.description.clone(), Vec::new()),
+        Some(_) => {
+            let models: Vec<&str> = group.iter().map(|(_, s)| s.model.as_str()).collect();
+            let description = format!("the mean of {} seeds: bi-encoders {}, exact cosine search", group.len(), models.join(", "));
+            (description, group.iter().map(|(_, s)| s.clone()).collect())
+        }
+    };
+    SystemRow {
+        name: first.name.clone(),
+        description,
+        metrics,
+        token_f1: mean_of(&|s| s.token_f1),
+        exact_match: mean_of(&|s| s.exact_match),
+        latency,
+        speedup_vs_rerank: rerank_p50.map(|r| r / latency.p50_ms),
+        per_query,
+        seeds,
+    }
 }
 
 /// A system name as a file name and TREC tag: whitespace and slashes become `-`.

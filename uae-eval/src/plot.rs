@@ -176,9 +176,11 @@ pub fn bar_chart(path: &Path, title: &str, groups: &[String], series: &[BarSerie
                 Rectangle::new([(x0, 0.0), (x0 + width * 0.92, v)], c.filled())
             });
             chart.draw_series(bars).map_err(plot_error)?;
+            // The middle of this series' bar in group `g`.
+            let center = move |g: usize| g as f64 + 0.08 + (i as f64 + 0.46) * width;
             // Whiskers: a vertical line from low to high with short caps.
             let whiskers = s.spread.iter().enumerate().filter_map(|(g, r)| Some((g, (*r)?))).flat_map(move |(g, (lo, hi))| {
-                let x = g as f64 + 0.08 + (i as f64 + 0.46) * width;
+                let x = center(g);
                 let cap = width * 0.2;
                 [((x, lo), (x, hi)), ((x - cap, lo), (x + cap, lo)), ((x - cap, hi), (x + cap, hi))]
                     .map(|(a, b)| PathElement::new(vec![a, b], BLACK.stroke_width(1)))
@@ -186,7 +188,7 @@ pub fn bar_chart(path: &Path, title: &str, groups: &[String], series: &[BarSerie
             chart.draw_series(whiskers).map_err(plot_error)?;
             if labelled {
                 let labels = s.values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(move |(g, &v)| {
-                    let x = g as f64 + 0.08 + (i as f64 + 0.46) * width;
+                    let x = center(g);
                     let above = s.spread.get(g).copied().flatten().map_or(v, |r| r.1.max(v));
                     Text::new(
                         format!("{v:.2}"),
