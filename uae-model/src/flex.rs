@@ -200,23 +200,27 @@ pub(crate) fn contiguous<const D: usize>(mask: Tensor<D, Bool>) -> Tensor<D, Boo
 /// the compiler may use differ, chosen at run time). The second form names
 /// one body for the two vector units (which both have FMA) and another for
 /// the baseline, for code that calls `mul_add` only where it is one
-/// instruction.
+/// instruction; the third names one body per unit, for code whose tile
+/// size follows the vector width.
 macro_rules! widest_simd {
     ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $portable:ident) => {
         $crate::flex::widest_simd! { $(#[$attr])* $vis fn $name($($arg: $ty),*) => $portable, $portable }
     };
     ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $simd:path, $portable:path) => {
+        $crate::flex::widest_simd! { $(#[$attr])* $vis fn $name($($arg: $ty),*) => $simd, $simd, $portable }
+    };
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $avx512:path, $avx2:path, $portable:path) => {
         $(#[$attr])*
         $vis fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
                 fn avx512($($arg: $ty),*) {
-                    $simd($($arg),*)
+                    $avx512($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
                 fn avx2($($arg: $ty),*) {
-                    $simd($($arg),*)
+                    $avx2($($arg),*)
                 }
                 if std::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU supports AVX-512F, checked just above.

@@ -14,6 +14,10 @@
 //! in the same order whatever the batch and the thread count, so a batched
 //! step gives every sequence the numbers it would get by itself.
 //!
+//! From 12 rows to 64 (a search query, a short prompt) linear layers run on
+//! register tiles over packed weights, which sum each element in the same
+//! order, so a row's numbers are the same there too.
+//!
 //! More rows (a prompt, scoring or embedding pass) go to gemm, flex's own matmul
 //! kernel, called here with an output buffer of ours: flex allocates every
 //! matmul output zeroed and then copies it into a 16-byte-aligned buffer
@@ -69,12 +73,19 @@ mod fast {
 
     use crate::flex::contiguous_f32;
 
-    /// Most rows the fast path takes: at 8 rows it streams 17-19 GB/s where
-    /// gemm streams 12, and with `uae synth`'s decode steps of 24 rows (8
-    /// passages x 3 questions) on it instead of gemm the whole run took 1.14x
-    /// less time (BENCHMARKS.md; gemm packs the weights and reuses them from
-    /// cache, which pays more as rows grow; 32 was not tuned further).
+    /// Most rows the fast path's `x · eᵀ` takes: at 8 rows it streams 17-19
+    /// GB/s where gemm streams 12, and with `uae synth`'s decode steps of 24
+    /// rows (8 passages x 3 questions) on the fast path instead of gemm the
+    /// whole run took 1.14x less time (BENCHMARKS.md; gemm packs the
+    /// weights and reuses them from cache, which pays more as rows grow; 32
+    /// was not tuned further).
     pub(super) const MAX_ROWS: usize = 32;
+
+    /// Most rows the fast path's linear layers take: their register tiles
+    /// ([`accumulate_tiles`]) ran 1.0-1.4x gemm's speed at 64 rows on one
+    /// core, and raising the limit from 32 to 64 embedded lone texts of
+    /// 5-39 words 1.06x faster (some are over 32 word pieces).
+    pub(super) const MAX_TILE_ROWS: usize = 64;
 
     /// Weights (in elements) below which one core does the whole product:
     /// handing half of it to another costs more than it saves.
@@ -84,6 +95,23 @@ mod fast {
     /// rows' output columns of a pass stay in the first-level cache (8 rows
     /// of 1,024 columns, 32 KiB).
     const BLOCK_ELEMENTS: usize = 8 * 1024;
+
+    /// Fewest rows for register tiles over packed weights
+    /// ([`accumulate_tiles`]); fewer rows stream the weights row by row
+    /// ([`accumulate_rows`]), which reads memory best and does as well up to
+    /// 8 rows (both measured on a lone query's shapes, the encoder's
+    /// `384 x 384` to `1536 x 384`, and on the 1.5B writer's `1536 x 8960`).
+    const TILE_FROM: usize = 12;
+
+    /// Whole `C`-wide column strips packed at a time by [`accumulate_tiles`]:
+    /// each weight row is read as one run of four strips.
+    const PANEL_STRIPS: usize = 4;
+
+    thread_local! {
+        /// Each thread's packed weight strips, kept between products so that
+        /// packing writes into memory already mapped.
+        static PANEL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
 
     /// Rows and width of `x` seen as `[rows, width]`.
     fn rows<const D: usize>(x: &Tensor<D>) -> (usize, usize) {
@@ -123,7 +151,7 @@ mod fast {
             })
             .collect::<Option<_>>()?;
         let xs = input.as_slice()?;
-        let mut values = match m > MAX_ROWS {
+        let mut values = match m > MAX_TILE_ROWS {
             true => products.iter().map(|p| gemm_times(xs, m, p)).collect::<Vec<_>>(),
             false => rows_times(xs, m, &products),
         }
@@ -255,6 +283,10 @@ mod fast {
             Some(b) => b[start..end].repeat(m),
             None => vec![0.0; m * width],
         };
+        if m >= TILE_FROM {
+            PANEL.with_borrow_mut(|panel| accumulate_tiles(x, p.w, p.n, start, &mut out, panel));
+            return out;
+        }
         // Output columns per pass: a multiple of 16 (whole vectors).
         let block = (BLOCK_ELEMENTS / m / 16).max(1) * 16;
         for c in (0..width).step_by(block) {
@@ -288,6 +320,111 @@ mod fast {
         #[allow(clippy::too_many_arguments)]
         fn accumulate_rows(x: &[f32], w: &[f32], n: usize, from: usize, to: usize, out: &mut [f32], width: usize, at: usize)
             => accumulate_rows_body::<true>, accumulate_rows_body::<false>
+    }
+
+    crate::flex::widest_simd! {
+        /// Adds `x · w[:, from..from + width]` to `out` (`[m, width]`) by
+        /// register tiles: strips of two vectors' width (32 columns with
+        /// AVX-512, 16 with AVX2), packed into `panel`.
+        fn accumulate_tiles(x: &[f32], w: &[f32], n: usize, from: usize, out: &mut [f32], panel: &mut Vec<f32>)
+            => accumulate_tiles_body::<32, true>, accumulate_tiles_body::<16, true>, accumulate_tiles_body::<8, false>
+    }
+
+    /// Tiles of up to four rows by `C` columns (eight vector accumulators)
+    /// that sum over all of `k` in registers before they are stored, so a
+    /// weight vector loaded once serves four rows; [`accumulate_rows`] loads
+    /// and stores every output vector once per four products. Weights are
+    /// first copied, [`PANEL_STRIPS`] strips at a time, into `[k, C]` blocks
+    /// read front to back: walking down the weight matrix itself, a row
+    /// (for wide matrices a page) a step, the tiles waited on memory and
+    /// ran slower than the row kernel wherever the weights were not cached.
+    /// Measured alone on one core (a scratch program over these kernels,
+    /// weights cycled as a forward pass cycles them): at 20 rows 1.1-1.3x
+    /// the row kernel on the encoder's matrices and 1.3-1.8x gemm; at 24
+    /// rows 1.1-1.25x the row kernel on the 1.5B writer's, read from
+    /// memory; at 8 rows or fewer no faster than the row kernel
+    /// ([`TILE_FROM`]). End to end: BENCHMARKS.md. Every element is
+    /// `out + Σ_i x[r, i] w[i, c]` summed in order of `i`, as the row kernel
+    /// sums it, so a row's bits do not depend on the rows beside it or on
+    /// the kernel.
+    #[inline(always)]
+    fn accumulate_tiles_body<const C: usize, const FUSED: bool>(
+        x: &[f32],
+        w: &[f32],
+        n: usize,
+        from: usize,
+        out: &mut [f32],
+        panel: &mut Vec<f32>,
+    ) {
+        let k = w.len() / n;
+        if k == 0 {
+            return;
+        }
+        let width = out.len() / (x.len() / k);
+        let strips = width / C;
+        // Grown only: products of other shapes share the buffer.
+        let size = k * C * PANEL_STRIPS.min(strips);
+        if panel.len() < size {
+            panel.resize(size, 0.0);
+        }
+        let panel = &mut panel[..size];
+        for first in (0..strips).step_by(PANEL_STRIPS) {
+            let count = (strips - first).min(PANEL_STRIPS);
+            let start = from + first * C;
+            for i in 0..k {
+                for (s, part) in w[i * n + start..][..count * C].chunks_exact(C).enumerate() {
+                    panel[(s * k + i) * C..][..C].copy_from_slice(part);
+                }
+            }
+            for (s, strip) in panel.chunks_exact(k * C).take(count).enumerate() {
+                strip_tiles::<C, FUSED>(x, k, strip.as_chunks::<C>().0, out, width, (first + s) * C);
+            }
+        }
+        // A ragged end narrower than a strip, row by row.
+        let done = strips * C;
+        if done < width {
+            accumulate_rows_body::<FUSED>(x, w, n, from + done, from + width, out, width, done);
+        }
+    }
+
+    /// One packed strip `[k, C]` times every row of `x`, added to columns
+    /// `at..at + C` of `out` (`[m, width]`), four rows at a time.
+    #[inline(always)]
+    fn strip_tiles<const C: usize, const FUSED: bool>(x: &[f32], k: usize, strip: &[[f32; C]], out: &mut [f32], width: usize, at: usize) {
+        let (mut xs, mut outs) = (x.chunks_exact(4 * k), out.chunks_exact_mut(4 * width));
+        for (x, out) in xs.by_ref().zip(outs.by_ref()) {
+            tile::<4, C, FUSED>(x, strip, out, width, at);
+        }
+        let (x, out) = (xs.remainder(), outs.into_remainder());
+        match x.len() / k {
+            3 => tile::<3, C, FUSED>(x, strip, out, width, at),
+            2 => tile::<2, C, FUSED>(x, strip, out, width, at),
+            1 => tile::<1, C, FUSED>(x, strip, out, width, at),
+            _ => {}
+        }
+    }
+
+    /// `R` rows of `x` (`[R, k]`) times a packed strip, added to columns
+    /// `at..at + C` of `out` (`[R, width]`), accumulated in registers.
+    #[inline(always)]
+    fn tile<const R: usize, const C: usize, const FUSED: bool>(x: &[f32], strip: &[[f32; C]], out: &mut [f32], width: usize, at: usize) {
+        let k = strip.len();
+        let mut acc = [[0.0f32; C]; R];
+        for (r, a) in acc.iter_mut().enumerate() {
+            a.copy_from_slice(&out[r * width + at..][..C]);
+        }
+        let xs: [&[f32]; R] = std::array::from_fn(|r| &x[r * k..(r + 1) * k]);
+        for (i, wi) in strip.iter().enumerate() {
+            for (a, xr) in acc.iter_mut().zip(xs) {
+                let v = xr[i];
+                for (a, &p) in a.iter_mut().zip(wi) {
+                    *a = fma::<FUSED>(v, p, *a);
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            out[r * width + at..][..C].copy_from_slice(a);
+        }
     }
 
     /// Weight rows four at a time: each output element is loaded and stored
@@ -421,7 +558,7 @@ mod fast {
         fn products_match_exact_arithmetic_for_odd_shapes() {
             // Odd k (a tail after the groups of four), odd n (a ragged last
             // range and block), and a product big enough to use both cores.
-            for &(m, k, n) in &[(1, 7, 5), (3, 37, 2085), (8, 130, 1029), (5, 1, 17), (24, 50, 1100)] {
+            for &(m, k, n) in &[(1, 7, 5), (3, 37, 2085), (8, 130, 1029), (5, 1, 17), (24, 50, 1100), (13, 3, 70), (12, 130, 33)] {
                 let (x, w, b) = (values(m * k, 1), values(k * n, 2), values(n, 3));
                 close(&times(&x, &w, Some(&b), m, n), &exact(&x, &w, Some(&b), m, n), &x, &w, m, n);
                 close(&times(&x, &w, None, m, n), &exact(&x, &w, None, m, n), &x, &w, m, n);
@@ -463,12 +600,18 @@ mod fast {
 
         #[test]
         fn every_dispatch_path_gives_close_results() {
-            let (m, k, n) = (4, 96, 80);
+            // Six rows: a tile of four and one of two.
+            let (m, k, n) = (6, 96, 80);
             let (x, w) = (values(m * k, 6), values(k * n, 7));
             let want = exact(&x, &w, None, m, n);
             for fused in [accumulate_rows_body::<true>, accumulate_rows_body::<false>] {
                 let mut out = vec![0.0; m * n];
                 fused(&x, &w, n, 0, n, &mut out, n, 0);
+                close(&out, &want, &x, &w, m, n);
+            }
+            for tiled in [accumulate_tiles_body::<32, true>, accumulate_tiles_body::<16, true>, accumulate_tiles_body::<8, false>] {
+                let mut out = vec![0.0; m * n];
+                tiled(&x, &w, n, 0, &mut out, &mut Vec::new());
                 close(&out, &want, &x, &w, m, n);
             }
             let e = transposed(&w, k, n);
@@ -484,15 +627,16 @@ mod fast {
             let device = Device::flex();
             let (k, n) = (64, 48);
             let linear = burn::nn::LinearConfig::new(k, n).init(&device);
-            // The streaming kernel, then gemm on one core and on all (past
-            // its threshold of 192^3 multiply-adds: 3,000 x 64 x 48).
-            for m in [1, MAX_ROWS, MAX_ROWS + 1, 3000] {
+            // The row kernel, the register tiles (linears), then gemm on one
+            // core and on all (past its threshold of 192^3 multiply-adds:
+            // 3,000 x 64 x 48).
+            for m in [1, MAX_ROWS, MAX_ROWS + 1, MAX_TILE_ROWS, MAX_TILE_ROWS + 1, 3000] {
                 let x = Tensor::<3>::from_data(TensorData::new(values(m * k, 8), [m, 1, k]), &device);
                 assert!(super::linears([&linear], &x).is_some());
                 let want = linear.forward(x.clone());
                 let got = super::super::linear(&linear, x.clone());
                 assert_eq!(got.dims(), [m, 1, n]);
-                if m > MAX_ROWS {
+                if m > MAX_TILE_ROWS {
                     // gemm as flex's matmul and bias add call it.
                     assert_eq!(got.clone().into_data(), want.clone().into_data(), "{m} rows");
                 }
