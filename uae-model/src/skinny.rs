@@ -18,7 +18,8 @@
 //! register tiles over packed weights, which sum each element in the same
 //! order, so a row's numbers are the same there too.
 //!
-//! More rows (a prompt, scoring or embedding pass) go to gemm, flex's own matmul
+//! More rows (a prompt, scoring or embedding pass; for `x · eᵀ` more than
+//! 32) go to gemm, flex's own matmul
 //! kernel, called here with an output buffer of ours: flex allocates every
 //! matmul output zeroed and then copies it into a 16-byte-aligned buffer
 //! (`FlexTensor::empty` through cubecl's `Bytes::from_bytes_vec`), 4.5% of
@@ -73,19 +74,21 @@ mod fast {
 
     use crate::flex::contiguous_f32;
 
-    /// Most rows the fast path's `x · eᵀ` takes: at 8 rows it streams 17-19
-    /// GB/s where gemm streams 12, and with `uae synth`'s decode steps of 24
-    /// rows (8 passages x 3 questions) on the fast path instead of gemm the
-    /// whole run took 1.14x less time (BENCHMARKS.md; gemm packs the
-    /// weights and reuses them from cache, which pays more as rows grow; 32
-    /// was not tuned further).
+    /// Most rows the fast path's `x · eᵀ` takes (and its linear layers
+    /// took until [`MAX_TILE_ROWS`]): at 8 rows it streams 17-19 GB/s where
+    /// gemm streams 12, and with `uae synth`'s decode steps of 24 rows (8
+    /// passages x 3 questions) on the fast path instead of gemm the whole
+    /// run took 1.14x less time (BENCHMARKS.md; gemm packs the weights and
+    /// reuses them from cache, which pays more as rows grow; 32 was not
+    /// tuned further).
     pub(super) const MAX_ROWS: usize = 32;
 
     /// Most rows the fast path's linear layers take: their register tiles
     /// ([`accumulate_tiles`]) ran 1.0-1.4x gemm's speed at 64 rows on one
     /// core, and raising the limit from 32 to 64 embedded lone texts of
-    /// 5-39 words 1.06x faster (some are over 32 word pieces).
-    pub(super) const MAX_TILE_ROWS: usize = 64;
+    /// 5-39 word pieces 1.06x faster (some are over 32 with the special
+    /// tokens).
+    const MAX_TILE_ROWS: usize = 64;
 
     /// Weights (in elements) below which one core does the whole product:
     /// handing half of it to another costs more than it saves.
@@ -98,9 +101,11 @@ mod fast {
 
     /// Fewest rows for register tiles over packed weights
     /// ([`accumulate_tiles`]); fewer rows stream the weights row by row
-    /// ([`accumulate_rows`]), which reads memory best and does as well up to
-    /// 8 rows (both measured on a lone query's shapes, the encoder's
-    /// `384 x 384` to `1536 x 384`, and on the 1.5B writer's `1536 x 8960`).
+    /// ([`accumulate_rows`]), which reads memory best: at 8 rows the row
+    /// kernel was as fast or faster, at 12 about as fast, from 13 to 17 the
+    /// tiles 1.0-1.1x ahead, at 20-24 1.1-1.3x (measured on a lone query's
+    /// shapes, the encoder's `384 x 384` to `1536 x 384`, and on the 1.5B
+    /// writer's `1536 x 8960`).
     const TILE_FROM: usize = 12;
 
     /// Whole `C`-wide column strips packed at a time by [`accumulate_tiles`]:
@@ -109,7 +114,9 @@ mod fast {
 
     thread_local! {
         /// Each thread's packed weight strips, kept between products so that
-        /// packing writes into memory already mapped.
+        /// packing writes into memory already mapped: `4 x C x k` floats for
+        /// the widest `k` seen (4.6 MB a thread for the 1.5B writer's
+        /// `down_proj`, k = 8,960; 0.8 MB for a MiniLM encoder).
         static PANEL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
 
@@ -568,7 +575,7 @@ mod fast {
 
         #[test]
         fn a_row_gets_the_same_bits_alone_and_in_a_batch() {
-            // 24 rows take passes of fewer columns than one row does.
+            // 24 rows take the register tiles, one row the row kernel.
             let (m, k, n) = (24, 301, 1200);
             let (x, w) = (values(m * k, 4), values(k * n, 5));
             let e = transposed(&w, k, n);
@@ -577,6 +584,37 @@ mod fast {
                 let row = &x[r * k..(r + 1) * k];
                 assert_eq!(&batched[r * n..(r + 1) * n], &times(row, &w, None, 1, n)[..]);
                 assert_eq!(&dotted[r * n..(r + 1) * n], &rows_dot(row, &e, 1, n)[..]);
+            }
+        }
+
+        /// [`accumulate_rows_body`] with its vector unit chosen.
+        type RowKernel = fn(&[f32], &[f32], usize, usize, usize, &mut [f32], usize, usize);
+        /// [`accumulate_tiles_body`] with its strip width and vector unit chosen.
+        type TileKernel = fn(&[f32], &[f32], usize, usize, &mut [f32], &mut Vec<f32>);
+
+        #[test]
+        fn tiles_give_the_row_kernel_bits() {
+            // 15 rows (tiles of four and one of three), k with a tail after
+            // the groups of four, columns from 12 (a second core's range),
+            // 80 wide (strips and a ragged end) and 20 (narrower than a
+            // 32-column strip).
+            let (m, k, n, from) = (15, 37, 100, 12);
+            let (x, w) = (values(m * k, 11), values(k * n, 12));
+            for width in [80, 20] {
+                let rows = |fused: RowKernel| {
+                    let mut out = values(m * width, 13);
+                    fused(&x, &w, n, from, from + width, &mut out, width, 0);
+                    out
+                };
+                let tiles = |tiled: TileKernel| {
+                    let mut out = values(m * width, 13);
+                    tiled(&x, &w, n, from, &mut out, &mut Vec::new());
+                    out
+                };
+                let (fused, unfused) = (rows(accumulate_rows_body::<true>), rows(accumulate_rows_body::<false>));
+                assert_eq!(tiles(accumulate_tiles_body::<32, true>), fused, "{width} wide");
+                assert_eq!(tiles(accumulate_tiles_body::<16, true>), fused, "{width} wide");
+                assert_eq!(tiles(accumulate_tiles_body::<8, false>), unfused, "{width} wide");
             }
         }
 
