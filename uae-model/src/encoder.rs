@@ -287,10 +287,7 @@ impl BiEncoder {
             let ids: Vec<&[u32]> = batch.iter().map(|&i| encoded[i].ids.as_slice()).collect();
             let types: Vec<&[u32]> = batch.iter().map(|&i| encoded[i].type_ids.as_slice()).collect();
             let tokens = TokenBatch::pad(&ids, &types, pad_id, &self.device);
-            let out = self.embedder_for(role).forward(&tokens);
-            let flat = out
-                .into_data()
-                .try_into_vec_as::<f32>()
+            let flat = crate::pool::on_worker(|| self.embedder_for(role).forward(&tokens).into_data().try_into_vec_as::<f32>())
                 .map_err(|e| anyhow::anyhow!("cannot read embeddings back from the device: {e:?}"))?;
             let dim = self.dim();
             for (row, &i) in batch.iter().enumerate() {

@@ -13,6 +13,7 @@ mod flex;
 pub mod gguf;
 pub mod llama;
 pub mod llm;
+mod pool;
 pub mod pooling;
 pub mod sentence;
 mod skinny;

@@ -15,6 +15,7 @@ use crate::decoding::{Chooser, Decoding};
 use crate::gguf::GgufFile;
 use crate::weights::WeightReader;
 use crate::llama::{KvCache, LlamaConfig, LlamaForCausalLM, Padding, index_tensor};
+use crate::pool;
 
 mod text;
 
@@ -114,6 +115,11 @@ impl CausalLm {
     /// whose total fits the context window. A NaN or infinite log-probability
     /// is a [`NonFiniteLogprob`] error.
     pub fn continuation_logprobs(&self, pairs: &[(&[u32], &[u32])]) -> Result<Vec<Vec<f32>>> {
+        pool::on_worker(|| self.continuation_logprobs_on_worker(pairs))
+    }
+
+    /// [`Self::continuation_logprobs`], on a worker of rayon's pool.
+    fn continuation_logprobs_on_worker(&self, pairs: &[(&[u32], &[u32])]) -> Result<Vec<Vec<f32>>> {
         if pairs.is_empty() {
             return Ok(Vec::new());
         }
@@ -163,6 +169,11 @@ impl CausalLm {
     /// continuation (one right-padded batch after it). The numbers are those
     /// of the pairs run whole, up to float rounding.
     pub fn shared_prompt_logprobs(&self, prompt: &[u32], continuations: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        pool::on_worker(|| self.shared_prompt_logprobs_on_worker(prompt, continuations))
+    }
+
+    /// [`Self::shared_prompt_logprobs`], on a worker of rayon's pool.
+    fn shared_prompt_logprobs_on_worker(&self, prompt: &[u32], continuations: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
         if continuations.is_empty() {
             return Ok(Vec::new());
         }
@@ -274,6 +285,11 @@ impl CausalLm {
     /// window is an error. Uses a KV cache, so each new token costs one
     /// position.
     pub fn generate(&self, prompt: &[u32], max_new_tokens: usize) -> Result<Vec<u32>> {
+        pool::on_worker(|| self.generate_on_worker(prompt, max_new_tokens))
+    }
+
+    /// [`Self::generate`], on a worker of rayon's pool.
+    fn generate_on_worker(&self, prompt: &[u32], max_new_tokens: usize) -> Result<Vec<u32>> {
         self.check_prompt(prompt)?;
         let mut cache = KvCache::new();
         let mut next_input: Vec<u32> = prompt.to_vec();
@@ -315,6 +331,11 @@ impl CausalLm {
     /// Likewise a preamble of at least [`MIN_SHARED_PREFIX`] tokens that
     /// every distinct prompt begins with is run once for all of them.
     pub fn generate_batch_with(&self, prompts: &[&[u32]], max_new_tokens: usize, decodings: &[Decoding]) -> Result<Vec<Vec<u32>>> {
+        pool::on_worker(|| self.generate_batch_with_on_worker(prompts, max_new_tokens, decodings))
+    }
+
+    /// [`Self::generate_batch_with`], on a worker of rayon's pool.
+    fn generate_batch_with_on_worker(&self, prompts: &[&[u32]], max_new_tokens: usize, decodings: &[Decoding]) -> Result<Vec<Vec<u32>>> {
         if decodings.len() != prompts.len() {
             bail!("{} decodings for {} prompts", decodings.len(), prompts.len());
         }
