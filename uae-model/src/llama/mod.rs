@@ -113,8 +113,6 @@ impl LlamaAttention {
     }
 }
 
-/// The rows of `x` `[batch, seq, width]` (counted `b * seq + p`) that `keep`
-/// names, `[1, kept, width]`; `x` itself when `keep` is `None`.
 /// A 1-d index tensor (for `select`) holding `indices`.
 pub(crate) fn index_tensor(indices: impl IntoIterator<Item = usize>, device: &Device) -> Tensor<1, Int> {
     let indices: Vec<i32> = indices.into_iter().map(|i| i as i32).collect();
@@ -122,6 +120,8 @@ pub(crate) fn index_tensor(indices: impl IntoIterator<Item = usize>, device: &De
     Tensor::<1, Int>::from_data(TensorData::new(indices, [n]), device)
 }
 
+/// The rows of `x` `[batch, seq, width]` (counted `b * seq + p`) that `keep`
+/// names, `[1, kept, width]`; `x` itself when `keep` is `None`.
 fn select_rows(x: Tensor<3>, keep: Option<&Tensor<1, Int>>) -> Tensor<3> {
     match keep {
         Some(rows) => {
